@@ -1,0 +1,3 @@
+"""Moorage: a private OCI Distribution v1.1 container registry."""
+
+__version__ = "0.1.0"

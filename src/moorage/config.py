@@ -1,0 +1,118 @@
+"""One typed settings object: a YAML file, overridden by ``MOORAGE_*`` environment variables,
+overridden by command-line flags. Nested keys use ``__`` in variable names, for example
+``MOORAGE_LIMITS__MANIFEST_MAX_BYTES=8388608``. The YAML file is named by ``--config`` or
+``MOORAGE_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_VARIABLE = "MOORAGE_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=0, le=65535)
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path("moorage-data")
+
+
+class DatabaseSettings(_Section):
+    # SQLAlchemy URL; empty means SQLite in the data directory.
+    url: str = ""
+
+
+class LimitsSettings(_Section):
+    manifest_max_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    page_size_max: int = Field(1000, gt=0)
+    page_size_default: int = Field(1000, gt=0)
+    upload_expiry_seconds: int = Field(24 * 3600, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything Moorage can be told; every field has a safe default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MOORAGE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    listen: ListenSettings = ListenSettings()
+    storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    limits: LimitsSettings = LimitsSettings()
+    delete_enabled: bool = True
+    workers: int = Field(1, ge=1, le=64)
+    log_level: str = "info"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.storage.data_dir.resolve() / 'moorage.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the file.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names each offending key."""
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"{key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from ``config_file`` (or ``$MOORAGE_CONFIG``), env and ``overrides``.
+
+    ``overrides`` take nested dicts, e.g. ``listen={"port": 5001}``. Raises :class:`ConfigError`.
+    """
+    path = config_file or (Path(p) if (p := os.environ.get(CONFIG_FILE_VARIABLE)) else None)
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(yaml_file=path)
+
+    try:
+        return FileSettings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None

@@ -1,0 +1,72 @@
+"""Byte ranges: the ``Range`` header of blob GETs and the ``Content-Range`` of upload PATCHes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from moorage.errors import ErrorCode, RegistryError
+
+_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})$")
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive range ``first..last`` of a resource of ``size`` bytes."""
+
+    first: int
+    last: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+    def content_range(self, size: int) -> str:
+        return f"bytes {self.first}-{self.last}/{size}"
+
+
+class RangeNotSatisfiable(Exception):
+    """The Range header was well-formed but selects no byte of the resource (416)."""
+
+
+def parse_range(header: str, size: int) -> ByteRange | None:
+    """Resolve a ``Range`` header against a resource of ``size`` bytes.
+
+    Returns None when the header should be ignored (not a single bytes range: RFC 9110 lets a
+    server answer 200 with the whole body), a :class:`ByteRange` otherwise; raises
+    :class:`RangeNotSatisfiable` when no byte is selected.
+    """
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    if not first_text:  # suffix range: the last N bytes
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(header)
+        return ByteRange(max(0, size - suffix), size - 1)
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last < first:
+        return None  # syntactically invalid range: ignored per RFC 9110
+    if first >= size:
+        raise RangeNotSatisfiable(header)
+    return ByteRange(first, min(last, size - 1))
+
+
+def parse_content_range(header: str) -> ByteRange:
+    """Parse an upload chunk's ``Content-Range: <first>-<last>`` (inclusive); 416 if malformed."""
+    match = _CONTENT_RANGE.match(header.strip())
+    if match is None:
+        raise RegistryError(
+            ErrorCode.RANGE_INVALID, "Content-Range must be <first>-<last>", {"range": header}
+        )
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first:
+        raise RegistryError(
+            ErrorCode.RANGE_INVALID, "Content-Range ends before it starts", {"range": header}
+        )
+    return ByteRange(first, last)
