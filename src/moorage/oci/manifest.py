@@ -94,8 +94,10 @@ def _media_type(body: dict[str, Any], content_type: str | None) -> str:
     if declared is not None and not isinstance(declared, str):
         raise _invalid("mediaType must be a string")
     header = (content_type or "").split(";", 1)[0].strip().lower() or None
-    if body.get("schemaVersion") == 1 or declared in mediatypes.SCHEMA1 or (
-        header in mediatypes.SCHEMA1
+    if (
+        body.get("schemaVersion") == 1
+        or declared in mediatypes.SCHEMA1
+        or (header in mediatypes.SCHEMA1)
     ):
         raise _invalid(
             "Docker schema 1 manifests are not supported; push with a current client "

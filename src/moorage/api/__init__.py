@@ -1,0 +1,1 @@
+"""HTTP layer: parse the request, call a service, render the response. Nothing else."""

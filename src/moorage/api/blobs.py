@@ -1,0 +1,81 @@
+"""Blob routes: GET / HEAD (whole, ranged, or redirected) and DELETE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from moorage.api.context import Registry
+from moorage.errors import ErrorCode, RegistryError
+from moorage.oci.digest import Digest
+from moorage.oci.ranges import RangeNotSatisfiable, parse_range
+
+OCTET_STREAM = "application/octet-stream"
+
+
+class _WholeFileResponse(FileResponse):
+    """A FileResponse that never interprets Range itself (we already did): it hands the path to
+    the server (ASGI pathsend, zero-copy in granian) or streams it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"range"]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
+async def get_blob(registry: Registry, request: Request, name: str, reference: str) -> Response:
+    digest = Digest.parse(reference)
+    info = await run_in_threadpool(registry.blobs.stat, name, digest)
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    redirect = registry.storage.redirect_url(digest)
+    if redirect is not None:
+        return RedirectResponse(redirect, 307, headers)
+
+    range_header = request.headers.get("range")
+    byte_range = None
+    if range_header is not None:
+        try:
+            byte_range = parse_range(range_header, info.size)
+        except RangeNotSatisfiable:
+            raise RegistryError(
+                ErrorCode.RANGE_INVALID,
+                "requested range not satisfiable",
+                {"size": info.size},
+                headers={"Content-Range": f"bytes */{info.size}"},
+            ) from None
+
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(info.size if byte_range is None else byte_range.length)
+        status = 200
+        if byte_range is not None:
+            headers["Content-Range"] = byte_range.content_range(info.size)
+            status = 206
+        return Response(b"", status, headers, OCTET_STREAM)
+
+    if byte_range is not None:
+        headers["Content-Range"] = byte_range.content_range(info.size)
+        headers["Content-Length"] = str(byte_range.length)
+        chunks = await run_in_threadpool(
+            registry.storage.read, digest, byte_range.first, byte_range.last
+        )
+        return StreamingResponse(iterate_in_threadpool(chunks), 206, headers, OCTET_STREAM)
+
+    path: Path | None = registry.storage.local_path(digest)
+    if path is not None:
+        return _WholeFileResponse(path, headers=headers, media_type=OCTET_STREAM)
+    headers["Content-Length"] = str(info.size)
+    chunks = await run_in_threadpool(registry.storage.read, digest)
+    return StreamingResponse(iterate_in_threadpool(chunks), 200, headers, OCTET_STREAM)
+
+
+async def delete_blob(registry: Registry, request: Request, name: str, reference: str) -> Response:
+    await run_in_threadpool(registry.blobs.delete, name, Digest.parse(reference))
+    return Response(b"", 202)

@@ -1,0 +1,81 @@
+"""Reading request bodies without ever holding a blob in memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.services.uploads import Append
+
+# Body pieces are gathered into batches this size before a worker thread hashes and writes
+# them: big enough to amortise the thread hop, small enough to keep memory flat.
+WRITE_BATCH = 1024 * 1024
+
+
+def declared_length(request: Request) -> int | None:
+    """Content-Length as an int, or None when absent; 400 when it is garbage."""
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise RegistryError(ErrorCode.SIZE_INVALID, "Content-Length must be a non-negative integer")
+    return int(raw)
+
+
+async def _batches(request: Request) -> AsyncIterator[bytes]:
+    pending: list[bytes] = []
+    size = 0
+    async for piece in request.stream():
+        if not piece:
+            continue
+        pending.append(piece)
+        size += len(piece)
+        if size >= WRITE_BATCH:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+async def stream_into(request: Request, append: Append) -> None:
+    """Feed the whole request body into ``append``; abort it on any failure (a cut connection
+    leaves the upload exactly where it was). The caller then calls ``append.finish``."""
+    try:
+        async for batch in _batches(request):
+            await run_in_threadpool(append.write, batch)
+    except ClientDisconnect:
+        await run_in_threadpool(append.abort)
+        raise RegistryError(
+            ErrorCode.BLOB_UPLOAD_INVALID, "the client disconnected before the body ended"
+        ) from None
+    except BaseException:
+        await run_in_threadpool(append.abort)
+        raise
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The whole body if it is at most ``limit`` bytes, else 413 without reading the rest."""
+    length = declared_length(request)
+    too_big = RegistryError(
+        ErrorCode.MANIFEST_TOO_BIG,
+        f"manifest larger than the limit of {limit} bytes",
+        {"limit": limit},
+    )
+    if length is not None and length > limit:
+        raise too_big
+    pieces: list[bytes] = []
+    total = 0
+    try:
+        async for piece in request.stream():
+            total += len(piece)
+            if total > limit:
+                raise too_big
+            pieces.append(piece)
+    except ClientDisconnect:
+        raise RegistryError(
+            ErrorCode.MANIFEST_INVALID, "the client disconnected before the body ended"
+        ) from None
+    return b"".join(pieces)

@@ -1,0 +1,48 @@
+"""Manifest routes: GET / HEAD, PUT (by tag or digest, with ``?tag=``), DELETE."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from moorage.api.body import read_limited
+from moorage.api.context import Registry
+
+
+async def get_manifest(registry: Registry, request: Request, name: str, reference: str) -> Response:
+    record = await run_in_threadpool(registry.manifests.get, name, reference)
+    headers = {
+        "Docker-Content-Digest": record.digest,
+        "ETag": f'"{record.digest}"',
+        "Content-Length": str(record.size),
+    }
+    body = b"" if request.method == "HEAD" else record.payload
+    response = Response(body, 200, headers, record.media_type)
+    return response
+
+
+async def put_manifest(registry: Registry, request: Request, name: str, reference: str) -> Response:
+    payload = await read_limited(request, registry.manifest_max_bytes)
+    record = await run_in_threadpool(
+        registry.manifests.put,
+        name,
+        reference,
+        payload,
+        request.headers.get("content-type"),
+        request.query_params.getlist("tag"),
+    )
+    headers = {
+        "Location": f"/v2/{name}/manifests/{record.digest}",
+        "Docker-Content-Digest": record.digest,
+    }
+    if record.subject:
+        headers["OCI-Subject"] = record.subject
+    return Response(b"", 201, headers)
+
+
+async def delete_manifest(
+    registry: Registry, request: Request, name: str, reference: str
+) -> Response:
+    await run_in_threadpool(registry.manifests.delete, name, reference)
+    return Response(b"", 202)

@@ -1,0 +1,77 @@
+"""The /v2 route table. Repository names contain slashes, so one pattern per endpoint is matched
+against the path after ``/v2/``; the name is validated once here, at the edge."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from moorage.api import blobs, discovery, manifests, uploads
+from moorage.api.context import Registry
+from moorage.errors import ErrorCode, RegistryError
+from moorage.oci.names import parse_name
+
+Handler = Callable[[Registry, Request, str, str], Awaitable[Response]]
+StartHandler = Callable[[Registry, Request, str], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
+def _start_upload(registry: Registry, request: Request, name: str, _: str) -> Awaitable[Response]:
+    return uploads.start_upload(registry, request, name)
+
+
+_NAME = r"(?P<name>.+?)"
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"), {"POST": _start_upload}),
+    Endpoint(
+        re.compile(rf"^{_NAME}/blobs/uploads/(?P<ref>[^/]+)$"),
+        {
+            "GET": uploads.upload_status,
+            "PATCH": uploads.patch_upload,
+            "PUT": uploads.finish_upload,
+            "DELETE": uploads.cancel_upload,
+        },
+    ),
+    Endpoint(
+        re.compile(rf"^{_NAME}/blobs/(?P<ref>[^/]+)$"),
+        {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
+    ),
+    Endpoint(
+        re.compile(rf"^{_NAME}/manifests/(?P<ref>[^/]+)$"),
+        {
+            "GET": manifests.get_manifest,
+            "HEAD": manifests.get_manifest,
+            "PUT": manifests.put_manifest,
+            "DELETE": manifests.delete_manifest,
+        },
+    ),
+    Endpoint(re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"), {"GET": discovery.list_tags}),
+    Endpoint(re.compile(rf"^{_NAME}/referrers/(?P<ref>[^/]+)$"), {"GET": discovery.referrers}),
+)
+
+
+def resolve(path: str, method: str) -> tuple[Handler, str, str]:
+    """Find the handler for ``/v2/<path>``; 404 for an unknown route, 405 for a wrong method."""
+    for endpoint in ENDPOINTS:
+        match = endpoint.pattern.match(path)
+        if match is None:
+            continue
+        handler = endpoint.methods.get(method)
+        if handler is None:
+            raise RegistryError(
+                ErrorCode.UNSUPPORTED,
+                f"{method} is not allowed here",
+                status=405,
+                headers={"Allow": ", ".join(endpoint.methods)},
+            )
+        return handler, parse_name(match.group("name")), match.group("ref")
+    raise RegistryError(ErrorCode.NAME_UNKNOWN, "no such API endpoint", {"path": path[:256]})

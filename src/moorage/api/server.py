@@ -1,0 +1,110 @@
+"""The ASGI application: routes, the error boundary and the headers every response carries."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from moorage.api import discovery, health
+from moorage.api.context import Registry
+from moorage.api.responses import error_response, json_response
+from moorage.api.routes import resolve
+from moorage.errors import ErrorCode, RegistryError
+
+log = logging.getLogger("moorage.api")
+
+API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class ApiVersionHeader:
+    """Adds ``Docker-Distribution-API-Version: registry/2.0`` to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
+    """The error boundary: RegistryErrors become their envelope; anything else becomes a
+    logged 500 that shows the client a request id and no internals."""
+    head = request.method == "HEAD"
+    try:
+        response: Response = await call()
+        return response
+    except RegistryError as error:
+        return error_response(error, head)
+    except Exception:
+        request_id = uuid.uuid4().hex
+        log.exception(
+            "unhandled error",
+            extra={"request_id": request_id, "method": request.method, "path": request.url.path},
+        )
+        failure = RegistryError(ErrorCode.UNKNOWN, "internal error", {"request_id": request_id})
+        return error_response(failure, head)
+
+
+def build_app(
+    registry: Registry,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+) -> Starlette:
+    async def v2_root(request: Request) -> Response:
+        return json_response({})
+
+    async def v2_catalog(request: Request) -> Response:
+        return await _guarded(request, lambda: discovery.catalog(registry, request))
+
+    async def v2_dispatch(request: Request) -> Response:
+        async def call() -> Response:
+            handler, name, reference = resolve(request.path_params["path"], request.method)
+            return await handler(registry, request, name, reference)
+
+        return await _guarded(request, call)
+
+    async def readyz(request: Request) -> Response:
+        return await health.ready(registry)
+
+    all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes = [
+        Route("/v2/", v2_root, methods=["GET", "HEAD"]),
+        Route("/v2", v2_root, methods=["GET", "HEAD"]),
+        Route("/v2/_catalog", v2_catalog, methods=["GET"]),
+        Route("/v2/{path:path}", v2_dispatch, methods=all_methods),
+        Route("/_ping", health.ping, methods=["GET", "HEAD"]),
+        Route("/v1/_ping", health.ping, methods=["GET", "HEAD"]),
+        Route("/healthz", health.alive, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        code = ErrorCode.UNSUPPORTED if status == 405 else ErrorCode.NAME_UNKNOWN
+        message = "method not allowed" if status == 405 else "no such API endpoint"
+        return error_response(RegistryError(code, message, status=status), request.method == "HEAD")
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_found},
+    )
+    app.add_middleware(ApiVersionHeader)
+    return app

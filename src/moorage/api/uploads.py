@@ -1,0 +1,106 @@
+"""Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE cancel."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from moorage.api.body import declared_length, stream_into
+from moorage.api.context import Registry
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.records import UploadSession
+from moorage.oci.digest import Digest
+from moorage.oci.names import parse_name
+from moorage.oci.ranges import parse_content_range
+
+
+def progress_headers(repository: str, upload_id: str, offset: int) -> dict[str, str]:
+    """Location, Range (inclusive end; ``0-0`` when empty, as distribution does) and the id."""
+    return {
+        "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
+        "Range": f"0-{max(offset - 1, 0)}",
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+def blob_created(repository: str, digest: Digest) -> Response:
+    return Response(
+        b"",
+        201,
+        {"Location": f"/v2/{repository}/blobs/{digest}", "Docker-Content-Digest": str(digest)},
+    )
+
+
+def _has_body(request: Request) -> bool:
+    length = declared_length(request)
+    return (length is not None and length > 0) or "chunked" in request.headers.get(
+        "transfer-encoding", ""
+    ).lower()
+
+
+async def _append_body(
+    registry: Registry, request: Request, name: str, upload_id: str, ranged: bool
+) -> UploadSession:
+    """Stream the request body onto the upload; ``ranged`` honours a Content-Range header."""
+    header = request.headers.get("content-range") if ranged else None
+    content_range = parse_content_range(header) if header is not None else None
+    try:
+        append = await run_in_threadpool(
+            registry.uploads.begin_append, name, upload_id, content_range
+        )
+    except RegistryError as error:
+        if error.code is ErrorCode.RANGE_INVALID and isinstance(error.detail, dict):
+            error.headers.update(progress_headers(name, upload_id, error.detail["offset"]))
+        raise
+    await stream_into(request, append)
+    return await run_in_threadpool(append.finish)
+
+
+async def start_upload(registry: Registry, request: Request, name: str) -> Response:
+    query = request.query_params
+    mount, source = query.get("mount"), query.get("from")
+    if mount is not None and source:
+        mounted = Digest.parse(mount)
+        if await run_in_threadpool(registry.uploads.mount, name, mounted, parse_name(source)):
+            return blob_created(name, mounted)
+    digest_text = query.get("digest")
+    digest = Digest.parse(digest_text) if digest_text is not None else None
+    algorithm = query.get("digest-algorithm") or (digest.algorithm if digest else None)
+    session = await run_in_threadpool(registry.uploads.start, name, algorithm)
+    if digest is None:
+        return Response(b"", 202, progress_headers(name, session.id, 0))
+    session = await _append_body(registry, request, name, session.id, ranged=False)
+    await run_in_threadpool(registry.uploads.complete, session, digest)
+    return blob_created(name, digest)
+
+
+async def patch_upload(registry: Registry, request: Request, name: str, upload_id: str) -> Response:
+    session = await _append_body(registry, request, name, upload_id, ranged=True)
+    return Response(b"", 202, progress_headers(name, upload_id, session.offset))
+
+
+async def finish_upload(
+    registry: Registry, request: Request, name: str, upload_id: str
+) -> Response:
+    digest_text = request.query_params.get("digest")
+    if digest_text is None:
+        raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
+    digest = Digest.parse(digest_text)
+    session = await _append_body(registry, request, name, upload_id, ranged=_has_body(request))
+    await run_in_threadpool(registry.uploads.complete, session, digest)
+    return blob_created(name, digest)
+
+
+async def upload_status(
+    registry: Registry, request: Request, name: str, upload_id: str
+) -> Response:
+    session = await run_in_threadpool(registry.uploads.status, name, upload_id)
+    return Response(b"", 204, progress_headers(name, upload_id, session.offset))
+
+
+async def cancel_upload(
+    registry: Registry, request: Request, name: str, upload_id: str
+) -> Response:
+    await run_in_threadpool(registry.uploads.cancel, name, upload_id)
+    return Response(b"", 204)

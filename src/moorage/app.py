@@ -1,0 +1,76 @@
+"""The composition root: the only place that picks concrete backends and wires services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+
+from moorage.api.context import Registry
+from moorage.api.server import build_app
+from moorage.config import Settings, load_settings
+from moorage.metadata.migrate import upgrade
+from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.services.blobs import BlobService
+from moorage.services.listing import ListingService
+from moorage.services.manifests import ManifestService
+from moorage.services.pagination import PageLimits
+from moorage.services.uploads import UploadService
+from moorage.storage.filesystem import FilesystemBlobStore
+
+log = logging.getLogger("moorage")
+
+# How often each worker looks for abandoned upload sessions.
+EXPIRY_SWEEP_SECONDS = 300.0
+
+
+def build_registry(settings: Settings) -> Registry:
+    """Open the backends the settings name, migrate the database, and wire the services."""
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    metadata = SqlMetadataStore(engine)
+    storage = FilesystemBlobStore(settings.storage.data_dir)
+    limits = settings.limits
+    return Registry(
+        uploads=UploadService(metadata, storage, limits.upload_expiry_seconds),
+        blobs=BlobService(metadata, storage, settings.delete_enabled),
+        manifests=ManifestService(metadata, settings.delete_enabled),
+        listing=ListingService(
+            metadata, PageLimits(limits.page_size_default, limits.page_size_max)
+        ),
+        metadata=metadata,
+        storage=storage,
+        manifest_max_bytes=limits.manifest_max_bytes,
+    )
+
+
+async def _sweep_expired_uploads(registry: Registry) -> None:
+    while True:
+        try:
+            removed = await run_in_threadpool(registry.uploads.expire)
+            if removed:
+                log.info("expired upload sessions", extra={"count": removed})
+        except Exception:
+            log.exception("upload expiry sweep failed")
+        await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app for ``settings`` (default: from the config file and environment)."""
+    settings = settings or load_settings()
+    registry = build_registry(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_expired_uploads(registry))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+
+    return build_app(registry, lifespan)

@@ -1,0 +1,113 @@
+"""``moorage``: serve the registry, check configuration, migrate the database."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
+
+
+def _load(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as error:
+        raise click.ClickException(f"invalid configuration:\n{error}") from None
+
+
+@click.group()
+@click.version_option(package_name="moorage")
+def main() -> None:
+    """Moorage, a private OCI container registry."""
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML config file.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 5000).")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Where blobs and the database live."
+)
+@click.option("--workers", type=int, help="Worker processes (default 1).")
+def serve(
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    workers: int | None,
+) -> None:
+    """Start the registry (filesystem + SQLite unless configured otherwise)."""
+    # Flags become environment variables so that every worker process sees the same settings.
+    flag_env = {
+        "MOORAGE_LISTEN__HOST": host,
+        "MOORAGE_LISTEN__PORT": None if port is None else str(port),
+        "MOORAGE_STORAGE__DATA_DIR": None if data_dir is None else str(data_dir.resolve()),
+        "MOORAGE_WORKERS": None if workers is None else str(workers),
+        CONFIG_FILE_VARIABLE: None if config_file is None else str(config_file.resolve()),
+    }
+    os.environ.update({key: value for key, value in flag_env.items() if value is not None})
+    settings = _load(None)
+    if "MOORAGE_STORAGE__DATA_DIR" not in os.environ:
+        os.environ["MOORAGE_STORAGE__DATA_DIR"] = str(settings.storage.data_dir.resolve())
+
+    # Migrate once here, before workers start, so they never race each other to do it.
+    from moorage.app import build_registry
+
+    build_registry(settings)
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    click.echo(
+        f"moorage: serving on http://{settings.listen.host}:{settings.listen.port} "
+        f"(data in {settings.storage.data_dir.resolve()}, {settings.workers} worker(s))",
+        err=True,
+    )
+    Granian(
+        "moorage.app:create_app",
+        factory=True,
+        address=settings.listen.host,
+        port=settings.listen.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        respawn_failed_workers=True,
+    ).serve()
+
+
+@main.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def config_check(file: Path) -> None:
+    """Validate FILE (with the environment's overrides); name each bad key."""
+    settings = _load(file)
+    click.echo(f"{file}: ok")
+    click.echo(settings.model_dump_json(indent=2))
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--config", "config_file", type=click.Path(path_type=Path))
+def db_upgrade(config_file: Path | None) -> None:
+    """Apply pending migrations."""
+    from moorage.metadata.migrate import upgrade
+    from moorage.metadata.sql import make_engine
+
+    upgrade(make_engine(_load(config_file).database_url))
+    click.echo("database schema is up to date")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

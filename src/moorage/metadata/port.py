@@ -1,0 +1,96 @@
+"""The ``MetadataStore`` port: the database is the source of truth for names.
+
+All methods are synchronous and each is one transaction. Digests are passed as their canonical
+strings. Methods that take a repository name never create the repository unless they say so.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from moorage.metadata.records import (
+    ManifestRecord,
+    ManifestReferences,
+    ReferrerRecord,
+    UploadSession,
+)
+
+
+class UploadBusy(Exception):
+    """Another request is appending to the same upload session right now."""
+
+
+class MetadataStore(Protocol):
+    # --- blobs -----------------------------------------------------------------------------
+    def link_blob(self, repository: str, digest: str, size: int) -> None:
+        """Record that blob ``digest`` exists and belongs to ``repository`` (created if new).
+        Idempotent."""
+
+    def linked_blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of ``digest`` if it is linked to ``repository``, else None."""
+
+    def unlink_blob(self, repository: str, digest: str) -> bool:
+        """Remove the link; False if there was none."""
+
+    def missing_blobs(self, repository: str, digests: set[str]) -> set[str]:
+        """Those of ``digests`` not linked to ``repository``."""
+
+    # --- manifests and tags ------------------------------------------------------------------
+    def put_manifest(
+        self,
+        repository: str,
+        manifest: ManifestRecord,
+        references: ManifestReferences,
+        tags: list[str],
+    ) -> None:
+        """Store the manifest (idempotent by digest) and point ``tags`` at it, moving them
+        from any manifest they named before."""
+
+    def get_manifest(
+        self, repository: str, reference: str, by_digest: bool
+    ) -> ManifestRecord | None:
+        """The manifest a tag or digest names in ``repository``, or None."""
+
+    def missing_manifests(self, repository: str, digests: set[str]) -> set[str]:
+        """Those of ``digests`` that are not manifests in ``repository``."""
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete the manifest and every tag on it; False if it did not exist."""
+
+    def delete_tag(self, repository: str, tag: str) -> bool:
+        """Delete only the tag; False if it did not exist."""
+
+    def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        """Tags in lexical order after ``last``; None if the repository is unknown."""
+
+    def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        """Repository names in lexical order after ``last``."""
+
+    def referrers(
+        self, repository: str, subject: str, artifact_type: str | None, limit: int, last: str | None
+    ) -> list[ReferrerRecord]:
+        """Manifests in ``repository`` whose subject is ``subject``, optionally filtered by
+        artifact type, in digest order after ``last``."""
+
+    # --- upload sessions ---------------------------------------------------------------------
+    def create_upload(self, session: UploadSession) -> None: ...
+
+    def get_upload(self, repository: str, upload_id: str) -> UploadSession | None: ...
+
+    def claim_upload(
+        self, repository: str, upload_id: str, now: float, lease: float
+    ) -> UploadSession | None:
+        """Take an exclusive lease on the session for an append; None if it does not exist.
+        Raises :class:`UploadBusy` while another request holds an unexpired lease."""
+
+    def release_upload(self, upload_id: str, offset: int, hash_state: bytes, now: float) -> None:
+        """Record progress and drop the lease (pass the old offset and state to only unlock)."""
+
+    def extend_lease(self, upload_id: str, until: float) -> None: ...
+
+    def delete_upload(self, upload_id: str) -> bool: ...
+
+    def expired_uploads(self, updated_before: float) -> list[UploadSession]: ...
+
+    def check(self) -> None:
+        """Raise if the database is unreachable."""

@@ -1,0 +1,51 @@
+"""Plain value objects that cross the MetadataStore port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    """A stored manifest: its exact bytes and what the registry learned from them."""
+
+    digest: str
+    media_type: str
+    payload: bytes
+    artifact_type: str | None = None
+    subject: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestReferences:
+    """What a manifest points at; kept so garbage collection is a query."""
+
+    blobs: tuple[str, ...] = ()
+    manifests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRecord:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes."""
+
+    id: str
+    repository: str
+    algorithm: str
+    offset: int
+    hash_state: bytes
+    created_at: float
+    updated_at: float

@@ -1,0 +1,484 @@
+"""The MetadataStore on SQLAlchemy Core: SQLite (embedded default, WAL) or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from moorage.metadata import schema as s
+from moorage.metadata.port import UploadBusy
+from moorage.metadata.records import (
+    ManifestRecord,
+    ManifestReferences,
+    ReferrerRecord,
+    UploadSession,
+)
+
+# Query parameters per IN (...) list, below SQLite's and PostgreSQL's limits.
+_IN_BATCH = 500
+
+
+_WRITE_OPTION = "moorage_write"
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from pysqlite (its implicit BEGINs break SAVEPOINTs);
+    # _begin_sqlite_transaction below issues BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while one writer commits; FULL makes every commit durable before
+    # the client is told its push succeeded; foreign keys make deletes cascade.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(conn: Connection) -> None:
+    # A write transaction takes the write lock up front (BEGIN IMMEDIATE, waiting up to
+    # busy_timeout): a deferred one that reads first would fail with SQLITE_BUSY instead of
+    # waiting when another writer commits between its read and its first write.
+    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine configured for the registry's access pattern on SQLite or PostgreSQL."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=16, max_overflow=16)
+        event.listen(engine, "connect", _enable_sqlite_pragmas)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+def _batches(values: Iterable[str]) -> Iterable[list[str]]:
+    batch: list[str] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == _IN_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _session(row: Any) -> UploadSession:
+    return UploadSession(
+        id=row.id,
+        repository=row.repository,
+        algorithm=row.algorithm,
+        offset=row.offset,
+        hash_state=bytes(row.hash_state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class SqlMetadataStore:
+    """A :class:`~moorage.metadata.port.MetadataStore` over an SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- helpers -----------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed on success."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @staticmethod
+    def _repository_id(conn: Connection, name: str) -> int | None:
+        return conn.execute(
+            select(s.repositories.c.id).where(s.repositories.c.name == name)
+        ).scalar_one_or_none()
+
+    def _ensure_repository(self, conn: Connection, name: str) -> int:
+        repository_id = self._repository_id(conn, name)
+        if repository_id is not None:
+            return repository_id
+        try:
+            with conn.begin_nested():
+                result = conn.execute(
+                    insert(s.repositories).values(name=name, created_at=time.time())
+                )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+        except IntegrityError:  # created concurrently
+            repository_id = self._repository_id(conn, name)
+            assert repository_id is not None
+            return repository_id
+
+    @staticmethod
+    def _insert_ignore(conn: Connection, table: Any, **values: Any) -> None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(table).values(**values))
+        except IntegrityError:
+            pass
+
+    # --- blobs -------------------------------------------------------------------------------
+    def link_blob(self, repository: str, digest: str, size: int) -> None:
+        now = time.time()
+        with self._write() as conn:
+            repository_id = self._ensure_repository(conn, repository)
+            if (
+                conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest)).first()
+                is None
+            ):
+                self._insert_ignore(conn, s.blobs, digest=digest, size=size, created_at=now)
+            self._insert_ignore(
+                conn, s.repository_blobs, repository_id=repository_id, digest=digest, created_at=now
+            )
+
+    def linked_blob_size(self, repository: str, digest: str) -> int | None:
+        query = (
+            select(s.blobs.c.size)
+            .select_from(
+                s.repositories.join(
+                    s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
+                ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
+            )
+            .where(s.repositories.c.name == repository, s.repository_blobs.c.digest == digest)
+        )
+        with self.engine.connect() as conn:
+            size = conn.execute(query).scalar_one_or_none()
+        return None if size is None else int(size)
+
+    def unlink_blob(self, repository: str, digest: str) -> bool:
+        with self._write() as conn:
+            repository_id = self._repository_id(conn, repository)
+            if repository_id is None:
+                return False
+            result = conn.execute(
+                delete(s.repository_blobs).where(
+                    s.repository_blobs.c.repository_id == repository_id,
+                    s.repository_blobs.c.digest == digest,
+                )
+            )
+            return result.rowcount > 0
+
+    def missing_blobs(self, repository: str, digests: set[str]) -> set[str]:
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            repository_id = self._repository_id(conn, repository)
+            if repository_id is None:
+                return set(digests)
+            for batch in _batches(digests):
+                found.update(
+                    conn.execute(
+                        select(s.repository_blobs.c.digest).where(
+                            s.repository_blobs.c.repository_id == repository_id,
+                            s.repository_blobs.c.digest.in_(batch),
+                        )
+                    ).scalars()
+                )
+        return digests - found
+
+    # --- manifests and tags --------------------------------------------------------------------
+    def put_manifest(
+        self,
+        repository: str,
+        manifest: ManifestRecord,
+        references: ManifestReferences,
+        tags: list[str],
+    ) -> None:
+        now = time.time()
+        with self._write() as conn:
+            repository_id = self._ensure_repository(conn, repository)
+            manifest_id = conn.execute(
+                select(s.manifests.c.id).where(
+                    s.manifests.c.repository_id == repository_id,
+                    s.manifests.c.digest == manifest.digest,
+                )
+            ).scalar_one_or_none()
+            if manifest_id is None:
+                result = conn.execute(
+                    insert(s.manifests).values(
+                        repository_id=repository_id,
+                        digest=manifest.digest,
+                        media_type=manifest.media_type,
+                        artifact_type=manifest.artifact_type,
+                        subject_digest=manifest.subject,
+                        annotations=json.dumps(manifest.annotations)
+                        if manifest.annotations
+                        else None,
+                        payload=manifest.payload,
+                        created_at=now,
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                manifest_id = int(key[0])
+                if references.blobs:
+                    conn.execute(
+                        insert(s.manifest_blobs),
+                        [{"manifest_id": manifest_id, "digest": d} for d in set(references.blobs)],
+                    )
+                if references.manifests:
+                    conn.execute(
+                        insert(s.manifest_children),
+                        [
+                            {"manifest_id": manifest_id, "child_digest": d}
+                            for d in set(references.manifests)
+                        ],
+                    )
+            for tag in tags:
+                moved = conn.execute(
+                    update(s.tags)
+                    .where(s.tags.c.repository_id == repository_id, s.tags.c.name == tag)
+                    .values(manifest_id=manifest_id, updated_at=now)
+                )
+                if moved.rowcount == 0:
+                    conn.execute(
+                        insert(s.tags).values(
+                            repository_id=repository_id,
+                            name=tag,
+                            manifest_id=manifest_id,
+                            updated_at=now,
+                        )
+                    )
+
+    def get_manifest(
+        self, repository: str, reference: str, by_digest: bool
+    ) -> ManifestRecord | None:
+        m = s.manifests
+        columns = (
+            m.c.digest,
+            m.c.media_type,
+            m.c.payload,
+            m.c.artifact_type,
+            m.c.subject_digest,
+            m.c.annotations,
+        )
+        joined = s.repositories.join(m, m.c.repository_id == s.repositories.c.id)
+        if by_digest:
+            query = (
+                select(*columns)
+                .select_from(joined)
+                .where(s.repositories.c.name == repository, m.c.digest == reference)
+            )
+        else:
+            query = (
+                select(*columns)
+                .select_from(joined.join(s.tags, s.tags.c.manifest_id == m.c.id))
+                .where(s.repositories.c.name == repository, s.tags.c.name == reference)
+            )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return ManifestRecord(
+            digest=row.digest,
+            media_type=row.media_type,
+            payload=bytes(row.payload),
+            artifact_type=row.artifact_type,
+            subject=row.subject_digest,
+            annotations=json.loads(row.annotations) if row.annotations else {},
+        )
+
+    def missing_manifests(self, repository: str, digests: set[str]) -> set[str]:
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            repository_id = self._repository_id(conn, repository)
+            if repository_id is None:
+                return set(digests)
+            for batch in _batches(digests):
+                found.update(
+                    conn.execute(
+                        select(s.manifests.c.digest).where(
+                            s.manifests.c.repository_id == repository_id,
+                            s.manifests.c.digest.in_(batch),
+                        )
+                    ).scalars()
+                )
+        return digests - found
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        with self._write() as conn:
+            repository_id = self._repository_id(conn, repository)
+            if repository_id is None:
+                return False
+            manifest_id = conn.execute(
+                select(s.manifests.c.id).where(
+                    s.manifests.c.repository_id == repository_id, s.manifests.c.digest == digest
+                )
+            ).scalar_one_or_none()
+            if manifest_id is None:
+                return False
+            # Explicit deletes so PostgreSQL and SQLite behave the same without relying on
+            # cascades being switched on.
+            conn.execute(delete(s.tags).where(s.tags.c.manifest_id == manifest_id))
+            conn.execute(
+                delete(s.manifest_blobs).where(s.manifest_blobs.c.manifest_id == manifest_id)
+            )
+            conn.execute(
+                delete(s.manifest_children).where(s.manifest_children.c.manifest_id == manifest_id)
+            )
+            conn.execute(delete(s.manifests).where(s.manifests.c.id == manifest_id))
+            return True
+
+    def delete_tag(self, repository: str, tag: str) -> bool:
+        with self._write() as conn:
+            repository_id = self._repository_id(conn, repository)
+            if repository_id is None:
+                return False
+            result = conn.execute(
+                delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.name == tag)
+            )
+            return result.rowcount > 0
+
+    def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        with self.engine.connect() as conn:
+            repository_id = self._repository_id(conn, repository)
+            if repository_id is None:
+                return None
+            query = select(s.tags.c.name).where(s.tags.c.repository_id == repository_id)
+            if last is not None:
+                query = query.where(s.tags.c.name > last)
+            # Binary collation on both databases: lexical order by code point.
+            query = query.order_by(
+                s.tags.c.name.collate("C") if _is_postgres(conn) else s.tags.c.name
+            ).limit(limit)
+            return list(conn.execute(query).scalars())
+
+    def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        query = select(s.repositories.c.name)
+        if last is not None:
+            query = query.where(s.repositories.c.name > last)
+        with self.engine.connect() as conn:
+            order = (
+                s.repositories.c.name.collate("C") if _is_postgres(conn) else s.repositories.c.name
+            )
+            return list(conn.execute(query.order_by(order).limit(limit)).scalars())
+
+    def referrers(
+        self, repository: str, subject: str, artifact_type: str | None, limit: int, last: str | None
+    ) -> list[ReferrerRecord]:
+        m = s.manifests
+        query = (
+            select(m.c.digest, m.c.media_type, m.c.artifact_type, m.c.annotations, m.c.payload)
+            .select_from(s.repositories.join(m, m.c.repository_id == s.repositories.c.id))
+            .where(s.repositories.c.name == repository, m.c.subject_digest == subject)
+            .order_by(m.c.digest)
+            .limit(limit)
+        )
+        if artifact_type is not None:
+            query = query.where(m.c.artifact_type == artifact_type)
+        if last is not None:
+            query = query.where(m.c.digest > last)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            ReferrerRecord(
+                digest=row.digest,
+                media_type=row.media_type,
+                size=len(row.payload),
+                artifact_type=row.artifact_type,
+                annotations=json.loads(row.annotations) if row.annotations else {},
+            )
+            for row in rows
+        ]
+
+    # --- upload sessions -----------------------------------------------------------------------
+    def create_upload(self, session: UploadSession) -> None:
+        with self._write() as conn:
+            conn.execute(
+                insert(s.uploads).values(
+                    id=session.id,
+                    repository=session.repository,
+                    algorithm=session.algorithm,
+                    offset=session.offset,
+                    hash_state=session.hash_state,
+                    created_at=session.created_at,
+                    updated_at=session.updated_at,
+                )
+            )
+
+    def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(s.uploads).where(
+                    s.uploads.c.id == upload_id, s.uploads.c.repository == repository
+                )
+            ).first()
+        return None if row is None else _session(row)
+
+    def claim_upload(
+        self, repository: str, upload_id: str, now: float, lease: float
+    ) -> UploadSession | None:
+        u = s.uploads
+        with self._write() as conn:
+            claimed = conn.execute(
+                update(u)
+                .where(
+                    u.c.id == upload_id,
+                    u.c.repository == repository,
+                    (u.c.lease_until.is_(None)) | (u.c.lease_until < now),
+                )
+                .values(lease_until=now + lease)
+            )
+            row = conn.execute(
+                select(u).where(and_(u.c.id == upload_id, u.c.repository == repository))
+            ).first()
+        if row is None:
+            return None
+        if claimed.rowcount == 0:
+            raise UploadBusy(upload_id)
+        return _session(row)
+
+    def release_upload(self, upload_id: str, offset: int, hash_state: bytes, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(s.uploads)
+                .where(s.uploads.c.id == upload_id)
+                .values(offset=offset, hash_state=hash_state, lease_until=None, updated_at=now)
+            )
+
+    def extend_lease(self, upload_id: str, until: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(s.uploads).where(s.uploads.c.id == upload_id).values(lease_until=until)
+            )
+
+    def delete_upload(self, upload_id: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
+            return result.rowcount > 0
+
+    def expired_uploads(self, updated_before: float) -> list[UploadSession]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.uploads).where(s.uploads.c.updated_at < updated_before)
+            ).all()
+        return [_session(row) for row in rows]
+
+    def check(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+
+def _is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"

@@ -1,0 +1,41 @@
+"""Reading and deleting blobs as a repository sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.port import MetadataStore
+from moorage.oci.digest import Digest
+from moorage.storage.port import BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+
+
+def _unknown(digest: Digest) -> RegistryError:
+    return RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+
+
+class BlobService:
+    def __init__(self, metadata: MetadataStore, blobs: BlobStore, delete_enabled: bool) -> None:
+        self.metadata = metadata
+        self.blobs = blobs
+        self.delete_enabled = delete_enabled
+
+    def stat(self, repository: str, digest: Digest) -> BlobInfo:
+        """The blob if ``repository`` may serve it: linked to it and present in storage."""
+        size = self.metadata.linked_blob_size(repository, str(digest))
+        if size is None or self.blobs.stat(digest) is None:
+            raise _unknown(digest)
+        return BlobInfo(digest, size)
+
+    def delete(self, repository: str, digest: Digest) -> None:
+        """Unlink the blob from the repository. Storage is reclaimed by garbage collection."""
+        if not self.delete_enabled:
+            raise RegistryError(ErrorCode.UNSUPPORTED, "deletion is disabled on this registry")
+        if not self.metadata.unlink_blob(repository, str(digest)):
+            raise _unknown(digest)

@@ -1,0 +1,47 @@
+"""Content discovery: tags, the catalog and referrers, each a bounded query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.port import MetadataStore
+from moorage.metadata.records import ReferrerRecord
+from moorage.oci.digest import Digest
+from moorage.services.pagination import Page, PageLimits, page_of
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrersPage:
+    referrers: list[ReferrerRecord]
+    next_last: str | None
+
+
+class ListingService:
+    def __init__(self, metadata: MetadataStore, limits: PageLimits) -> None:
+        self.metadata = metadata
+        self.limits = limits
+
+    def tags(self, repository: str, n: str | None, last: str | None) -> Page:
+        size = self.limits.resolve(n)
+        rows = self.metadata.list_tags(repository, size + 1, last)
+        if rows is None:
+            raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
+        return page_of(rows, size)
+
+    def catalog(self, n: str | None, last: str | None) -> Page:
+        size = self.limits.resolve(n)
+        return page_of(self.metadata.list_repositories(size + 1, last), size)
+
+    def referrers(
+        self,
+        repository: str,
+        subject: Digest,
+        artifact_type: str | None,
+        n: str | None,
+        last: str | None,
+    ) -> ReferrersPage:
+        size = self.limits.resolve(n)
+        rows = self.metadata.referrers(repository, str(subject), artifact_type, size + 1, last)
+        page = page_of([row.digest for row in rows], size)
+        return ReferrersPage(rows[: len(page.items)], page.next_last)

@@ -1,0 +1,86 @@
+"""Pushing, pulling and deleting manifests and tags."""
+
+from __future__ import annotations
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.port import MetadataStore
+from moorage.metadata.records import ManifestRecord, ManifestReferences
+from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, is_digest_like
+from moorage.oci.manifest import parse_manifest
+from moorage.oci.names import parse_tag
+
+
+def _unknown(reference: str) -> RegistryError:
+    return RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": reference[:256]})
+
+
+class ManifestService:
+    def __init__(self, metadata: MetadataStore, delete_enabled: bool) -> None:
+        self.metadata = metadata
+        self.delete_enabled = delete_enabled
+
+    def put(
+        self,
+        repository: str,
+        reference: str,
+        payload: bytes,
+        content_type: str | None,
+        extra_tags: list[str] = [],  # noqa: B006 - never mutated
+    ) -> ManifestRecord:
+        """Validate and store a manifest under a tag or its digest (plus ``?tag=`` tags)."""
+        tags = [parse_tag(tag) for tag in extra_tags]
+        if is_digest_like(reference):
+            expected = Digest.parse(reference)
+            digest = Digest.of_bytes(payload, expected.algorithm)
+            if digest != expected:
+                raise RegistryError(
+                    ErrorCode.DIGEST_INVALID,
+                    "manifest content does not match the digest in the URL",
+                    {"expected": reference, "actual": str(digest)},
+                )
+        else:
+            tags.insert(0, parse_tag(reference))
+            digest = Digest.of_bytes(payload, DEFAULT_ALGORITHM)
+
+        parsed = parse_manifest(payload, content_type)
+        blob_refs = {str(d.digest) for d in parsed.blobs}
+        child_refs = {str(d.digest) for d in parsed.children}
+        missing = sorted(self.metadata.missing_blobs(repository, blob_refs))
+        missing += sorted(self.metadata.missing_manifests(repository, child_refs))
+        if missing:
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                "manifest references blobs or manifests this repository does not have",
+                {"missing": missing[:20]},
+            )
+        record = ManifestRecord(
+            digest=str(digest),
+            media_type=parsed.media_type,
+            payload=payload,
+            artifact_type=parsed.artifact_type,
+            subject=str(parsed.subject.digest) if parsed.subject else None,
+            annotations=parsed.annotations,
+        )
+        references = ManifestReferences(tuple(sorted(blob_refs)), tuple(sorted(child_refs)))
+        self.metadata.put_manifest(repository, record, references, tags)
+        return record
+
+    def get(self, repository: str, reference: str) -> ManifestRecord:
+        if is_digest_like(reference):
+            record = self.metadata.get_manifest(repository, str(Digest.parse(reference)), True)
+        else:
+            record = self.metadata.get_manifest(repository, parse_tag(reference), False)
+        if record is None:
+            raise _unknown(reference)
+        return record
+
+    def delete(self, repository: str, reference: str) -> None:
+        """By digest: the manifest and all its tags. By tag: only the tag."""
+        if not self.delete_enabled:
+            raise RegistryError(ErrorCode.UNSUPPORTED, "deletion is disabled on this registry")
+        if is_digest_like(reference):
+            deleted = self.metadata.delete_manifest(repository, str(Digest.parse(reference)))
+        else:
+            deleted = self.metadata.delete_tag(repository, parse_tag(reference))
+        if not deleted:
+            raise _unknown(reference)

@@ -1,0 +1,1 @@
+"""Blob storage: content-addressed bytes, with no notion of repositories or tags."""

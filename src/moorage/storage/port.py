@@ -1,0 +1,78 @@
+"""The ``BlobStore`` port: what the services need from a place that keeps bytes by digest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from moorage.oci.digest import Digest
+
+
+class BlobNotFound(Exception):
+    """The store has no blob (or upload) under that name."""
+
+
+class UploadWriter(Protocol):
+    """Appends bytes to one upload; obtained from :meth:`BlobStore.open_upload`."""
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; the bytes are not durable until :meth:`close`."""
+
+    def close(self) -> None:
+        """Make everything written durable. After this the writer is unusable."""
+
+    def discard(self) -> None:
+        """Drop what this writer appended (the upload returns to where it was opened)."""
+
+
+class BlobStore(Protocol):
+    """Bytes by digest, plus in-progress uploads by id.
+
+    A blob becomes visible (``stat`` finds it) only through :meth:`commit_upload`, which
+    publishes a complete upload atomically; nothing half-written is ever visible. Publishing the
+    same digest twice is harmless (the content is identical by definition).
+    """
+
+    def stat(self, digest: Digest) -> int | None:
+        """The blob's size in bytes, or None when it is not stored."""
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """A filesystem path the server may send directly (zero-copy), or None if remote."""
+
+    def read(self, digest: Digest, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+        """Stream bytes ``first..last`` (inclusive; ``last=None`` to the end).
+
+        Raises :class:`BlobNotFound` before yielding anything if the blob is missing."""
+
+    def redirect_url(self, digest: Digest) -> str | None:
+        """A URL clients may fetch the blob from directly, or None to stream through us."""
+
+    def delete(self, digest: Digest) -> None:
+        """Remove the blob; deleting a missing blob is not an error (idempotent)."""
+
+    def iter_digests(self) -> Iterator[Digest]:
+        """Every stored blob, in no particular order."""
+
+    def open_upload(self, upload_id: str, offset: int) -> UploadWriter:
+        """Start appending to upload ``upload_id`` at ``offset`` (0 creates it).
+
+        Bytes beyond ``offset`` left by an interrupted earlier append are dropped first."""
+
+    def upload_size(self, upload_id: str) -> int | None:
+        """Bytes held for the upload (may exceed the committed offset after a crash)."""
+
+    def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
+        """Stream the first ``size`` bytes of an upload in progress."""
+
+    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> None:
+        """Publish the first ``size`` bytes of the upload as blob ``digest`` and remove the upload.
+
+        The caller has verified the digest while writing. Raises :class:`BlobNotFound` if
+        the upload does not exist."""
+
+    def abort_upload(self, upload_id: str) -> None:
+        """Remove the upload's bytes; idempotent."""
+
+    def check(self) -> None:
+        """Raise if the store cannot be used (for readiness checks)."""
