@@ -44,6 +44,27 @@ class ApiVersionHeader:
         await self.app(scope, receive, send_with_header)
 
 
+class RejectAmbiguousFraming:
+    """Refuses a request that carries both Content-Length and Transfer-Encoding (RFC 9112
+    section 6.1: a request-smuggling vector) before any handler reads its body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            names = {name for name, _ in scope["headers"]}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                error = RegistryError(
+                    ErrorCode.SIZE_INVALID,
+                    "Content-Length and Transfer-Encoding must not both be sent",
+                    headers={"Connection": "close"},
+                )
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
     """The error boundary: RegistryErrors become their envelope; anything else becomes a
     logged 500 that shows the client a request id and no internals."""
@@ -106,5 +127,6 @@ def build_app(
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_found},
     )
+    app.add_middleware(RejectAmbiguousFraming)
     app.add_middleware(ApiVersionHeader)
     return app

@@ -27,34 +27,33 @@ class ByteRange:
 
 
 class RangeNotSatisfiable(Exception):
-    """The Range header was well-formed but selects no byte of the resource (416)."""
+    """The Range header is malformed or selects no byte of the resource (416)."""
 
 
 def parse_range(header: str, size: int) -> ByteRange | None:
     """Resolve a ``Range`` header against a resource of ``size`` bytes.
 
-    Returns None when the header should be ignored (not a single bytes range: RFC 9110 lets a
-    server answer 200 with the whole body), a :class:`ByteRange` otherwise; raises
-    :class:`RangeNotSatisfiable` when no byte is selected.
+    Returns None when the whole resource should be sent instead (a list of several ranges:
+    RFC 9110 lets a server answer 200 with the whole body), else the one :class:`ByteRange`.
+    Raises :class:`RangeNotSatisfiable` when the header is malformed or selects no byte (416,
+    as distribution answers too).
     """
-    match = _RANGE.match(header.strip())
+    text = header.strip()
+    if "," in text and text.startswith("bytes="):
+        return None
+    match = _RANGE.match(text)
     if match is None:
-        return None
-    first_text, last_text = match.groups()
-    if not first_text and not last_text:
-        return None
-    if not first_text:  # suffix range: the last N bytes
-        suffix = int(last_text)
-        if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable(header)
-        return ByteRange(max(0, size - suffix), size - 1)
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None  # syntactically invalid range: ignored per RFC 9110
-    if first >= size:
         raise RangeNotSatisfiable(header)
-    return ByteRange(first, min(last, size - 1))
+    first_text, last_text = match.groups()
+    if not first_text:  # suffix range: the last N bytes
+        if not last_text or int(last_text) == 0 or size == 0:
+            raise RangeNotSatisfiable(header)
+        return ByteRange(max(0, size - int(last_text)), size - 1)
+    first = int(first_text)
+    if first >= size or (last_text and int(last_text) < first):
+        raise RangeNotSatisfiable(header)
+    last = min(int(last_text), size - 1) if last_text else size - 1
+    return ByteRange(first, last)
 
 
 def parse_content_range(header: str) -> ByteRange:
