@@ -16,6 +16,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -93,6 +94,14 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _check_keys(data: dict[Any, Any], prefix: str) -> None:
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{prefix}{key!r}: keys must be strings")
+        if isinstance(value, dict):
+            _check_keys(value, f"{prefix}{key}.")
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from ``config_file`` (or ``$MOORAGE_CONFIG``), env and ``overrides``.
 
@@ -108,6 +117,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys")
+        _check_keys(data or {}, "")
 
     class FileSettings(Settings):
         model_config = SettingsConfigDict(yaml_file=path)
@@ -116,3 +126,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return FileSettings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+    except SettingsError as error:  # e.g. MOORAGE_LISTEN='not json'
+        raise ConfigError(str(error)) from None

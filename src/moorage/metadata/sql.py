@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -56,8 +58,10 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
     # A write transaction takes the write lock up front (BEGIN IMMEDIATE, waiting up to
     # busy_timeout): a deferred one that reads first would fail with SQLITE_BUSY instead of
     # waiting when another writer commits between its read and its first write.
-    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # Reads issue no BEGIN at all: each SELECT is its own consistent snapshot, and skipping the
+    # BEGIN/ROLLBACK pair halves the cost of the hot read paths (manifest GET, blob HEAD).
+    if conn.get_execution_options().get(_WRITE_OPTION, False):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -68,6 +72,50 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+# Hot-path statements are built once: constructing a SQLAlchemy expression costs more than
+# running the query on SQLite.
+_REPOSITORY_ID = select(s.repositories.c.id).where(s.repositories.c.name == bindparam("name"))
+_LINKED_BLOB_SIZE = (
+    select(s.blobs.c.size)
+    .select_from(
+        s.repositories.join(
+            s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
+        ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
+    )
+    .where(
+        s.repositories.c.name == bindparam("repository"),
+        s.repository_blobs.c.digest == bindparam("digest"),
+    )
+)
+_MANIFEST_COLUMNS = (
+    s.manifests.c.digest,
+    s.manifests.c.media_type,
+    s.manifests.c.payload,
+    s.manifests.c.artifact_type,
+    s.manifests.c.subject_digest,
+    s.manifests.c.annotations,
+)
+_REPOSITORY_MANIFESTS = s.repositories.join(
+    s.manifests, s.manifests.c.repository_id == s.repositories.c.id
+)
+_MANIFEST_BY_DIGEST = (
+    select(*_MANIFEST_COLUMNS)
+    .select_from(_REPOSITORY_MANIFESTS)
+    .where(
+        s.repositories.c.name == bindparam("repository"),
+        s.manifests.c.digest == bindparam("reference"),
+    )
+)
+_MANIFEST_BY_TAG = (
+    select(*_MANIFEST_COLUMNS)
+    .select_from(_REPOSITORY_MANIFESTS.join(s.tags, s.tags.c.manifest_id == s.manifests.c.id))
+    .where(
+        s.repositories.c.name == bindparam("repository"),
+        s.tags.c.name == bindparam("reference"),
+    )
+)
 
 
 def _batches(values: Iterable[str]) -> Iterable[list[str]]:
@@ -98,21 +146,38 @@ class SqlMetadataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()
 
     # --- helpers -----------------------------------------------------------------------------
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """This thread's long-lived read connection; its transaction ends after each use.
+
+        Checking a connection out of the pool costs more than the query itself on the hot read
+        paths (manifest GET, blob HEAD), so each thread keeps one."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = self.engine.connect()
+        try:
+            yield conn
+        except BaseException:
+            self._local.conn = None
+            conn.invalidate()
+            conn.close()
+            raise
+        conn.rollback()
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A connection in a write transaction, committed on success."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 
     @staticmethod
     def _repository_id(conn: Connection, name: str) -> int | None:
-        return conn.execute(
-            select(s.repositories.c.id).where(s.repositories.c.name == name)
-        ).scalar_one_or_none()
+        return conn.execute(_REPOSITORY_ID, {"name": name}).scalar_one_or_none()
 
     def _ensure_repository(self, conn: Connection, name: str) -> int:
         repository_id = self._repository_id(conn, name)
@@ -154,17 +219,10 @@ class SqlMetadataStore:
             )
 
     def linked_blob_size(self, repository: str, digest: str) -> int | None:
-        query = (
-            select(s.blobs.c.size)
-            .select_from(
-                s.repositories.join(
-                    s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
-                ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
-            )
-            .where(s.repositories.c.name == repository, s.repository_blobs.c.digest == digest)
-        )
-        with self.engine.connect() as conn:
-            size = conn.execute(query).scalar_one_or_none()
+        with self._read() as conn:
+            size = conn.execute(
+                _LINKED_BLOB_SIZE, {"repository": repository, "digest": digest}
+            ).scalar_one_or_none()
         return None if size is None else int(size)
 
     def unlink_blob(self, repository: str, digest: str) -> bool:
@@ -182,7 +240,7 @@ class SqlMetadataStore:
 
     def missing_blobs(self, repository: str, digests: set[str]) -> set[str]:
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             repository_id = self._repository_id(conn, repository)
             if repository_id is None:
                 return set(digests)
@@ -264,30 +322,9 @@ class SqlMetadataStore:
     def get_manifest(
         self, repository: str, reference: str, by_digest: bool
     ) -> ManifestRecord | None:
-        m = s.manifests
-        columns = (
-            m.c.digest,
-            m.c.media_type,
-            m.c.payload,
-            m.c.artifact_type,
-            m.c.subject_digest,
-            m.c.annotations,
-        )
-        joined = s.repositories.join(m, m.c.repository_id == s.repositories.c.id)
-        if by_digest:
-            query = (
-                select(*columns)
-                .select_from(joined)
-                .where(s.repositories.c.name == repository, m.c.digest == reference)
-            )
-        else:
-            query = (
-                select(*columns)
-                .select_from(joined.join(s.tags, s.tags.c.manifest_id == m.c.id))
-                .where(s.repositories.c.name == repository, s.tags.c.name == reference)
-            )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        query = _MANIFEST_BY_DIGEST if by_digest else _MANIFEST_BY_TAG
+        with self._read() as conn:
+            row = conn.execute(query, {"repository": repository, "reference": reference}).first()
         if row is None:
             return None
         return ManifestRecord(
@@ -301,7 +338,7 @@ class SqlMetadataStore:
 
     def missing_manifests(self, repository: str, digests: set[str]) -> set[str]:
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             repository_id = self._repository_id(conn, repository)
             if repository_id is None:
                 return set(digests)
@@ -351,7 +388,7 @@ class SqlMetadataStore:
             return result.rowcount > 0
 
     def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             repository_id = self._repository_id(conn, repository)
             if repository_id is None:
                 return None
@@ -368,7 +405,7 @@ class SqlMetadataStore:
         query = select(s.repositories.c.name)
         if last is not None:
             query = query.where(s.repositories.c.name > last)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             order = (
                 s.repositories.c.name.collate("C") if _is_postgres(conn) else s.repositories.c.name
             )
@@ -389,7 +426,7 @@ class SqlMetadataStore:
             query = query.where(m.c.artifact_type == artifact_type)
         if last is not None:
             query = query.where(m.c.digest > last)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(query).all()
         return [
             ReferrerRecord(
@@ -418,7 +455,7 @@ class SqlMetadataStore:
             )
 
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(s.uploads).where(
                     s.uploads.c.id == upload_id, s.uploads.c.repository == repository
@@ -469,14 +506,14 @@ class SqlMetadataStore:
             return result.rowcount > 0
 
     def expired_uploads(self, updated_before: float) -> list[UploadSession]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(s.uploads).where(s.uploads.c.updated_at < updated_before)
             ).all()
         return [_session(row) for row in rows]
 
     def check(self) -> None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             conn.execute(text("SELECT 1"))
 
 

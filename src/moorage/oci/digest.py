@@ -32,7 +32,7 @@ class Digest:
 
         Unknown algorithms are refused too: the registry cannot verify what it cannot compute.
         """
-        if len(text) > 256 or not _GRAMMAR.match(text):
+        if len(text) > 256 or not _GRAMMAR.fullmatch(text):
             raise RegistryError(ErrorCode.DIGEST_INVALID, "invalid digest format", {"digest": text})
         algorithm, encoded = text.split(":", 1)
         length = ALGORITHMS.get(algorithm)
@@ -42,7 +42,7 @@ class Digest:
                 f"unsupported digest algorithm {algorithm!r}",
                 {"digest": text, "supported": sorted(ALGORITHMS)},
             )
-        if len(encoded) != length or not _HEX.match(encoded):
+        if len(encoded) != length or not _HEX.fullmatch(encoded):
             raise RegistryError(
                 ErrorCode.DIGEST_INVALID,
                 f"{algorithm} digest must be {length} lowercase hex characters",

@@ -81,8 +81,13 @@ def _annotations(value: Any, where: str) -> dict[str, str] | None:
     return value
 
 
-def _descriptor_list(value: Any, where: str) -> tuple[Descriptor, ...]:
-    if value is None:
+def _is_int(value: Any, expected: int) -> bool:
+    """JSON number equality without True == 1 or 2.0 == 2."""
+    return type(value) is int and value == expected
+
+
+def _descriptor_list(value: Any, where: str, required: bool = False) -> tuple[Descriptor, ...]:
+    if value is None and not required:
         return ()
     if not isinstance(value, list):
         raise _invalid(f"{where} must be a list of descriptors")
@@ -127,13 +132,13 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     """Validate ``payload`` as a manifest; raise MANIFEST_INVALID (400) with a reason if not."""
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _invalid(f"manifest is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, ...
+        raise _invalid(f"manifest is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(body, dict):
         raise _invalid("manifest must be a JSON object")
     media_type = _media_type(body, content_type)
     schema_version = body.get("schemaVersion")
-    if schema_version != 2:
+    if not _is_int(schema_version, 2):
         raise _invalid("schemaVersion must be 2", {"schemaVersion": schema_version})
     artifact_type = body.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
@@ -144,16 +149,16 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     if media_type in mediatypes.INDEXES:
         if "manifests" not in body:
             raise _invalid("an index must have a manifests list")
-        children = _descriptor_list(body["manifests"], "manifests")
+        children = _descriptor_list(body["manifests"], "manifests", required=True)
         blobs = _descriptor_list(body.get("blobs"), "blobs")
         return ParsedManifest(media_type, blobs, children, subject, artifact_type, annotations)
 
     if "config" not in body:
         raise _invalid("an image manifest must have a config descriptor")
     config = _descriptor(body["config"], "config")
-    layers = _descriptor_list(body.get("layers"), "layers")
     if "layers" not in body:
         raise _invalid("an image manifest must have a layers list")
+    layers = _descriptor_list(body["layers"], "layers", required=True)
     return ParsedManifest(
         media_type,
         (config, *layers),

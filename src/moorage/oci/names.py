@@ -22,7 +22,7 @@ def parse_name(name: str) -> str:
             f"repository name longer than {MAX_NAME_LENGTH} characters",
             {"length": len(name)},
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise RegistryError(
             ErrorCode.NAME_INVALID,
             "repository name must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*(/...)*",
@@ -32,7 +32,7 @@ def parse_name(name: str) -> str:
 
 
 def is_valid_tag(tag: str) -> bool:
-    return bool(_TAG.match(tag))
+    return bool(_TAG.fullmatch(tag))
 
 
 def parse_tag(tag: str) -> str:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from moorage.errors import ErrorCode, RegistryError
 
-_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})$")
+_RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +39,12 @@ def parse_range(header: str, size: int) -> ByteRange | None:
     as distribution answers too).
     """
     text = header.strip()
-    if "," in text and text.startswith("bytes="):
-        return None
-    match = _RANGE.match(text)
+    if "," in text:
+        parts = text.removeprefix("bytes=").split(",")
+        if text.startswith("bytes=") and all(_RANGE.fullmatch(f"bytes={p.strip()}") for p in parts):
+            return None
+        raise RangeNotSatisfiable(header)
+    match = _RANGE.fullmatch(text)
     if match is None:
         raise RangeNotSatisfiable(header)
     first_text, last_text = match.groups()
@@ -58,7 +61,7 @@ def parse_range(header: str, size: int) -> ByteRange | None:
 
 def parse_content_range(header: str) -> ByteRange:
     """Parse an upload chunk's ``Content-Range: <first>-<last>`` (inclusive); 416 if malformed."""
-    match = _CONTENT_RANGE.match(header.strip())
+    match = _CONTENT_RANGE.fullmatch(header.strip())
     if match is None:
         raise RegistryError(
             ErrorCode.RANGE_INVALID, "Content-Range must be <first>-<last>", {"range": header}
