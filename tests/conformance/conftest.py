@@ -1,0 +1,116 @@
+"""Fixtures for the OCI Distribution Spec conformance suite.
+
+Two ways to run it:
+
+* In process (the default): each test gets a fresh Moorage app, built by
+  ``create_app(load_settings(storage={"data_dir": tmp_path}))``, run inside its lifespan and
+  reached through ``httpx.ASGITransport`` at ``http://registry.test``.
+* Against any running registry: set ``CONFORMANCE_URL`` (for example
+  ``CONFORMANCE_URL=http://127.0.0.1:5000 pytest tests/conformance``). Every test then talks
+  real HTTP to that registry and works in repositories of its own (``unique_repo``), so the
+  registry can be shared and need not be empty. It must allow deletes for the content
+  management tests.
+
+Tests marked ``in_process_only`` need to configure the registry themselves (for example with
+deletion turned off). When ``CONFORMANCE_URL`` is set they are *deselected*, not skipped: they
+show up in pytest's "deselected" count and never count as passing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .oci_client import unique_repo
+
+CONFORMANCE_URL = os.environ.get("CONFORMANCE_URL", "").strip() or None
+IN_PROCESS_BASE_URL = "http://registry.test"
+
+RegistryFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "in_process_only: needs a registry configured by the test itself; deselected when "
+        "CONFORMANCE_URL points the suite at an external registry",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if CONFORMANCE_URL is None:
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (dropped if item.get_closest_marker("in_process_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@asynccontextmanager
+async def _remote_registry(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, follow_redirects=True) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _in_process_registry(
+    data_dir: Path, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    # Imported here so the suite can run against CONFORMANCE_URL without the app importable.
+    from moorage.app import create_app
+    from moorage.config import load_settings
+
+    storage = {"data_dir": data_dir, **overrides.pop("storage", {})}
+    app = create_app(load_settings(storage=storage, **overrides))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=transport,
+            base_url=IN_PROCESS_BASE_URL,
+            timeout=30.0,
+            follow_redirects=True,
+        ) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> RegistryFactory:
+    """Build a registry client; keyword arguments are settings overrides (in process only).
+
+    ``async with registry_factory(delete_enabled=False) as client: ...``
+    """
+
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        if CONFORMANCE_URL is not None:
+            if overrides:
+                raise RuntimeError("settings overrides need the in-process registry")
+            return _remote_registry(CONFORMANCE_URL)
+        data_dir = tmp_path / "registry-data"
+        data_dir.mkdir(exist_ok=True)
+        return _in_process_registry(data_dir, **overrides)
+
+    return factory
+
+
+@pytest.fixture
+async def registry(registry_factory: RegistryFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """An ``httpx.AsyncClient`` whose base URL is the registry under test."""
+    async with registry_factory() as client:
+        yield client
+
+
+@pytest.fixture
+def repo(request: pytest.FixtureRequest) -> str:
+    """A repository name unique to this test (and to this run)."""
+    return unique_repo(request.node.originalname)
