@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     delete_enabled: bool = True
     workers: int = Field(1, ge=1, le=64)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "warn", "info", "debug", "notset"] = "info"
+    # One line per request from the HTTP server (costs throughput on small requests).
+    access_log: bool = False
 
     @property
     def database_url(self) -> str:

@@ -141,8 +141,15 @@ class RegistryServer:
     on the same port and the same data directory, so ``host`` and ``url`` stay valid.
     """
 
-    def __init__(self, kind: str, workdir: Path, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        data_dir: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.kind = kind
+        self.extra_args = list(extra_args)
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir if data_dir is not None else workdir / "data"
@@ -184,6 +191,7 @@ class RegistryServer:
             str(self.port),
             "--data-dir",
             str(self.data_dir),
+            *self.extra_args,
         ]
 
     def _distribution_config(self) -> Path:

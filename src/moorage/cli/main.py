@@ -67,16 +67,23 @@ def serve(
         f"(data in {settings.storage.data_dir.resolve()}, {settings.workers} worker(s))",
         err=True,
     )
-    Granian(
+    server = Granian(
         "moorage.app:create_app",
         factory=True,
         address=settings.listen.host,
         port=settings.listen.port,
         interface=Interfaces.ASGI,
         workers=settings.workers,
-        log_level=settings.log_level,  # type: ignore[arg-type]
+        log_level=settings.log_level,  # type: ignore[arg-type]  # granian's enum takes these
         respawn_failed_workers=True,
-    ).serve()
+        log_access=settings.access_log,
+    )
+    try:
+        server.serve()
+    except RuntimeError as error:  # granian reports bind failures this way
+        raise click.ClickException(
+            f"cannot listen on {settings.listen.host}:{settings.listen.port}: {error}"
+        ) from None
 
 
 @main.group()
