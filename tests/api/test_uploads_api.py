@@ -255,3 +255,29 @@ async def test_two_clients_pushing_the_same_blob_both_succeed(client: httpx.Asyn
     assert [r.status_code for r in responses] == [201] * 8
     for i in range(8):
         assert (await client.get(f"/v2/same/r{i}/blobs/{digest}")).content == DATA
+
+
+async def test_pushing_a_stored_digest_still_requires_its_bytes(client: httpx.AsyncClient) -> None:
+    digest = await push_blob(client, "dedup/owner", DATA)
+    forged = await client.post(f"/v2/dedup/thief/blobs/uploads/?digest={digest}", content=b"not it")
+    assert forged.status_code == 400
+    assert error_code(forged) == "DIGEST_INVALID"
+    assert (await client.head(f"/v2/dedup/thief/blobs/{digest}")).status_code == 404
+    honest = await client.post(f"/v2/dedup/second/blobs/uploads/?digest={digest}", content=DATA)
+    assert honest.status_code == 201
+    assert (await client.get(f"/v2/dedup/second/blobs/{digest}")).content == DATA
+
+
+async def test_sweep_removes_upload_bytes_no_session_owns(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    orphan = data_dir / "uploads" / ("f" * 32)
+    orphan.write_bytes(b"left by a crash during a monolithic upload")
+    live = await start(client, "up/live")
+    await patch(client, live, 0, DATA[:10])
+    metadata = SqlMetadataStore(make_engine(f"sqlite:///{data_dir / 'moorage.db'}"))
+    storage = FilesystemBlobStore(data_dir)
+    now = UploadService(metadata, storage, expiry_seconds=0.0)
+    now.expire()
+    assert not orphan.exists()

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from moorage.errors import ErrorCode, RegistryError
-from moorage.services.uploads import Append
+from moorage.services.uploads import ByteSink
 
 # Body pieces are gathered into batches this size before a worker thread hashes and writes
 # them: big enough to amortise the thread hop, small enough to keep memory flat.
@@ -40,7 +40,7 @@ async def _batches(request: Request) -> AsyncIterator[bytes]:
         yield b"".join(pending)
 
 
-async def stream_into(request: Request, append: Append) -> None:
+async def stream_into(request: Request, append: ByteSink) -> None:
     """Feed the whole request body into ``append``; abort it on any failure (a cut connection
     leaves the upload exactly where it was). The caller then calls ``append.finish``."""
     try:
@@ -56,16 +56,31 @@ async def stream_into(request: Request, append: Append) -> None:
         raise
 
 
+async def read_body(request: Request, length: int) -> bytes:
+    """A body the caller knows to be small (``length`` from Content-Length), read whole."""
+    body = await _read_at_most(
+        request, length, RegistryError(ErrorCode.SIZE_INVALID, "body longer than Content-Length")
+    )
+    if len(body) != length:
+        raise RegistryError(ErrorCode.SIZE_INVALID, "body shorter than Content-Length")
+    return body
+
+
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The whole body if it is at most ``limit`` bytes, else 413 without reading the rest."""
-    length = declared_length(request)
+    """The whole manifest body if it is at most ``limit`` bytes, else 413 without reading the
+    rest."""
     too_big = RegistryError(
         ErrorCode.MANIFEST_TOO_BIG,
         f"manifest larger than the limit of {limit} bytes",
         {"limit": limit},
     )
+    length = declared_length(request)
     if length is not None and length > limit:
         raise too_big
+    return await _read_at_most(request, limit, too_big)
+
+
+async def _read_at_most(request: Request, limit: int, too_big: RegistryError) -> bytes:
     pieces: list[bytes] = []
     total = 0
     try:
@@ -76,6 +91,6 @@ async def read_limited(request: Request, limit: int) -> bytes:
             pieces.append(piece)
     except ClientDisconnect:
         raise RegistryError(
-            ErrorCode.MANIFEST_INVALID, "the client disconnected before the body ended"
+            ErrorCode.BLOB_UPLOAD_INVALID, "the client disconnected before the body ended"
         ) from None
     return b"".join(pieces)

@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from moorage.api.body import declared_length, stream_into
+from moorage.api.body import WRITE_BATCH, declared_length, read_body, stream_into
 from moorage.api.context import Registry
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.records import UploadSession
@@ -65,14 +65,20 @@ async def start_upload(registry: Registry, request: Request, name: str) -> Respo
         if await run_in_threadpool(registry.uploads.mount, name, mounted, parse_name(source)):
             return blob_created(name, mounted)
     digest_text = query.get("digest")
-    digest = Digest.parse(digest_text) if digest_text is not None else None
-    algorithm = query.get("digest-algorithm") or (digest.algorithm if digest else None)
-    session = await run_in_threadpool(registry.uploads.start, name, algorithm)
-    if digest is None:
-        return Response(b"", 202, progress_headers(name, session.id, 0))
-    session = await _append_body(registry, request, name, session.id, ranged=False)
-    await run_in_threadpool(registry.uploads.complete, session, digest)
-    return blob_created(name, digest)
+    if digest_text is not None:
+        digest = Digest.parse(digest_text)
+        length = declared_length(request)
+        if length is not None and length <= WRITE_BATCH:
+            # Small blob: read it, then one trip to a worker thread instead of three.
+            data = await read_body(request, length)
+            await run_in_threadpool(registry.uploads.put_whole, name, digest, data)
+            return blob_created(name, digest)
+        whole = await run_in_threadpool(registry.uploads.begin_whole, name, digest)
+        await stream_into(request, whole)
+        await run_in_threadpool(whole.finish)
+        return blob_created(name, digest)
+    session = await run_in_threadpool(registry.uploads.start, name, query.get("digest-algorithm"))
+    return Response(b"", 202, progress_headers(name, session.id, 0))
 
 
 async def patch_upload(registry: Registry, request: Request, name: str, upload_id: str) -> Response:

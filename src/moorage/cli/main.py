@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,20 @@ def _load(config: Path | None, **overrides: Any) -> Settings:
         return load_settings(config, **overrides)
     except ConfigError as error:
         raise click.ClickException(f"invalid configuration:\n{error}") from None
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """Refuse to start when something already listens there. granian binds with SO_REUSEPORT,
+    so without this a second registry would silently share the port with the first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror}"
+            ) from None
 
 
 @click.group()
@@ -53,6 +68,8 @@ def serve(
     settings = _load(None)
     if "MOORAGE_STORAGE__DATA_DIR" not in os.environ:
         os.environ["MOORAGE_STORAGE__DATA_DIR"] = str(settings.storage.data_dir.resolve())
+
+    _ensure_port_free(settings.listen.host, settings.listen.port)
 
     # Migrate once here, before workers start, so they never race each other to do it.
     from moorage.app import build_registry

@@ -90,6 +90,11 @@ class MetadataStore(Protocol):
 
     def delete_upload(self, upload_id: str) -> bool: ...
 
+    def upload_exists(self, upload_id: str) -> bool: ...
+
+    def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
+        """In one transaction: link the finished blob to the repository, end the session."""
+
     def expired_uploads(self, updated_before: float) -> list[UploadSession]: ...
 
     def check(self) -> None:

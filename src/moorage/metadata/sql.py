@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +23,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from moorage.metadata import schema as s
 from moorage.metadata.port import UploadBusy
@@ -32,6 +33,7 @@ from moorage.metadata.records import (
     ReferrerRecord,
     UploadSession,
 )
+from moorage.metadata.writer_lock import WriterLock
 
 # Query parameters per IN (...) list, below SQLite's and PostgreSQL's limits.
 _IN_BATCH = 500
@@ -45,9 +47,9 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # _begin_sqlite_transaction below issues BEGIN itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run while one writer commits; FULL makes every commit durable before
-    # the client is told its push succeeded; foreign keys make deletes cascade.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL makes every commit durable before the client is told its push succeeded; foreign
+    # keys make deletes cascade. (WAL is set once per database file in make_engine: setting it
+    # on every new connection takes a lock and stalled concurrent writers.)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -70,6 +72,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_size=16, max_overflow=16)
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         event.listen(engine, "begin", _begin_sqlite_transaction)
+        # WAL lets readers run while one writer commits; the mode is stored in the file.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
     return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
 
@@ -147,6 +152,21 @@ class SqlMetadataStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = threading.local()
+        # INSERT ... ON CONFLICT DO NOTHING, in each database's own syntax: idempotent links
+        # without a savepoint per statement.
+        dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert_ignore = {
+            table: dialect_insert(table).on_conflict_do_nothing()
+            for table in (s.repositories, s.blobs, s.repository_blobs)
+        }
+        # SQLite has one writer at a time, so writers take turns on a WriterLock (no busy-handler
+        # polling) and this process's writers share one connection (a pool checkout per
+        # transaction cost more than its statements). PostgreSQL uses the pool.
+        self._single_writer = engine.dialect.name == "sqlite"
+        database = engine.url.database
+        file_backed = self._single_writer and database not in (None, "", ":memory:")
+        self._write_lock = WriterLock(Path(database) if file_backed and database else None)
+        self._writer: Connection | None = None
 
     # --- helpers -----------------------------------------------------------------------------
     @contextmanager
@@ -169,11 +189,17 @@ class SqlMetadataStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """A connection in a write transaction, committed on success."""
-        with self._read() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
+        """A connection in a write transaction, committed on success, rolled back on error."""
+        if not self._single_writer:
+            with self.engine.connect() as conn, conn.begin():
                 yield conn
+            return
+        with self._write_lock:
+            if self._writer is None or self._writer.closed or self._writer.invalidated:
+                self._writer = self.engine.connect()
+                self._writer.execution_options(**{_WRITE_OPTION: True})
+            with self._writer.begin():
+                yield self._writer
 
     @staticmethod
     def _repository_id(conn: Connection, name: str) -> int | None:
@@ -181,42 +207,29 @@ class SqlMetadataStore:
 
     def _ensure_repository(self, conn: Connection, name: str) -> int:
         repository_id = self._repository_id(conn, name)
-        if repository_id is not None:
-            return repository_id
-        try:
-            with conn.begin_nested():
-                result = conn.execute(
-                    insert(s.repositories).values(name=name, created_at=time.time())
-                )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
-        except IntegrityError:  # created concurrently
+        if repository_id is None:  # first push to it (or a concurrent first push)
+            conn.execute(
+                self._insert_ignore[s.repositories], {"name": name, "created_at": time.time()}
+            )
             repository_id = self._repository_id(conn, name)
             assert repository_id is not None
-            return repository_id
-
-    @staticmethod
-    def _insert_ignore(conn: Connection, table: Any, **values: Any) -> None:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(table).values(**values))
-        except IntegrityError:
-            pass
+        return repository_id
 
     # --- blobs -------------------------------------------------------------------------------
     def link_blob(self, repository: str, digest: str, size: int) -> None:
-        now = time.time()
         with self._write() as conn:
-            repository_id = self._ensure_repository(conn, repository)
-            if (
-                conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest)).first()
-                is None
-            ):
-                self._insert_ignore(conn, s.blobs, digest=digest, size=size, created_at=now)
-            self._insert_ignore(
-                conn, s.repository_blobs, repository_id=repository_id, digest=digest, created_at=now
-            )
+            self._link_blob(conn, repository, digest, size)
+
+    def _link_blob(self, conn: Connection, repository: str, digest: str, size: int) -> None:
+        now = time.time()
+        repository_id = self._ensure_repository(conn, repository)
+        conn.execute(
+            self._insert_ignore[s.blobs], {"digest": digest, "size": size, "created_at": now}
+        )
+        conn.execute(
+            self._insert_ignore[s.repository_blobs],
+            {"repository_id": repository_id, "digest": digest, "created_at": now},
+        )
 
     def linked_blob_size(self, repository: str, digest: str) -> int | None:
         with self._read() as conn:
@@ -499,6 +512,16 @@ class SqlMetadataStore:
             conn.execute(
                 update(s.uploads).where(s.uploads.c.id == upload_id).values(lease_until=until)
             )
+
+    def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
+        with self._write() as conn:
+            self._link_blob(conn, repository, digest, size)
+            conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
+
+    def upload_exists(self, upload_id: str) -> bool:
+        with self._read() as conn:
+            query = select(s.uploads.c.id).where(s.uploads.c.id == upload_id)
+            return conn.execute(query).first() is not None
 
     def delete_upload(self, upload_id: str) -> bool:
         with self._write() as conn:

@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.port import MetadataStore, UploadBusy
@@ -31,6 +32,14 @@ LEASE_RENEW_AFTER = 20.0
 
 def _unknown_upload(upload_id: str) -> RegistryError:
     return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:64]})
+
+
+class ByteSink(Protocol):
+    """Where a request body goes: ``write`` each piece, then ``abort`` on failure."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Append:
@@ -93,6 +102,50 @@ class Append:
         self._uploads.metadata.release_upload(s.id, s.offset, s.hash_state, self._uploads.clock())
 
 
+class WholeBlob:
+    """A blob pushed in one request (``POST ?digest=``): no session, no state in the database,
+    just hash while writing, verify, publish and link. When the blob is already stored the
+    bytes are only hashed (the client must still prove it has them), never written again."""
+
+    def __init__(self, uploads: UploadService, repository: str, digest: Digest) -> None:
+        self._uploads = uploads
+        self._repository = repository
+        self._digest = digest
+        self._hasher = new_hasher(digest.algorithm)
+        self._upload_id = uuid.uuid4().hex
+        stored = uploads.blobs.stat(digest) is not None
+        self._writer = None if stored else uploads.blobs.open_upload(self._upload_id, 0)
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self._hasher.update(data)
+        if self._writer is not None:
+            self._writer.write(data)
+        self.written += len(data)
+
+    def finish(self) -> None:
+        if self._hasher.finalize() != self._digest.encoded:
+            self.abort()
+            raise _digest_mismatch(self._digest)
+        if self._writer is not None:
+            self._writer.close()
+            self._uploads.blobs.commit_upload(self._upload_id, self._digest, self.written)
+        self._uploads.metadata.link_blob(self._repository, str(self._digest), self.written)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+            self._uploads.blobs.abort_upload(self._upload_id)
+
+
+def _digest_mismatch(digest: Digest) -> RegistryError:
+    return RegistryError(
+        ErrorCode.DIGEST_INVALID,
+        "uploaded content does not match the digest",
+        {"digest": str(digest)},
+    )
+
+
 class UploadService:
     def __init__(
         self,
@@ -119,9 +172,18 @@ class UploadService:
             created_at=now,
             updated_at=now,
         )
-        self.blobs.open_upload(session.id, 0).close()
         self.metadata.create_upload(session)
         return session
+
+    def begin_whole(self, repository: str, digest: Digest) -> WholeBlob:
+        """Receive a whole blob in one request (monolithic upload)."""
+        return WholeBlob(self, repository, digest)
+
+    def put_whole(self, repository: str, digest: Digest, data: bytes) -> None:
+        """A small monolithic upload already in memory, in one call."""
+        whole = WholeBlob(self, repository, digest)
+        whole.write(data)
+        whole.finish()
 
     def status(self, repository: str, upload_id: str) -> UploadSession:
         session = self._get(repository, upload_id)
@@ -181,14 +243,9 @@ class UploadService:
             actual = self._rehash(session, digest.algorithm)
         if actual != digest.encoded:
             self._discard(session.id)
-            raise RegistryError(
-                ErrorCode.DIGEST_INVALID,
-                "uploaded content does not match the digest",
-                {"digest": str(digest)},
-            )
+            raise _digest_mismatch(digest)
         self.blobs.commit_upload(session.id, digest, session.offset)
-        self.metadata.link_blob(session.repository, str(digest), session.offset)
-        self.metadata.delete_upload(session.id)
+        self.metadata.complete_upload(session.id, session.repository, str(digest), session.offset)
 
     def _rehash(self, session: UploadSession, algorithm: str) -> str:
         # The client declared a different algorithm at the end than at the start: read the
@@ -215,8 +272,13 @@ class UploadService:
         return True
 
     def expire(self) -> int:
-        """Remove sessions idle for longer than the expiry; returns how many."""
-        expired = self.metadata.expired_uploads(self.clock() - self.expiry_seconds)
+        """Remove sessions idle for longer than the expiry, and upload bytes that no session
+        owns (left by a crash during a monolithic upload); returns how many sessions."""
+        cutoff = self.clock() - self.expiry_seconds
+        expired = self.metadata.expired_uploads(cutoff)
         for session in expired:
             self._discard(session.id)
+        for upload_id in self.blobs.stale_uploads(cutoff):
+            if not _UPLOAD_ID.match(upload_id) or not self.metadata.upload_exists(upload_id):
+                self.blobs.abort_upload(upload_id)
         return len(expired)

@@ -164,6 +164,14 @@ class FilesystemBlobStore:
         with contextlib.suppress(FileNotFoundError):
             self._upload_path(upload_id).unlink()
 
+    def stale_uploads(self, modified_before: float) -> Iterator[str]:
+        for path in self._uploads.iterdir():
+            try:
+                if path.stat().st_mtime < modified_before:
+                    yield path.name
+            except FileNotFoundError:
+                continue
+
     def check(self) -> None:
         probe = self._uploads / ".ready-probe"
         probe.write_bytes(b"")

@@ -74,5 +74,8 @@ class BlobStore(Protocol):
     def abort_upload(self, upload_id: str) -> None:
         """Remove the upload's bytes; idempotent."""
 
+    def stale_uploads(self, modified_before: float) -> Iterator[str]:
+        """Ids of uploads whose bytes were last written before ``modified_before``."""
+
     def check(self) -> None:
         """Raise if the store cannot be used (for readiness checks)."""
