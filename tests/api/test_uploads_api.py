@@ -281,3 +281,21 @@ async def test_sweep_removes_upload_bytes_no_session_owns(
     now = UploadService(metadata, storage, expiry_seconds=0.0)
     now.expire()
     assert not orphan.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+async def test_upload_whose_bytes_were_lost_must_restart(
+    client: httpx.AsyncClient, tmp_path: Path, damage: str
+) -> None:
+    location = await start(client, "up/lost")
+    await patch(client, location, 0, DATA[:1000])
+    upload_file = tmp_path / "data" / "uploads" / location.rsplit("/", 1)[1]
+    if damage == "truncate":  # what a power failure can do to unsynced bytes
+        with upload_file.open("r+b") as f:
+            f.truncate(500)
+    else:
+        upload_file.unlink()
+    response = await patch(client, location, 1000, DATA[1000:])
+    assert response.status_code == 400
+    assert error_code(response) == "BLOB_UPLOAD_INVALID"
+    assert (await client.get(location)).status_code == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
@@ -9,6 +11,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.services.uploads import ByteSink
+
+# Batches queued between the receiving event loop and the writing thread.
+PIPELINE_DEPTH = 4
 
 # Body pieces are gathered into batches this size before a worker thread hashes and writes
 # them: big enough to amortise the thread hop, small enough to keep memory flat.
@@ -40,20 +45,47 @@ async def _batches(request: Request) -> AsyncIterator[bytes]:
         yield b"".join(pending)
 
 
-async def stream_into(request: Request, append: ByteSink) -> None:
-    """Feed the whole request body into ``append``; abort it on any failure (a cut connection
-    leaves the upload exactly where it was). The caller then calls ``append.finish``."""
+async def stream_into(request: Request, sink: ByteSink) -> None:
+    """Feed the whole request body into ``sink``; abort it on any failure (a cut connection
+    leaves the upload exactly where it was). The caller then finishes the sink.
+
+    Receiving and writing overlap: while a worker thread hashes and writes one batch, the event
+    loop receives the next. At most ``PIPELINE_DEPTH`` batches wait, so memory stays bounded.
+    """
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+
+    async def write_batches() -> None:
+        while (batch := await queue.get()) is not None:
+            await run_in_threadpool(sink.write, batch)
+
+    writer = asyncio.create_task(write_batches())
     try:
         async for batch in _batches(request):
-            await run_in_threadpool(append.write, batch)
-    except ClientDisconnect:
-        await run_in_threadpool(append.abort)
-        raise RegistryError(
-            ErrorCode.BLOB_UPLOAD_INVALID, "the client disconnected before the body ended"
-        ) from None
-    except BaseException:
-        await run_in_threadpool(append.abort)
+            await _put_unless_failed(queue, batch, writer)
+        await _put_unless_failed(queue, None, writer)
+        await writer
+    except BaseException as failure:
+        writer.cancel()  # waits for a write already in its thread; never runs two at once
+        with contextlib.suppress(BaseException):
+            await writer
+        await run_in_threadpool(sink.abort)
+        if isinstance(failure, ClientDisconnect):
+            raise RegistryError(
+                ErrorCode.BLOB_UPLOAD_INVALID, "the client disconnected before the body ended"
+            ) from None
         raise
+
+
+async def _put_unless_failed(
+    queue: asyncio.Queue[bytes | None], item: bytes | None, writer: asyncio.Task[None]
+) -> None:
+    """Queue ``item``, or raise the writer's error if it fails while the queue is full."""
+    put = asyncio.ensure_future(queue.put(item))
+    done, _ = await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if put not in done:
+        put.cancel()
+        await writer  # it ended early, so it failed: re-raise its error
+        raise RuntimeError("upload writer stopped before the body ended")
 
 
 async def read_body(request: Request, length: int) -> bytes:

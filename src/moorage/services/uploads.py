@@ -8,6 +8,7 @@ repository only after its bytes are durable.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -20,7 +21,7 @@ from moorage.metadata.records import UploadSession
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
 from moorage.services.hashing import ResumableHasher, new_hasher, resume_hasher
-from moorage.storage.port import BlobStore, UploadWriter
+from moorage.storage.port import BlobNotFound, BlobStore, UploadTruncated, UploadWriter
 
 _UPLOAD_ID = re.compile(r"^[a-f0-9]{32}$")
 
@@ -111,7 +112,9 @@ class WholeBlob:
         self._uploads = uploads
         self._repository = repository
         self._digest = digest
-        self._hasher = new_hasher(digest.algorithm)
+        # hashlib, not a resumable hasher: nothing is resumed here, and hashlib releases the
+        # GIL while it hashes, so receiving the next bytes overlaps with hashing these.
+        self._hasher = hashlib.new(digest.algorithm)
         self._upload_id = uuid.uuid4().hex
         stored = uploads.blobs.stat(digest) is not None
         self._writer = None if stored else uploads.blobs.open_upload(self._upload_id, 0)
@@ -124,7 +127,7 @@ class WholeBlob:
         self.written += len(data)
 
     def finish(self) -> None:
-        if self._hasher.finalize() != self._digest.encoded:
+        if self._hasher.hexdigest() != self._digest.encoded:
             self.abort()
             raise _digest_mismatch(self._digest)
         if self._writer is not None:
@@ -226,6 +229,12 @@ class UploadService:
             )
         try:
             writer = self.blobs.open_upload(session.id, session.offset)
+        except (UploadTruncated, BlobNotFound):
+            self._discard(session.id)
+            raise RegistryError(
+                ErrorCode.BLOB_UPLOAD_INVALID,
+                "the upload's stored bytes were lost; start the upload again",
+            ) from None
         except Exception:
             self.metadata.release_upload(session.id, session.offset, session.hash_state, now)
             raise

@@ -17,13 +17,14 @@ fsynced), so a blob path exists only when its bytes are complete and durable.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from moorage.oci.digest import ALGORITHMS, Digest
-from moorage.storage.port import BlobNotFound
+from moorage.storage.port import BlobNotFound, UploadTruncated
 
 READ_CHUNK = 1024 * 1024
 
@@ -36,6 +37,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Start writing dirty pages back every this many bytes, so the fsync at commit has little left
+# to wait for (on a 1 GiB push it otherwise waited ~0.6 s for the whole file at once).
+WRITEBACK_EVERY = 16 * 1024 * 1024
+
+
+def _start_writeback() -> Callable[[int, int, int], None]:
+    """``sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)``: begin writeback of a
+    range without waiting for it. Linux only; elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sync_file_range = libc.sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    sync_file_range_write = 2
+
+    def start(fd: int, offset: int, length: int) -> None:
+        sync_file_range(fd, offset, length, sync_file_range_write)
+
+    return start
+
+
+start_writeback = _start_writeback()
+
+
 class _FileUploadWriter:
     def __init__(self, path: Path, offset: int) -> None:
         flags = os.O_WRONLY | os.O_CREAT if offset == 0 else os.O_WRONLY
@@ -43,7 +69,12 @@ class _FileUploadWriter:
             self._fd = os.open(path, flags, 0o640)
         except FileNotFoundError:
             raise BlobNotFound(path.name) from None
+        if os.fstat(self._fd).st_size < offset:
+            os.close(self._fd)
+            raise UploadTruncated(path.name)
         self._offset = offset
+        self._position = offset
+        self._flushed = offset
         # Drop bytes an interrupted append (a crash, a cut connection) left past the offset.
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
@@ -53,10 +84,17 @@ class _FileUploadWriter:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+        self._position += len(data)
+        if self._position - self._flushed >= WRITEBACK_EVERY:
+            start_writeback(self._fd, self._flushed, self._position - self._flushed)
+            self._flushed = self._position
 
     def close(self) -> None:
+        # No fsync per append: what matters is durable is the published blob, and commit_upload
+        # fsyncs before it publishes. After a power loss an upload may be shorter than its
+        # recorded offset; open_upload then refuses it and the client starts over.
         try:
-            os.fsync(self._fd)
+            start_writeback(self._fd, self._flushed, self._position - self._flushed)
         finally:
             os.close(self._fd)
 

@@ -13,6 +13,10 @@ class BlobNotFound(Exception):
     """The store has no blob (or upload) under that name."""
 
 
+class UploadTruncated(Exception):
+    """The upload holds fewer bytes than its recorded offset (lost in a power failure)."""
+
+
 class UploadWriter(Protocol):
     """Appends bytes to one upload; obtained from :meth:`BlobStore.open_upload`."""
 
@@ -20,7 +24,7 @@ class UploadWriter(Protocol):
         """Append ``data``; the bytes are not durable until :meth:`close`."""
 
     def close(self) -> None:
-        """Make everything written durable. After this the writer is unusable."""
+        """End this append. Bytes are made durable by ``commit_upload``, not here."""
 
     def discard(self) -> None:
         """Drop what this writer appended (the upload returns to where it was opened)."""
@@ -57,7 +61,8 @@ class BlobStore(Protocol):
     def open_upload(self, upload_id: str, offset: int) -> UploadWriter:
         """Start appending to upload ``upload_id`` at ``offset`` (0 creates it).
 
-        Bytes beyond ``offset`` left by an interrupted earlier append are dropped first."""
+        Bytes beyond ``offset`` left by an interrupted earlier append are dropped first.
+        Raises :class:`UploadTruncated` if fewer than ``offset`` bytes survived."""
 
     def upload_size(self, upload_id: str) -> int | None:
         """Bytes held for the upload (may exceed the committed offset after a crash)."""
