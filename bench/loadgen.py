@@ -66,8 +66,7 @@ def run_wrk(
     for k, v in (headers or {}).items():
         argv += ["-H", f"{k}: {v}"]
     argv.append(url)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
-                          check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     command = " ".join(a if " " not in a else f"'{a}'" for a in argv)
     if proc.returncode != 0:
         raise LoadError(f"{command} exited {proc.returncode}: {proc.stderr or proc.stdout}")
@@ -116,10 +115,20 @@ def run_ab_head(
     the body that the response's Content-Length announces (wg/wrk#198). ab reports latency
     percentiles in whole milliseconds."""
     # -n after -t: -t alone caps the run at 50000 requests.
-    argv = [ab, "-q", "-k", "-i", "-c", str(connections), "-t", str(seconds), "-n", "100000000",
-            url]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
-                          check=False)
+    argv = [
+        ab,
+        "-q",
+        "-k",
+        "-i",
+        "-c",
+        str(connections),
+        "-t",
+        str(seconds),
+        "-n",
+        "100000000",
+        url,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     command = " ".join(argv)
     if proc.returncode != 0:
         raise LoadError(f"{command} exited {proc.returncode}: {proc.stderr or proc.stdout}")

@@ -121,8 +121,7 @@ class Registry:
     # -- plumbing ---------------------------------------------------------------------------
 
     def connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S,
-                                          blocksize=MiB)
+        return http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S, blocksize=MiB)
 
     def target(self, location: str) -> str:
         """Path and query of a Location header (absolute or relative)."""
@@ -222,8 +221,11 @@ class Registry:
         conn = self.connect()
         try:
             resp = self.request(
-                conn, "POST", with_query(f"/v2/{repo}/blobs/uploads/", digest=sha256_digest(data)),
-                {"Content-Type": OCTET}, data,
+                conn,
+                "POST",
+                with_query(f"/v2/{repo}/blobs/uploads/", digest=sha256_digest(data)),
+                {"Content-Type": OCTET},
+                data,
             )
             if resp.status == 201:
                 return True
@@ -249,8 +251,15 @@ class Registry:
                 self.expect(resp, 201, "monolithic POST")
             else:
                 loc = self.start_upload(conn, repo)
-                resp = self.send_blob(conn, "PUT", with_query(loc, digest=blob.digest), blob, 0,
-                                      blob.size, chunked=False)
+                resp = self.send_blob(
+                    conn,
+                    "PUT",
+                    with_query(loc, digest=blob.digest),
+                    blob,
+                    0,
+                    blob.size,
+                    chunked=False,
+                )
                 self.expect(resp, 201, "monolithic PUT")
         finally:
             conn.close()
@@ -275,8 +284,16 @@ class Registry:
             loc = self.start_upload(conn, repo)
             for lo in range(0, blob.size, chunk):
                 hi = min(blob.size, lo + chunk)
-                resp = self.send_blob(conn, "PATCH", loc, blob, lo, hi, chunked=False,
-                                      headers={"Content-Range": f"{lo}-{hi - 1}"})
+                resp = self.send_blob(
+                    conn,
+                    "PATCH",
+                    loc,
+                    blob,
+                    lo,
+                    hi,
+                    chunked=False,
+                    headers={"Content-Range": f"{lo}-{hi - 1}"},
+                )
                 self.expect(resp, 202, f"chunk PATCH {lo}-{hi - 1}")
                 loc = self.location(resp, "chunk PATCH")
             resp = self.request(conn, "PUT", with_query(loc, digest=blob.digest))
@@ -336,8 +353,9 @@ class Registry:
         finally:
             conn.close()
 
-    def push_small_blob(self, conn: http.client.HTTPConnection, repo: str, data: bytes,
-                        single_post: bool) -> str:
+    def push_small_blob(
+        self, conn: http.client.HTTPConnection, repo: str, data: bytes, single_post: bool
+    ) -> str:
         digest = sha256_digest(data)
         if single_post:
             target = with_query(f"/v2/{repo}/blobs/uploads/", digest=digest)
@@ -345,15 +363,23 @@ class Registry:
             self.expect(resp, 201, "small blob POST")
         else:
             loc = self.start_upload(conn, repo)
-            resp = self.request(conn, "PUT", with_query(loc, digest=digest),
-                                {"Content-Type": OCTET}, data)
+            resp = self.request(
+                conn, "PUT", with_query(loc, digest=digest), {"Content-Type": OCTET}, data
+            )
             self.expect(resp, 201, "small blob PUT")
         return digest
 
-    def put_manifest(self, conn: http.client.HTTPConnection, repo: str, ref: str,
-                     manifest: bytes, media_type: str = OCI_MANIFEST) -> None:
-        resp = self.request(conn, "PUT", f"/v2/{repo}/manifests/{ref}",
-                            {"Content-Type": media_type}, manifest)
+    def put_manifest(
+        self,
+        conn: http.client.HTTPConnection,
+        repo: str,
+        ref: str,
+        manifest: bytes,
+        media_type: str = OCI_MANIFEST,
+    ) -> None:
+        resp = self.request(
+            conn, "PUT", f"/v2/{repo}/manifests/{ref}", {"Content-Type": media_type}, manifest
+        )
         self.expect(resp, 201, f"PUT manifest {repo}:{ref}")
 
     def catalog(
@@ -416,10 +442,14 @@ def make_image(payload: bytes, name: str = "payload.bin") -> Image:
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config),
-                       "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256_digest(layer),
-                        "size": len(layer)}],
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": sha256_digest(config),
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": OCI_LAYER_GZIP, "digest": sha256_digest(layer), "size": len(layer)}
+            ],
         },
         separators=(",", ":"),
         sort_keys=True,

@@ -64,7 +64,8 @@ class Conn:
             reused = self._writer is not None
             if self._writer is None:
                 self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=MAX_HEADER)
+                    self.host, self.port, limit=MAX_HEADER
+                )
             assert self._reader is not None and self._writer is not None
             try:
                 self._writer.write(data)
@@ -122,16 +123,22 @@ def with_query(target: str, **params: str) -> str:
 
 def expect(reply: Reply, status: int, what: str) -> Reply:
     if reply.status != status:
-        raise HTTPError(f"{what}: expected {status}, got {reply.status}: "
-                        f"{reply.body[:200].decode(errors='replace')}")
+        raise HTTPError(
+            f"{what}: expected {status}, got {reply.status}: "
+            f"{reply.body[:200].decode(errors='replace')}"
+        )
     return reply
 
 
 async def upload_blob(conn: Conn, repo: str, data: bytes, digest: str, single_post: bool) -> None:
     """Monolithic upload: POST ?digest= with the body, or POST then PUT ?digest=."""
     if single_post:
-        reply = await conn.request("POST", with_query(f"/v2/{repo}/blobs/uploads/", digest=digest),
-                                   {"Content-Type": OCTET}, data)
+        reply = await conn.request(
+            "POST",
+            with_query(f"/v2/{repo}/blobs/uploads/", digest=digest),
+            {"Content-Type": OCTET},
+            data,
+        )
         expect(reply, 201, "POST ?digest=")
         return
     reply = expect(await conn.request("POST", f"/v2/{repo}/blobs/uploads/"), 202, "POST upload")
@@ -162,9 +169,17 @@ class RateResult:
     errors: list[str] = field(default_factory=list)
 
 
-async def _small_blob_push(host: str, port: int, repo: str, *, concurrency: int,
-                           seconds: float, max_blobs: int, blob_size: int,
-                           single_post: bool) -> RateResult:
+async def _small_blob_push(
+    host: str,
+    port: int,
+    repo: str,
+    *,
+    concurrency: int,
+    seconds: float,
+    max_blobs: int,
+    blob_size: int,
+    single_post: bool,
+) -> RateResult:
     result = RateResult(0, 0.0)
     issued = 0
     start = time.perf_counter()
@@ -199,18 +214,44 @@ async def _small_blob_push(host: str, port: int, repo: str, *, concurrency: int,
     return result
 
 
-def small_blob_push(host: str, port: int, repo: str, *, concurrency: int, seconds: float,
-                    max_blobs: int, blob_size: int, single_post: bool) -> RateResult:
+def small_blob_push(
+    host: str,
+    port: int,
+    repo: str,
+    *,
+    concurrency: int,
+    seconds: float,
+    max_blobs: int,
+    blob_size: int,
+    single_post: bool,
+) -> RateResult:
     """Push distinct random blobs of blob_size bytes from `concurrency` workers until
     `seconds` have passed or `max_blobs` were issued."""
-    return asyncio.run(_small_blob_push(host, port, repo, concurrency=concurrency,
-                                        seconds=seconds, max_blobs=max_blobs,
-                                        blob_size=blob_size, single_post=single_post))
+    return asyncio.run(
+        _small_blob_push(
+            host,
+            port,
+            repo,
+            concurrency=concurrency,
+            seconds=seconds,
+            max_blobs=max_blobs,
+            blob_size=blob_size,
+            single_post=single_post,
+        )
+    )
 
 
-async def _create_repos(host: str, port: int, repos: list[str], *, source: str,
-                        blobs: list[tuple[bytes, str]], manifest: bytes, tag: str,
-                        concurrency: int) -> RateResult:
+async def _create_repos(
+    host: str,
+    port: int,
+    repos: list[str],
+    *,
+    source: str,
+    blobs: list[tuple[bytes, str]],
+    manifest: bytes,
+    tag: str,
+    concurrency: int,
+) -> RateResult:
     result = RateResult(0, 0.0)
     todo = iter(repos)
     start = time.perf_counter()
@@ -221,8 +262,9 @@ async def _create_repos(host: str, port: int, repos: list[str], *, source: str,
             for repo in todo:
                 for data, digest in blobs:
                     await mount_or_upload(conn, repo, data, digest, source)
-                reply = await conn.request("PUT", f"/v2/{repo}/manifests/{tag}",
-                                           {"Content-Type": OCI_MANIFEST}, manifest)
+                reply = await conn.request(
+                    "PUT", f"/v2/{repo}/manifests/{tag}", {"Content-Type": OCI_MANIFEST}, manifest
+                )
                 expect(reply, 201, f"PUT manifest {repo}:{tag}")
                 result.count += 1
         finally:
@@ -233,9 +275,27 @@ async def _create_repos(host: str, port: int, repos: list[str], *, source: str,
     return result
 
 
-def create_repos(host: str, port: int, repos: list[str], *, source: str,
-                 blobs: list[tuple[bytes, str]], manifest: bytes, tag: str,
-                 concurrency: int) -> RateResult:
+def create_repos(
+    host: str,
+    port: int,
+    repos: list[str],
+    *,
+    source: str,
+    blobs: list[tuple[bytes, str]],
+    manifest: bytes,
+    tag: str,
+    concurrency: int,
+) -> RateResult:
     """Create each repository by mounting `blobs` from `source` and putting `manifest`."""
-    return asyncio.run(_create_repos(host, port, repos, source=source, blobs=blobs,
-                                     manifest=manifest, tag=tag, concurrency=concurrency))
+    return asyncio.run(
+        _create_repos(
+            host,
+            port,
+            repos,
+            source=source,
+            blobs=blobs,
+            manifest=manifest,
+            tag=tag,
+            concurrency=concurrency,
+        )
+    )

@@ -54,8 +54,9 @@ def make_blobs(path: Path, size: int, names: list[str]) -> tuple[dict[str, BlobS
         suffix = os.urandom(SUFFIX_LEN)
         hh = h.copy()
         hh.update(suffix)
-        blobs[name] = BlobSource(path=path, size=size, suffix=suffix,
-                                 digest="sha256:" + hh.hexdigest())
+        blobs[name] = BlobSource(
+            path=path, size=size, suffix=suffix, digest="sha256:" + hh.hexdigest()
+        )
     return blobs, hashed
 
 
@@ -109,8 +110,12 @@ class ClientCapacity:
 def client_capacity(blob: BlobSource) -> ClientCapacity:
     """Run the benchmark's own transfer code against bench/sink.py (a separate process)."""
     sink = Path(__file__).with_name("sink.py")
-    proc = subprocess.Popen([sys.executable, str(sink), "--get-file", str(blob.path)],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(sink), "--get-file", str(blob.path)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -121,8 +126,9 @@ def client_capacity(blob: BlobSource) -> ClientCapacity:
         conn = reg.connect()
         try:
             t0 = time.perf_counter()
-            resp = reg.send_blob(conn, "PATCH", "/v2/sink/blobs/uploads/x", blob, 0, blob.size,
-                                 chunked=True)
+            resp = reg.send_blob(
+                conn, "PATCH", "/v2/sink/blobs/uploads/x", blob, 0, blob.size, chunked=True
+            )
             chunked = blob.size / MiB / (time.perf_counter() - t0)
             reg.expect(resp, 201, "sink PATCH")
         finally:

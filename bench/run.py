@@ -63,8 +63,16 @@ class Params:
 
     @classmethod
     def quick(cls) -> Params:
-        return cls(size_mib=32, pull_repeats=1, load_seconds=3, warmup_seconds=1,
-                   small_seconds=3.0, catalog_repos=150, catalog_page=100, catalog_samples=10)
+        return cls(
+            size_mib=32,
+            pull_repeats=1,
+            load_seconds=3,
+            warmup_seconds=1,
+            small_seconds=3.0,
+            catalog_repos=150,
+            catalog_page=100,
+            catalog_samples=10,
+        )
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,14 @@ class Metric:
 
 def metric_phase(key: str) -> str:
     """The --phases name that produces metric `key`."""
-    prefixes = {"push_": "push", "pull": "pull", "manifest_": "manifest", "blob_head": "head",
-                "small_": "small", "catalog_": "catalog"}
+    prefixes = {
+        "push_": "push",
+        "pull": "pull",
+        "manifest_": "manifest",
+        "blob_head": "head",
+        "small_": "small",
+        "catalog_": "catalog",
+    }
     return next(ph for pre, ph in prefixes.items() if key.startswith(pre))
 
 
@@ -110,16 +124,20 @@ def metrics_for(p: Params) -> list[Metric]:
     return [
         Metric("push_mono", f"push {size}: monolithic POST ?digest=", "MiB/s", True, 2.0),
         Metric("push_stream", f"push {size}: POST, streamed PATCH, PUT", "MiB/s", True, 2.0),
-        Metric("push_chunked", f"push {size}: {p.chunk_mib} MiB PATCHes + PUT", "MiB/s", True,
-               2.0),
+        Metric("push_chunked", f"push {size}: {p.chunk_mib} MiB PATCHes + PUT", "MiB/s", True, 2.0),
         Metric("pull", f"pull {size}: GET blob", "MiB/s", True, 1.0),
         Metric("manifest_get_rps", "manifest GET, c64 (wrk)", "req/s", True, 3.0),
         Metric("manifest_get_p99", "manifest GET p99", "ms", False, 1.0, strict=True),
         Metric("manifest_get_p50", "manifest GET p50", "ms", False, None),
         Metric("blob_head_rps", "blob HEAD, c64 (ab)", "req/s", True, 3.0),
         Metric("blob_head_p99", "blob HEAD p99 (ab, whole ms)", "ms", False, 1.0, strict=True),
-        Metric("small_push_rate", f"{p.small_size // 1024} KiB blob push, c{p.small_concurrency}",
-               "blobs/s", True, 2.0),
+        Metric(
+            "small_push_rate",
+            f"{p.small_size // 1024} KiB blob push, c{p.small_concurrency}",
+            "blobs/s",
+            True,
+            2.0,
+        ),
         Metric("small_push_p99", f"{p.small_size // 1024} KiB blob push p99", "ms", False, None),
         Metric("catalog_p1_median", f"catalog n={page} page 1 median", "ms", False, 2.0),
         Metric("catalog_p1_p99", f"catalog n={page} page 1 p99", "ms", False, None),
@@ -127,8 +145,7 @@ def metrics_for(p: Params) -> list[Metric]:
         Metric("catalog_p2_p99", f"catalog n={page} page 2 p99", "ms", False, None),
         Metric("push_mono_cpu", "push: monolithic", "CPU s/GiB", False, None, group="cpu"),
         Metric("push_stream_cpu", "push: streamed PATCH", "CPU s/GiB", False, None, group="cpu"),
-        Metric("push_chunked_cpu", "push: chunked PATCHes", "CPU s/GiB", False, None,
-               group="cpu"),
+        Metric("push_chunked_cpu", "push: chunked PATCHes", "CPU s/GiB", False, None, group="cpu"),
         Metric("pull_cpu", "pull", "CPU s/GiB", False, None, group="cpu"),
         Metric("manifest_get_cpu", "manifest GET", "CPU us/req", False, None, group="cpu"),
         Metric("blob_head_cpu", "blob HEAD", "CPU us/req", False, None, group="cpu"),
@@ -215,8 +232,9 @@ def phase(suite: Suite, name: str) -> Iterator[None]:
 # -- phases -----------------------------------------------------------------------------------
 
 
-def run_push(suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Params,
-             prefix: str, cpu: CpuProbe) -> None:
+def run_push(
+    suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Params, prefix: str, cpu: CpuProbe
+) -> None:
     try:
         single_post = reg.supports_single_post(f"{prefix}/probe")
     except Exception as e:
@@ -224,13 +242,17 @@ def run_push(suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Param
         suite.notes.append(f"single-POST probe failed ({e}); using POST + PUT")
     suite.details["single_post_upload"] = single_post
     if not single_post:
-        suite.notes.append("monolithic push: no single-POST upload (POST ?digest= got 202), "
-                           "so the client fell back to POST + PUT ?digest= with the body")
+        suite.notes.append(
+            "monolithic push: no single-POST upload (POST ?digest= got 202), "
+            "so the client fell back to POST + PUT ?digest= with the body"
+        )
     steps: list[tuple[str, Callable[[], None]]] = [
         ("mono", lambda: reg.push_monolithic(f"{prefix}/big-mono", blobs["mono"], single_post)),
         ("stream", lambda: reg.push_streamed(f"{prefix}/big-stream", blobs["stream"])),
-        ("chunked", lambda: reg.push_chunked(f"{prefix}/big-chunked", blobs["chunked"],
-                                             p.chunk_mib * MiB)),
+        (
+            "chunked",
+            lambda: reg.push_chunked(f"{prefix}/big-chunked", blobs["chunked"], p.chunk_mib * MiB),
+        ),
     ]
     for mode, push in steps:
         with phase(suite, f"push_{mode}"):
@@ -248,8 +270,9 @@ def run_push(suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Param
             say(f"    push {mode:8s} {blob.size / MiB / seconds:9.1f} MiB/s  ({seconds:.2f} s)")
 
 
-def run_pull(suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Params,
-             prefix: str, cpu: CpuProbe) -> None:
+def run_pull(
+    suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Params, prefix: str, cpu: CpuProbe
+) -> None:
     mode = next((m for m in BIG_BLOBS if f"push_{m}" in suite.metrics), None)
     if mode is None:
         raise RuntimeError("no big blob was pushed, nothing to pull")
@@ -269,8 +292,11 @@ def run_pull(suite: Suite, reg: Registry, blobs: dict[str, BlobSource], p: Param
     suite.metrics["pull"] = statistics.median(rates)
     put_cpu(suite, "pull_cpu", used, p.pull_repeats * blob.size / GiB)
     suite.details["pull_runs_mib_s"] = [round(r, 1) for r in rates]
-    say(f"    pull          {suite.metrics['pull']:9.1f} MiB/s  (median of {len(rates)}: "
-        + ", ".join(f"{r:.0f}" for r in rates) + ")")
+    say(
+        f"    pull          {suite.metrics['pull']:9.1f} MiB/s  (median of {len(rates)}: "
+        + ", ".join(f"{r:.0f}" for r in rates)
+        + ")"
+    )
 
 
 def push_image(reg: Registry, repo: str, image: Image, tag: str, single: bool | None) -> None:
@@ -290,9 +316,13 @@ def record_load(suite: Suite, key: str, res: loadgen.LoadResult, used_cpu: float
     suite.metrics[f"{key}_p99"] = res.p99_ms
     suite.metrics[f"{key}_p50"] = res.p50_ms
     put_cpu(suite, f"{key}_cpu", used_cpu * 1e6, res.requests)
-    suite.details[key] = {"command": res.command, "requests": res.requests,
-                          "non_2xx": res.non_2xx, "socket_errors": res.socket_errors,
-                          "output": res.output}
+    suite.details[key] = {
+        "command": res.command,
+        "requests": res.requests,
+        "non_2xx": res.non_2xx,
+        "socket_errors": res.socket_errors,
+        "output": res.output,
+    }
     bad = []
     if res.non_2xx:
         bad.append(f"{res.non_2xx} non-2xx responses")
@@ -301,17 +331,23 @@ def record_load(suite: Suite, key: str, res: loadgen.LoadResult, used_cpu: float
     if bad:
         suite.notes.append(f"{key}: " + "; ".join(bad))
     if res.requests == 0 or res.non_2xx > res.requests // 100:
-        raise RuntimeError(f"{key}: {res.non_2xx} of {res.requests} requests failed; "
-                           "figures discarded")
-    say(f"    {key:16s} {res.requests_per_s:9.0f} req/s  p50 {res.p50_ms:.2f} ms  "
-        f"p99 {res.p99_ms:.2f} ms")
+        raise RuntimeError(
+            f"{key}: {res.non_2xx} of {res.requests} requests failed; figures discarded"
+        )
+    say(
+        f"    {key:16s} {res.requests_per_s:9.0f} req/s  p50 {res.p50_ms:.2f} ms  "
+        f"p99 {res.p99_ms:.2f} ms"
+    )
 
 
 def run_manifest_get(suite: Suite, reg: Registry, p: Params, prefix: str, cpu: CpuProbe) -> None:
     url = f"{reg.base_url}/v2/{prefix}/small-image/manifests/v1"
     headers = {"Accept": OCI_MANIFEST}
-    kw: dict[str, Any] = {"threads": p.load_threads, "connections": p.load_connections,
-                          "headers": headers}
+    kw: dict[str, Any] = {
+        "threads": p.load_threads,
+        "connections": p.load_connections,
+        "headers": headers,
+    }
     if p.warmup_seconds:
         loadgen.run_wrk(url, seconds=p.warmup_seconds, **kw)
     c0 = cpu_now(cpu)
@@ -319,8 +355,9 @@ def run_manifest_get(suite: Suite, reg: Registry, p: Params, prefix: str, cpu: C
     record_load(suite, "manifest_get", res, cpu_now(cpu) - c0)
 
 
-def run_blob_head(suite: Suite, reg: Registry, p: Params, prefix: str, image: Image,
-                  cpu: CpuProbe) -> None:
+def run_blob_head(
+    suite: Suite, reg: Registry, p: Params, prefix: str, image: Image, cpu: CpuProbe
+) -> None:
     url = f"{reg.base_url}/v2/{prefix}/small-image/blobs/{image.layer_digest}"
     if p.warmup_seconds:
         loadgen.run_ab_head(url, connections=p.load_connections, seconds=p.warmup_seconds)
@@ -334,10 +371,16 @@ def run_small_push(suite: Suite, reg: Registry, p: Params, prefix: str, cpu: Cpu
     if single_post is None:
         single_post = reg.supports_single_post(f"{prefix}/small-blobs")
     c0 = cpu_now(cpu)
-    res = rawaio.small_blob_push(reg.host, reg.port, f"{prefix}/small-blobs",
-                                 concurrency=p.small_concurrency, seconds=p.small_seconds,
-                                 max_blobs=p.small_max_blobs, blob_size=p.small_size,
-                                 single_post=bool(single_post))
+    res = rawaio.small_blob_push(
+        reg.host,
+        reg.port,
+        f"{prefix}/small-blobs",
+        concurrency=p.small_concurrency,
+        seconds=p.small_seconds,
+        max_blobs=p.small_max_blobs,
+        blob_size=p.small_size,
+        single_post=bool(single_post),
+    )
     put_cpu(suite, "small_push_cpu", (cpu_now(cpu) - c0) * 1e6, res.count)
     if res.errors:
         suite.notes.append(f"small push: {len(res.errors)} errors, first: {res.errors[0]}")
@@ -348,23 +391,37 @@ def run_small_push(suite: Suite, reg: Registry, p: Params, prefix: str, cpu: Cpu
     client_cpu = res.client_cpu_s / res.seconds * 100
     suite.metrics["small_push_rate"] = rate
     suite.metrics["small_push_p99"] = p99
-    suite.details["small_push"] = {"blobs": res.count, "seconds": round(res.seconds, 2),
-                                   "client_cpu_percent_of_one_core": round(client_cpu),
-                                   "requests_per_blob": 1 if single_post else 2}
-    say(f"    small push    {rate:9.0f} blobs/s  ({res.count} in {res.seconds:.1f} s, "
+    suite.details["small_push"] = {
+        "blobs": res.count,
+        "seconds": round(res.seconds, 2),
+        "client_cpu_percent_of_one_core": round(client_cpu),
+        "requests_per_blob": 1 if single_post else 2,
+    }
+    say(
+        f"    small push    {rate:9.0f} blobs/s  ({res.count} in {res.seconds:.1f} s, "
         f"p99 {p99:.1f} ms, {1 if single_post else 2} req/blob, "
-        f"client CPU {client_cpu:.0f}% of a core)")
+        f"client CPU {client_cpu:.0f}% of a core)"
+    )
 
 
-def run_catalog(suite: Suite, reg: Registry, p: Params, prefix: str, image: Image,
-                cpu: CpuProbe) -> None:
+def run_catalog(
+    suite: Suite, reg: Registry, p: Params, prefix: str, image: Image, cpu: CpuProbe
+) -> None:
     repos = [f"{prefix}-cat/r{i:05d}" for i in range(p.catalog_repos)]
     res = rawaio.create_repos(
-        reg.host, reg.port, repos, source=f"{prefix}/small-image",
+        reg.host,
+        reg.port,
+        repos,
+        source=f"{prefix}/small-image",
         blobs=[(image.config, image.config_digest), (image.layer, image.layer_digest)],
-        manifest=image.manifest, tag="v1", concurrency=p.setup_concurrency)
-    say(f"    catalog setup: {res.count} repositories in {res.seconds:.1f} s "
-        f"({res.count / res.seconds:.0f}/s)")
+        manifest=image.manifest,
+        tag="v1",
+        concurrency=p.setup_concurrency,
+    )
+    say(
+        f"    catalog setup: {res.count} repositories in {res.seconds:.1f} s "
+        f"({res.count / res.seconds:.0f}/s)"
+    )
     conn = reg.connect()
     try:
         first = f"/v2/_catalog?n={p.catalog_page}"
@@ -372,9 +429,12 @@ def run_catalog(suite: Suite, reg: Registry, p: Params, prefix: str, image: Imag
         if second is None:
             raise RuntimeError(f"catalog page 1 ({len(page1)} repositories) has no next link")
         page2, _ = reg.catalog(conn, second)
-        suite.details["catalog"] = {"page1_len": len(page1), "page2_len": len(page2),
-                                    "second_page_target": second,
-                                    "setup_seconds": round(res.seconds, 2)}
+        suite.details["catalog"] = {
+            "page1_len": len(page1),
+            "page2_len": len(page2),
+            "second_page_target": second,
+            "setup_seconds": round(res.seconds, 2),
+        }
         t1: list[float] = []
         t2: list[float] = []
         used = {first: 0.0, second: 0.0}
@@ -392,13 +452,23 @@ def run_catalog(suite: Suite, reg: Registry, p: Params, prefix: str, image: Imag
     for n, times in (("p1", t1), ("p2", t2)):
         suite.metrics[f"catalog_{n}_median"] = statistics.median(times)
         suite.metrics[f"catalog_{n}_p99"] = percentile(times, 99)
-    say(f"    catalog       page 1 ({len(page1)} repos) median {statistics.median(t1):.2f} ms "
+    say(
+        f"    catalog       page 1 ({len(page1)} repos) median {statistics.median(t1):.2f} ms "
         f"p99 {percentile(t1, 99):.2f} ms; page 2 ({len(page2)} repos) median "
-        f"{statistics.median(t2):.2f} ms p99 {percentile(t2, 99):.2f} ms")
+        f"{statistics.median(t2):.2f} ms p99 {percentile(t2, 99):.2f} ms"
+    )
 
 
-def run_suite(name: str, url: str, blobs: dict[str, BlobSource], image: Image, p: Params,
-              phases: list[str], run_id: str, cpu: CpuProbe) -> Suite:
+def run_suite(
+    name: str,
+    url: str,
+    blobs: dict[str, BlobSource],
+    image: Image,
+    p: Params,
+    phases: list[str],
+    run_id: str,
+    cpu: CpuProbe,
+) -> Suite:
     suite = Suite(name=name, url=url)
     reg = Registry(url)
     prefix = f"bench-{run_id}"
@@ -407,13 +477,16 @@ def run_suite(name: str, url: str, blobs: dict[str, BlobSource], image: Image, p
     suite.details["loadavg_at_start"] = os.getloadavg()[0]
     say(f"\n== {name} at {url} (CPU busy with other work before the start: {busy:.0%})")
     if busy > BUSY_WARN:
-        suite.notes.append(f"the machine was {busy:.0%} busy with other work just before this "
-                           "suite started; its figures are noisy")
+        suite.notes.append(
+            f"the machine was {busy:.0%} busy with other work just before this "
+            "suite started; its figures are noisy"
+        )
     with phase(suite, "connect"):
         status = reg.ping()
         if status != 200:
-            raise RuntimeError(f"GET /v2/ answered {status} (only registries without auth "
-                               "can be measured)")
+            raise RuntimeError(
+                f"GET /v2/ answered {status} (only registries without auth can be measured)"
+            )
     if "connect" in suite.errors:
         return suite
     if "push" in phases:
@@ -423,8 +496,9 @@ def run_suite(name: str, url: str, blobs: dict[str, BlobSource], image: Image, p
             run_pull(suite, reg, blobs, p, prefix, cpu)
     if {"manifest", "head", "catalog"} & set(phases):
         with phase(suite, "small_image"):
-            push_image(reg, f"{prefix}/small-image", image, "v1",
-                       suite.details.get("single_post_upload"))
+            push_image(
+                reg, f"{prefix}/small-image", image, "v1", suite.details.get("single_post_upload")
+            )
         if "small_image" in suite.errors:
             return suite
     if "manifest" in phases:
@@ -461,15 +535,24 @@ def compare(metrics: list[Metric], dist: Suite, other: Suite) -> list[dict[str, 
         d = dist.metrics.get(m.key)
         o = other.metrics.get(m.key)
         ratio = m.ratio(d, o) if d is not None and o is not None else None
-        rows.append({
-            "key": m.key, "label": m.label, "unit": m.unit,
-            "better": "higher" if m.higher_is_better else "lower",
-            "values": {"distribution": d, other.name: o},
-            "ratio": ratio,
-            "ratio_is": (f"{other.name} / distribution" if m.higher_is_better
-                         else f"distribution / {other.name}"),
-            "target": m.target_text(), "met": m.met(ratio), "group": m.group,
-        })
+        rows.append(
+            {
+                "key": m.key,
+                "label": m.label,
+                "unit": m.unit,
+                "better": "higher" if m.higher_is_better else "lower",
+                "values": {"distribution": d, other.name: o},
+                "ratio": ratio,
+                "ratio_is": (
+                    f"{other.name} / distribution"
+                    if m.higher_is_better
+                    else f"distribution / {other.name}"
+                ),
+                "target": m.target_text(),
+                "met": m.met(ratio),
+                "group": m.group,
+            }
+        )
     return rows
 
 
@@ -495,15 +578,21 @@ def print_table(rows: list[dict[str, Any]], other: str, goals: bool = True) -> N
 
 def print_reference(ref: dict[str, Any]) -> None:
     say("\nreference figures for this machine:")
-    say(f"  disk write, dd-like copy of the {ref['size_mib']} MiB source with fsync: "
-        f"{ref['disk_write_fsync_mib_s']:.0f} MiB/s")
-    say(f"  sha256 (hashlib, in memory): {ref['sha256_mib_s']:.0f} MiB/s; "
-        f"digest precompute of the source file: {ref['digest_precompute_mib_s']:.0f} MiB/s")
+    say(
+        f"  disk write, dd-like copy of the {ref['size_mib']} MiB source with fsync: "
+        f"{ref['disk_write_fsync_mib_s']:.0f} MiB/s"
+    )
+    say(
+        f"  sha256 (hashlib, in memory): {ref['sha256_mib_s']:.0f} MiB/s; "
+        f"digest precompute of the source file: {ref['digest_precompute_mib_s']:.0f} MiB/s"
+    )
     cap = ref.get("client")
     if cap:
-        say(f"  client alone against a discarding sink process: upload "
+        say(
+            f"  client alone against a discarding sink process: upload "
             f"{cap['source_mib_s']:.0f} MiB/s (Content-Length), {cap['chunked_source_mib_s']:.0f}"
-            f" MiB/s (chunked); download {cap['sink_mib_s']:.0f} MiB/s")
+            f" MiB/s (chunked); download {cap['sink_mib_s']:.0f} MiB/s"
+        )
 
 
 def check_client_headroom(suites: list[Suite], reference: dict[str, Any]) -> None:
@@ -511,14 +600,20 @@ def check_client_headroom(suites: list[Suite], reference: dict[str, Any]) -> Non
     cap = reference.get("client")
     if not cap:
         return
-    limits = {"push_mono": cap["source_mib_s"], "push_stream": cap["chunked_source_mib_s"],
-              "push_chunked": cap["source_mib_s"], "pull": cap["sink_mib_s"]}
+    limits = {
+        "push_mono": cap["source_mib_s"],
+        "push_stream": cap["chunked_source_mib_s"],
+        "push_chunked": cap["source_mib_s"],
+        "pull": cap["sink_mib_s"],
+    }
     for s in suites:
         for key, limit in limits.items():
             got = s.metrics.get(key)
             if got is not None and got * 3 > limit:
-                s.notes.append(f"{key} {got:.0f} MiB/s is within 3x of the client's own "
-                               f"ceiling ({limit:.0f} MiB/s): the client may be limiting it")
+                s.notes.append(
+                    f"{key} {got:.0f} MiB/s is within 3x of the client's own "
+                    f"ceiling ({limit:.0f} MiB/s): the client may be limiting it"
+                )
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -533,23 +628,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     who = ap.add_mutually_exclusive_group(required=True)
     who.add_argument("--target-url", help="measure an already running registry (http://...)")
-    who.add_argument("--start-moorage", action="store_true",
-                     help="start `moorage serve` on a free loopback port with a temp data dir")
-    ap.add_argument("--target-pid", type=int,
-                    help="with --target-url: a pid of the target, to count the CPU time of "
-                    "its process group")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="passed to `moorage serve --workers` (default: moorage's own default)")
+    who.add_argument(
+        "--start-moorage",
+        action="store_true",
+        help="start `moorage serve` on a free loopback port with a temp data dir",
+    )
+    ap.add_argument(
+        "--target-pid",
+        type=int,
+        help="with --target-url: a pid of the target, to count the CPU time of its process group",
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="passed to `moorage serve --workers` (default: moorage's own default)",
+    )
     ap.add_argument("--moorage-bin", default=default_moorage_bin())
     ap.add_argument("--distribution-bin", default="/usr/bin/docker-registry")
-    ap.add_argument("--size-mib", type=int, default=None,
-                    help="big blob size in MiB (default 1024; 32 with --quick)")
+    ap.add_argument(
+        "--size-mib",
+        type=int,
+        default=None,
+        help="big blob size in MiB (default 1024; 32 with --quick)",
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes and short runs (smoke)")
-    ap.add_argument("--phases", default=",".join(PHASES),
-                    help=f"comma-separated subset of {','.join(PHASES)}")
+    ap.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
+    )
     ap.add_argument("--json", dest="json_out", type=Path, help="write all figures as JSON")
-    ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()),
-                    help="where the temporary files and registry roots go")
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the temporary files and registry roots go",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
@@ -568,9 +681,11 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([sys.executable, *sys.argv])
     started = dt.datetime.now(dt.UTC)
     say(f"command: {command}")
-    say(f"started: {started.isoformat(timespec='seconds')}  host: {platform.node()}  "
+    say(
+        f"started: {started.isoformat(timespec='seconds')}  host: {platform.node()}  "
         f"cpus: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}  "
-        f"CPU busy with other work: {other_cpu_busy():.0%}")
+        f"CPU busy with other work: {other_cpu_busy():.0%}"
+    )
     say(f"distribution: {servers.distribution_version(args.distribution_bin)}")
     for tool in ("wrk", "ab"):
         if shutil.which(tool) is None:
@@ -595,8 +710,9 @@ def main(argv: list[str] | None = None) -> int:
         refspeed.write_random_file(source, size)
         blobs, hash_s = refspeed.make_blobs(source, size, list(BIG_BLOBS))
         reference["digest_precompute_mib_s"] = (size - refspeed.SUFFIX_LEN) / MiB / hash_s
-        reference["disk_write_fsync_mib_s"] = refspeed.disk_write_mib_s(source,
-                                                                         work / "dd-copy.bin")
+        reference["disk_write_fsync_mib_s"] = refspeed.disk_write_mib_s(
+            source, work / "dd-copy.bin"
+        )
         reference["sha256_mib_s"] = refspeed.sha256_mib_s(min(size, 512 * MiB))
         try:
             reference["client"] = asdict(refspeed.client_capacity(blobs["mono"]))
@@ -607,8 +723,11 @@ def main(argv: list[str] | None = None) -> int:
 
         dist = servers.distribution_server(args.distribution_bin, work)
         with dist:
-            suites.append(run_suite("distribution", dist.url, blobs, image, p, args.phases,
-                                    run_id, dist.cpu_probe()))
+            suites.append(
+                run_suite(
+                    "distribution", dist.url, blobs, image, p, args.phases, run_id, dist.cpu_probe()
+                )
+            )
         if args.start_moorage:
             moorage = servers.moorage_server(args.moorage_bin, work, args.workers)
             say(f"\nstarting: {shlex.join(moorage.argv)}")
@@ -619,14 +738,25 @@ def main(argv: list[str] | None = None) -> int:
                 suites.append(Suite("moorage", moorage.url, errors={"start": str(e)}))
             else:
                 try:
-                    suites.append(run_suite("moorage", moorage.url, blobs, image, p,
-                                            args.phases, run_id, moorage.cpu_probe()))
+                    suites.append(
+                        run_suite(
+                            "moorage",
+                            moorage.url,
+                            blobs,
+                            image,
+                            p,
+                            args.phases,
+                            run_id,
+                            moorage.cpu_probe(),
+                        )
+                    )
                 finally:
                     moorage.stop()
         else:
             probe = servers.cpu_probe_for_pid(args.target_pid) if args.target_pid else None
-            suites.append(run_suite("target", args.target_url, blobs, image, p, args.phases,
-                                    run_id, probe))
+            suites.append(
+                run_suite("target", args.target_url, blobs, image, p, args.phases, run_id, probe)
+            )
     finally:
         if args.keep:
             say(f"kept {work}")
@@ -635,21 +765,26 @@ def main(argv: list[str] | None = None) -> int:
 
     dist_suite, other = suites[0], suites[1]
     check_client_headroom(suites, reference)
-    rows = compare([m for m in metrics_for(p) if metric_phase(m.key) in args.phases],
-                   dist_suite, other)
+    rows = compare(
+        [m for m in metrics_for(p) if metric_phase(m.key) in args.phases], dist_suite, other
+    )
     elapsed = time.perf_counter() - t_start
     say(f"\n== results ({other.name} vs distribution 2.8), command: {command}")
     print_reference(reference)
     say("")
     print_table([r for r in rows if r["group"] == "main"], other.name)
-    say(f"\nratio: > 1 always means {other.name} is better. Throughput and rates: "
+    say(
+        f"\nratio: > 1 always means {other.name} is better. Throughput and rates: "
         f"{other.name} / distribution. Latencies (ms): distribution / {other.name}, i.e. how "
         f"many times faster {other.name} answers; so the goal 'catalog latency <= 1/2' is "
-        "ratio >= 2x and 'lower p99' is ratio > 1x.")
+        "ratio >= 2x and 'lower p99' is ratio > 1x."
+    )
     cpu_rows = [r for r in rows if r["group"] == "cpu" and r["ratio"] is not None]
     if cpu_rows:
-        say(f"\nserver CPU cost (all processes of the server; ratio = distribution / "
-            f"{other.name}, > 1 means {other.name} spends less CPU):")
+        say(
+            f"\nserver CPU cost (all processes of the server; ratio = distribution / "
+            f"{other.name}, > 1 means {other.name} spends less CPU):"
+        )
         print_table(cpu_rows, other.name, goals=False)
     for s in suites:
         for note in s.notes:
@@ -663,9 +798,12 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             "started": started.isoformat(timespec="seconds"),
             "seconds": round(elapsed, 1),
-            "machine": {"host": platform.node(), "cpus": os.cpu_count(),
-                        "python": platform.python_version(),
-                        "distribution": servers.distribution_version(args.distribution_bin)},
+            "machine": {
+                "host": platform.node(),
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "distribution": servers.distribution_version(args.distribution_bin),
+            },
             "params": asdict(p),
             "phases": args.phases,
             "reference": reference,

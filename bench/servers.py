@@ -79,8 +79,9 @@ class ManagedServer:
                 return
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} did not answer on {self.url} within {timeout:.0f}s:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} did not answer on {self.url} within {timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         proc = self.proc
@@ -191,18 +192,26 @@ def moorage_server(moorage_bin: str, workdir: Path, workers: int | None) -> Mana
     data = workdir / "moorage-data"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [moorage_bin, "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(data)]
+    argv = [
+        moorage_bin,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+    ]
     if workers is not None:
         argv += ["--workers", str(workers)]
-    return ManagedServer(name="moorage", argv=argv, port=port,
-                         log_path=workdir / "moorage.log")
+    return ManagedServer(name="moorage", argv=argv, port=port, log_path=workdir / "moorage.log")
 
 
 def distribution_version(binary: str) -> str:
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
     except OSError as e:
         return f"unknown ({e})"
     return (out.stdout or out.stderr).strip()

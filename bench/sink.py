@@ -35,8 +35,14 @@ def _read_head(sock: socket.socket, pending: bytearray) -> bytes | None:
     return head
 
 
-def _discard(sock: socket.socket, pending: bytearray, count: int, buf: memoryview,
-             pipe: tuple[int, int] | None = None, devnull: int = -1) -> None:
+def _discard(
+    sock: socket.socket,
+    pending: bytearray,
+    count: int,
+    buf: memoryview,
+    pipe: tuple[int, int] | None = None,
+    devnull: int = -1,
+) -> None:
     """Drop `count` body bytes; with a pipe, splice(2) them to /dev/null without copying."""
     take = min(count, len(pending))
     del pending[:take]
@@ -66,8 +72,9 @@ def _read_line(sock: socket.socket, pending: bytearray) -> bytes:
     return line
 
 
-def serve_connection(sock: socket.socket, get_file: Path, pipe: tuple[int, int],
-                     devnull: int) -> None:
+def serve_connection(
+    sock: socket.socket, get_file: Path, pipe: tuple[int, int], devnull: int
+) -> None:
     buf = memoryview(bytearray(4 * MiB))
     pending = bytearray()
     while True:
@@ -91,13 +98,17 @@ def serve_connection(sock: socket.socket, get_file: Path, pipe: tuple[int, int],
             _discard(sock, pending, int(headers["content-length"]), buf, pipe, devnull)
         if method == "GET":
             size = get_file.stat().st_size
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Content-Length: %d\r\n\r\n" % size)
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % size
+            )
             with get_file.open("rb") as f:
                 sock.sendfile(f)
         else:
-            sock.sendall(b"HTTP/1.1 201 Created\r\nLocation: /v2/sink/blobs/uploads/x\r\n"
-                         b"Content-Length: 0\r\n\r\n")
+            sock.sendall(
+                b"HTTP/1.1 201 Created\r\nLocation: /v2/sink/blobs/uploads/x\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
 
 
 def main() -> None:
