@@ -46,6 +46,9 @@ def build_registry(settings: Settings) -> Registry:
         metadata=metadata,
         storage=storage,
         manifest_max_bytes=limits.manifest_max_bytes,
+        # Both backends are local here; a network database (or object store) keeps every
+        # lookup off the event loop.
+        inline_point_reads=engine.dialect.name == "sqlite",
     )
 
 

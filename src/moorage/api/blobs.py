@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from moorage.api.context import Registry
+from moorage.api.context import Registry, point_read
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import RangeNotSatisfiable, parse_range
@@ -28,7 +28,7 @@ class _WholeFileResponse(FileResponse):
 
 async def get_blob(registry: Registry, request: Request, name: str, reference: str) -> Response:
     digest = Digest.parse(reference)
-    info = await run_in_threadpool(registry.blobs.stat, name, digest)
+    info = await point_read(registry, registry.blobs.stat, name, digest)
     headers = {
         "Docker-Content-Digest": str(digest),
         "Accept-Ranges": "bytes",

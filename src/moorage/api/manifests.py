@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.body import read_limited
-from moorage.api.context import Registry
+from moorage.api.context import Registry, point_read
 
 
 async def get_manifest(registry: Registry, request: Request, name: str, reference: str) -> Response:
-    record = await run_in_threadpool(registry.manifests.get, name, reference)
+    record = await point_read(registry, registry.manifests.get, name, reference)
     headers = {
         "Docker-Content-Digest": record.digest,
         "ETag": f'"{record.digest}"',

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.body import WRITE_BATCH, declared_length, read_body, stream_into
-from moorage.api.context import Registry
+from moorage.api.context import Registry, point_read
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.records import UploadSession
 from moorage.oci.digest import Digest
@@ -101,7 +101,7 @@ async def finish_upload(
 async def upload_status(
     registry: Registry, request: Request, name: str, upload_id: str
 ) -> Response:
-    session = await run_in_threadpool(registry.uploads.status, name, upload_id)
+    session = await point_read(registry, registry.uploads.status, name, upload_id)
     return Response(b"", 204, progress_headers(name, upload_id, session.offset))
 
 
