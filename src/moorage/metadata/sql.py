@@ -269,20 +269,24 @@ class SqlMetadataStore:
             return result.rowcount > 0
 
     def missing_blobs(self, repository: str, digests: set[str]) -> set[str]:
+        return self._missing(
+            s.repository_blobs.c.repository_id, s.repository_blobs.c.digest, repository, digests
+        )
+
+    def _missing(
+        self, repository_column: Any, digest_column: Any, repository: str, digests: set[str]
+    ) -> set[str]:
+        """Those of ``digests`` with no row in ``digest_column``'s table for the repository."""
         found: set[str] = set()
         with self._read() as conn:
             repository_id = self._repository_id(conn, repository)
             if repository_id is None:
                 return set(digests)
             for batch in _batches(digests):
-                found.update(
-                    conn.execute(
-                        select(s.repository_blobs.c.digest).where(
-                            s.repository_blobs.c.repository_id == repository_id,
-                            s.repository_blobs.c.digest.in_(batch),
-                        )
-                    ).scalars()
+                query = select(digest_column).where(
+                    repository_column == repository_id, digest_column.in_(batch)
                 )
+                found.update(conn.execute(query).scalars())
         return digests - found
 
     # --- manifests and tags --------------------------------------------------------------------
@@ -367,21 +371,7 @@ class SqlMetadataStore:
         )
 
     def missing_manifests(self, repository: str, digests: set[str]) -> set[str]:
-        found: set[str] = set()
-        with self._read() as conn:
-            repository_id = self._repository_id(conn, repository)
-            if repository_id is None:
-                return set(digests)
-            for batch in _batches(digests):
-                found.update(
-                    conn.execute(
-                        select(s.manifests.c.digest).where(
-                            s.manifests.c.repository_id == repository_id,
-                            s.manifests.c.digest.in_(batch),
-                        )
-                    ).scalars()
-                )
-        return digests - found
+        return self._missing(s.manifests.c.repository_id, s.manifests.c.digest, repository, digests)
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         with self._write() as conn:
