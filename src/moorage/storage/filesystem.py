@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +63,14 @@ def _start_writeback() -> Callable[[int, int, int], None]:
 start_writeback = _start_writeback()
 
 
+# Writes at least this big go to a background thread, so that the caller can hash the next
+# batch while the kernel copies this one (os.write releases the GIL; the resumable hasher does
+# not). One write per upload is in flight at a time, which keeps the bytes in order and the
+# memory bounded; different uploads write in parallel.
+WRITE_BEHIND_MIN = 256 * 1024
+_write_behind = ThreadPoolExecutor(max_workers=16, thread_name_prefix="moorage-write")
+
+
 class _FileUploadWriter:
     def __init__(self, path: Path, offset: int) -> None:
         flags = os.O_WRONLY | os.O_CREAT if offset == 0 else os.O_WRONLY
@@ -75,11 +84,19 @@ class _FileUploadWriter:
         self._offset = offset
         self._position = offset
         self._flushed = offset
+        self._pending: Future[None] | None = None
         # Drop bytes an interrupted append (a crash, a cut connection) left past the offset.
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
 
     def write(self, data: bytes) -> None:
+        self._wait_for_pending()
+        if len(data) >= WRITE_BEHIND_MIN:
+            self._pending = _write_behind.submit(self._write_now, data)
+        else:
+            self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -89,17 +106,25 @@ class _FileUploadWriter:
             start_writeback(self._fd, self._flushed, self._position - self._flushed)
             self._flushed = self._position
 
+    def _wait_for_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # re-raises a failed write (disk full, I/O error)
+
     def close(self) -> None:
         # No fsync per append: what matters is durable is the published blob, and commit_upload
         # fsyncs before it publishes. After a power loss an upload may be shorter than its
         # recorded offset; open_upload then refuses it and the client starts over.
         try:
+            self._wait_for_pending()
             start_writeback(self._fd, self._flushed, self._position - self._flushed)
         finally:
             os.close(self._fd)
 
     def discard(self) -> None:
         try:
+            with contextlib.suppress(OSError):
+                self._wait_for_pending()
             os.ftruncate(self._fd, self._offset)
         finally:
             os.close(self._fd)
