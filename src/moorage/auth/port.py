@@ -1,0 +1,27 @@
+"""The auth ports: the HTTP layer asks these, and never a concrete backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from moorage.auth.access import Access
+from moorage.auth.identity import Identity
+
+
+class Authenticator(Protocol):
+    def authenticate_password(self, username: str, password: str) -> Identity | None:
+        """The identity these Basic credentials prove, or None. Must take the same time for an
+        unknown user as for a wrong password, and never log either value."""
+        ...
+
+
+class Authorizer(Protocol):
+    def grant(self, identity: Identity, requested: Sequence[Access]) -> list[Access]:
+        """The part of ``requested`` that ``identity`` may have (possibly nothing). Never
+        raises for a denial; an empty grant is how the token endpoint answers one."""
+        ...
+
+    def may_overwrite_tag(self, identity: Identity, repository: str) -> bool:
+        """False when a rule makes existing tags in ``repository`` immutable for ``identity``."""
+        ...
