@@ -48,6 +48,47 @@ class LimitsSettings(_Section):
     upload_expiry_seconds: int = Field(24 * 3600, gt=0)
 
 
+class TokenSettings(_Section):
+    """The built-in token service (Docker token spec) and the tokens /v2 trusts."""
+
+    # With the service on, /v2 challenges with Bearer (and still accepts Basic credentials).
+    enabled: bool = True
+    # Names the registry in the challenge, the `aud` claim and the `service` parameter.
+    service: str = "moorage"
+    issuer: str = "moorage"
+    expiry_seconds: int = Field(300, gt=0, le=86400)
+    refresh_expiry_seconds: int = Field(14 * 86400, gt=0)
+    # ES256 signing key and certificate (PEM); generated in <data_dir>/auth/ when not set.
+    key_file: Path | None = None
+    cert_file: Path | None = None
+    # An external token issuer to trust instead of (or beside) our own keys: its issuer name and
+    # either a PEM bundle of its signing certificates or a JWKS file.
+    trusted_issuer: str | None = None
+    trusted_certs_file: Path | None = None
+    trusted_jwks_file: Path | None = None
+
+
+class AuthSettings(_Section):
+    # An htpasswd file (any format Apache's htpasswd writes); reloaded when it changes.
+    htpasswd: Path | None = None
+    # A YAML policy file (users, groups, repository globs, actions); see docs/auth.md.
+    policy_file: Path | None = None
+    # The realm shown in Basic challenges.
+    realm: str = "moorage"
+    token: TokenSettings = TokenSettings()
+
+
+class TlsSettings(_Section):
+    cert: Path | None = None
+    key: Path | None = None
+
+
+class ProxySettings(_Section):
+    # Addresses or CIDR networks of proxies whose X-Forwarded-Proto / X-Forwarded-Host /
+    # X-Forwarded-For are believed. Headers from anyone else are ignored.
+    trusted: list[str] = []
+
+
 class Settings(BaseSettings):
     """Everything Moorage can be told; every field has a safe default."""
 
@@ -59,11 +100,20 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     database: DatabaseSettings = DatabaseSettings()
     limits: LimitsSettings = LimitsSettings()
+    auth: AuthSettings = AuthSettings()
+    tls: TlsSettings = TlsSettings()
+    proxy: ProxySettings = ProxySettings()
+    # Serving a non-loopback address with no authentication configured must be asked for.
+    allow_anonymous_network: bool = False
     delete_enabled: bool = True
     workers: int = Field(1, ge=1, le=64)
     log_level: Literal["critical", "error", "warning", "warn", "info", "debug", "notset"] = "info"
     # One line per request from the HTTP server (costs throughput on small requests).
     access_log: bool = False
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth.htpasswd is not None or self.auth.token.trusted_issuer is not None
 
     @property
     def database_url(self) -> str:
