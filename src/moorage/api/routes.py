@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from moorage.api import blobs, discovery, manifests, uploads
 from moorage.api.context import Registry
+from moorage.auth.access import DELETE, PULL, PUSH
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.names import parse_name
 
@@ -23,6 +24,17 @@ StartHandler = Callable[[Registry, Request, str], Awaitable[Response]]
 class Endpoint:
     pattern: re.Pattern[str]
     methods: dict[str, Handler]
+    # The repository action each method needs: the one table every authorization decision on a
+    # /v2 route comes from. Uploads need push throughout (status and cancel included).
+    actions: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRoute:
+    handler: Handler
+    name: str
+    reference: str
+    action: str
 
 
 def _start_upload(registry: Registry, request: Request, name: str, _: str) -> Awaitable[Response]:
@@ -31,7 +43,7 @@ def _start_upload(registry: Registry, request: Request, name: str, _: str) -> Aw
 
 _NAME = r"(?P<name>.+?)"
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint(re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"), {"POST": _start_upload}),
+    Endpoint(re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"), {"POST": _start_upload}, {"POST": PUSH}),
     Endpoint(
         re.compile(rf"^{_NAME}/blobs/uploads/(?P<ref>[^/]+)$"),
         {
@@ -40,10 +52,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "PUT": uploads.finish_upload,
             "DELETE": uploads.cancel_upload,
         },
+        {"GET": PUSH, "PATCH": PUSH, "PUT": PUSH, "DELETE": PUSH},
     ),
     Endpoint(
         re.compile(rf"^{_NAME}/blobs/(?P<ref>[^/]+)$"),
         {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
+        {"GET": PULL, "HEAD": PULL, "DELETE": DELETE},
     ),
     Endpoint(
         re.compile(rf"^{_NAME}/manifests/(?P<ref>[^/]+)$"),
@@ -53,13 +67,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "PUT": manifests.put_manifest,
             "DELETE": manifests.delete_manifest,
         },
+        {"GET": PULL, "HEAD": PULL, "PUT": PUSH, "DELETE": DELETE},
     ),
-    Endpoint(re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"), {"GET": discovery.list_tags}),
-    Endpoint(re.compile(rf"^{_NAME}/referrers/(?P<ref>[^/]+)$"), {"GET": discovery.referrers}),
+    Endpoint(re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"), {"GET": discovery.list_tags}, {"GET": PULL}),
+    Endpoint(re.compile(rf"^{_NAME}/referrers/(?P<ref>[^/]+)$"), {"GET": discovery.referrers}, {"GET": PULL}),
 )
 
 
-def resolve(path: str, method: str) -> tuple[Handler, str, str]:
+def resolve(path: str, method: str) -> ResolvedRoute:
     """Find the handler for ``/v2/<path>``; 404 for an unknown route, 405 for a wrong method."""
     for endpoint in ENDPOINTS:
         match = endpoint.pattern.match(path)
@@ -73,5 +88,7 @@ def resolve(path: str, method: str) -> tuple[Handler, str, str]:
                 status=405,
                 headers={"Allow": ", ".join(endpoint.methods)},
             )
-        return handler, parse_name(match.group("name")), match.group("ref")
+        return ResolvedRoute(
+            handler, parse_name(match.group("name")), match.group("ref"), endpoint.actions[method]
+        )
     raise RegistryError(ErrorCode.NAME_UNKNOWN, "no such API endpoint", {"path": path[:256]})

@@ -96,8 +96,8 @@ def build_app(
 
     async def v2_dispatch(request: Request) -> Response:
         async def call() -> Response:
-            handler, name, reference = resolve(request.path_params["path"], request.method)
-            return await handler(registry, request, name, reference)
+            route = resolve(request.path_params["path"], request.method)
+            return await route.handler(registry, request, route.name, route.reference)
 
         return await _guarded(request, call)
 
