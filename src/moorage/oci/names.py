@@ -14,6 +14,10 @@ _TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 MAX_NAME_LENGTH = 255
 
 
+def is_valid_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and bool(_NAME.fullmatch(name))
+
+
 def parse_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise NAME_INVALID (400)."""
     if len(name) > MAX_NAME_LENGTH:
