@@ -299,3 +299,17 @@ async def test_upload_whose_bytes_were_lost_must_restart(
     assert response.status_code == 400
     assert error_code(response) == "BLOB_UPLOAD_INVALID"
     assert (await client.get(location)).status_code == 404
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b2", "1_0", " 5", "+5"])
+async def test_content_length_that_is_not_ascii_digits_is_refused(
+    client: httpx.AsyncClient, length: str
+) -> None:
+    # '²' passes str.isdigit(); int() then raised and the client got a 500.
+    digest = digest_of(b"")
+    for path in (f"/v2/up/cl/blobs/uploads/?digest={digest}", "/v2/up/cl/manifests/latest"):
+        method = "POST" if "uploads" in path else "PUT"
+        headers = {"Content-Length": length.encode("latin-1")}  # as sent on the wire
+        response = await client.request(method, path, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert error_code(response) == "SIZE_INVALID"

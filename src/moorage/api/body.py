@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.oci.numbers import parse_decimal
 from moorage.services.uploads import ByteSink
 
 # Batches queued between the receiving event loop and the writing thread.
@@ -25,9 +26,10 @@ def declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    length = parse_decimal(raw)
+    if length is None:
         raise RegistryError(ErrorCode.SIZE_INVALID, "Content-Length must be a non-negative integer")
-    return int(raw)
+    return length
 
 
 async def _batches(request: Request) -> AsyncIterator[bytes]:
@@ -90,7 +92,7 @@ async def _put_unless_failed(
 
 async def read_body(request: Request, length: int) -> bytes:
     """A body the caller knows to be small (``length`` from Content-Length), read whole."""
-    body = await _read_at_most(
+    body = await read_at_most(
         request, length, RegistryError(ErrorCode.SIZE_INVALID, "body longer than Content-Length")
     )
     if len(body) != length:
@@ -109,10 +111,10 @@ async def read_limited(request: Request, limit: int) -> bytes:
     length = declared_length(request)
     if length is not None and length > limit:
         raise too_big
-    return await _read_at_most(request, limit, too_big)
+    return await read_at_most(request, limit, too_big)
 
 
-async def _read_at_most(request: Request, limit: int, too_big: RegistryError) -> bytes:
+async def read_at_most(request: Request, limit: int, too_big: RegistryError) -> bytes:
     pieces: list[bytes] = []
     total = 0
     try:

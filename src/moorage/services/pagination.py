@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.oci.numbers import parse_decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,13 +17,13 @@ class PageLimits:
         """The page size for a raw ``n`` query value; 400 PAGINATION_NUMBER_INVALID if bad."""
         if requested is None or requested == "":
             return min(self.default, self.maximum)
-        if not requested.isdigit() or len(requested) > 9:
+        n = parse_decimal(requested, max_digits=9)
+        if n is None:
             raise RegistryError(
                 ErrorCode.PAGINATION_NUMBER_INVALID,
                 f"n must be an integer between 0 and {self.maximum}",
                 {"n": requested[:32]},
             )
-        n = int(requested)
         if n > self.maximum:
             raise RegistryError(
                 ErrorCode.PAGINATION_NUMBER_INVALID,
