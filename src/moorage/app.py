@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from moorage.api.context import Registry
+from moorage.api.forwarded import TrustedProxyHeaders
 from moorage.api.server import build_app
 from moorage.config import Settings, load_settings
 from moorage.metadata.migrate import upgrade
@@ -76,4 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             sweeper.cancel()
 
-    return build_app(registry, lifespan)
+    app = build_app(registry, lifespan)
+    # Behind a TLS-terminating proxy (docs/deploy/nginx.md), believe its X-Forwarded-* headers.
+    if settings.proxy.trusted:
+        app.add_middleware(TrustedProxyHeaders, trusted=settings.proxy.trusted)
+    return app
