@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from moorage.api.forwarded import parse_trusted
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -34,6 +36,45 @@ def _ensure_port_free(host: str, port: int) -> None:
             ) from None
 
 
+# --- TLS and trusted proxies (serve) -------------------------------------------------------
+
+
+def _tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """The certificate and key to serve HTTPS with, or None for plain HTTP. Checked here
+    because granian's own errors name neither the file nor the problem."""
+    cert, key = settings.tls.cert, settings.tls.key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise click.ClickException(
+            "tls.cert and tls.key (--tls-cert and --tls-key) must be given together"
+        )
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            path.open("rb").close()
+        except OSError as error:
+            raise click.ClickException(f"cannot read TLS {what} {path}: {error.strerror}") from None
+    try:
+        # The password callback keeps an encrypted key from prompting on the terminal.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as error:
+        raise click.ClickException(
+            f"TLS certificate {cert} and key {key} cannot be used together (PEM certificate "
+            f"chain and unencrypted PEM key expected): {error.reason or error}"
+        ) from None
+    return cert, key
+
+
+def _check_trusted_proxies(settings: Settings) -> None:
+    try:
+        parse_trusted(settings.proxy.trusted)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+# --- end TLS and trusted proxies ------------------------------------------------------------
+
+
 @click.group()
 @click.version_option(package_name="moorage")
 def main() -> None:
@@ -48,12 +89,22 @@ def main() -> None:
     "--data-dir", type=click.Path(path_type=Path), help="Where blobs and the database live."
 )
 @click.option("--workers", type=int, help="Worker processes (default 1).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path),
+    help="Serve HTTPS with this PEM certificate chain (tls.cert); needs --tls-key.",
+)
+@click.option(
+    "--tls-key", type=click.Path(path_type=Path), help="The certificate's PEM key (tls.key)."
+)
 def serve(
     config_file: Path | None,
     host: str | None,
     port: int | None,
     data_dir: Path | None,
     workers: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Start the registry (filesystem + SQLite unless configured otherwise)."""
     # Flags become environment variables so that every worker process sees the same settings.
@@ -62,6 +113,8 @@ def serve(
         "MOORAGE_LISTEN__PORT": None if port is None else str(port),
         "MOORAGE_STORAGE__DATA_DIR": None if data_dir is None else str(data_dir.resolve()),
         "MOORAGE_WORKERS": None if workers is None else str(workers),
+        "MOORAGE_TLS__CERT": None if tls_cert is None else str(tls_cert.resolve()),
+        "MOORAGE_TLS__KEY": None if tls_key is None else str(tls_key.resolve()),
         CONFIG_FILE_VARIABLE: None if config_file is None else str(config_file.resolve()),
     }
     os.environ.update({key: value for key, value in flag_env.items() if value is not None})
@@ -69,6 +122,8 @@ def serve(
     if "MOORAGE_STORAGE__DATA_DIR" not in os.environ:
         os.environ["MOORAGE_STORAGE__DATA_DIR"] = str(settings.storage.data_dir.resolve())
 
+    tls = _tls_files(settings)
+    _check_trusted_proxies(settings)
     _ensure_port_free(settings.listen.host, settings.listen.port)
 
     # Migrate once here, before workers start, so they never race each other to do it.
@@ -79,8 +134,9 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces
 
+    scheme = "https" if tls else "http"
     click.echo(
-        f"moorage: serving on http://{settings.listen.host}:{settings.listen.port} "
+        f"moorage: serving on {scheme}://{settings.listen.host}:{settings.listen.port} "
         f"(data in {settings.storage.data_dir.resolve()}, {settings.workers} worker(s))",
         err=True,
     )
@@ -94,6 +150,8 @@ def serve(
         log_level=settings.log_level,  # type: ignore[arg-type]  # granian's enum takes these
         respawn_failed_workers=True,
         log_access=settings.access_log,
+        ssl_cert=tls[0] if tls else None,
+        ssl_key=tls[1] if tls else None,
     )
     try:
         server.serve()
