@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -141,6 +142,10 @@ class RegistryServer:
     on the same port and the same data directory, so ``host`` and ``url`` stay valid.
     """
 
+    #: A TLS-serving subclass (tests/e2e/tls.py) sets ``https`` and the CA its clients trust.
+    scheme = "http"
+    verify: ssl.SSLContext | bool = True
+
     def __init__(
         self,
         kind: str,
@@ -166,7 +171,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     @property
     def running(self) -> bool:
@@ -244,7 +249,7 @@ class RegistryServer:
                     pytrace=False,
                 )
             try:
-                response = httpx.get(f"{self.url}/v2/", timeout=2.0)
+                response = httpx.get(f"{self.url}/v2/", timeout=2.0, verify=self.verify)
             except httpx.HTTPError as error:
                 last = f"{type(error).__name__}: {error}"
             else:
@@ -301,7 +306,7 @@ class RegistryServer:
         return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30.0)
+        return httpx.Client(base_url=self.url, timeout=30.0, verify=self.verify)
 
 
 # --------------------------------------------------------------------------------------------
