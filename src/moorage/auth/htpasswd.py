@@ -13,6 +13,7 @@ and blank lines skipped, the first entry for a user wins. New entries are bcrypt
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -20,6 +21,7 @@ import secrets
 import stat
 import tempfile
 import threading
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -176,6 +178,13 @@ def _dummy_hash(profile: tuple[str, int | None]) -> str:
 
 _Fingerprint = tuple[int, int, int, int, int]
 
+# A file changed again within the same filesystem timestamp tick (coarse: a few ms, or a whole
+# second on some filesystems) keeps its stat fingerprint when its size does not change, as with
+# a new bcrypt hash of the same cost. So, as git does for its index, a load that happened within
+# this window of the file's mtime is not trusted: until a later read is clear of the window, the
+# file's bytes are re-read and compared on each check.
+_RACY_WINDOW_NS = 2_000_000_000
+
 
 def _fingerprint(st: os.stat_result) -> _Fingerprint:
     # ctime moves on chmod/chown too, so fixing a file's permissions triggers a reload.
@@ -187,15 +196,28 @@ class _Snapshot:
     """One load of the file; replaced whole, never mutated, so readers need no lock."""
 
     fingerprint: _Fingerprint
+    read_at_ns: int  # wall clock when the read started, comparable with st_mtime_ns
+    content: bytes
     hashes: Mapping[str, str | None]  # None: an entry we refuse (plaintext, malformed hash)
     dummy_hash: str
 
+    def current_for(self, fingerprint: _Fingerprint) -> bool:
+        """True when a file with ``fingerprint`` is certainly the one this snapshot read."""
+        mtime_ns = self.fingerprint[3]
+        return fingerprint == self.fingerprint and self.read_at_ns - mtime_ns >= _RACY_WINDOW_NS
 
-def _load(path: Path) -> _Snapshot:
-    """Read and index ``path``; raises OSError. Logs each refused line (never its content)."""
+
+def _read(path: Path) -> tuple[_Fingerprint, int, bytes]:
+    """The file's fingerprint, when the read started, and its bytes; raises OSError."""
+    read_at_ns = time.time_ns()
     with path.open("rb") as file:
         fingerprint = _fingerprint(os.fstat(file.fileno()))
-        data = file.read()
+        return fingerprint, read_at_ns, file.read()
+
+
+def _index(path: Path, data: bytes) -> tuple[dict[str, str | None], str]:
+    """Each user's hash, and the dummy hash for unknown users. Logs each refused line (its
+    number and user, never its hash or content: a malformed line may be a password)."""
     hashes: dict[str, str | None] = {}
     profiles: Counter[tuple[str, int | None]] = Counter()
     for number, line in enumerate(parse_lines(data), start=1):
@@ -215,7 +237,7 @@ def _load(path: Path) -> _Snapshot:
             profiles[profile] += 1
         hashes[line.user] = line.hash if profile is not None else None
     common = profiles.most_common(1)[0][0] if profiles else _DEFAULT_PROFILE
-    return _Snapshot(fingerprint, hashes, _dummy_hash(common))
+    return hashes, _dummy_hash(common)
 
 
 class HtpasswdAuthenticator:
@@ -237,11 +259,12 @@ class HtpasswdAuthenticator:
         self._problem: str | None = None
         self._failed_fingerprint: _Fingerprint | None = None
         try:
-            self._snapshot = _load(self._path)
+            fingerprint, read_at_ns, data = _read(self._path)
         except OSError as error:
             raise HtpasswdFileError(
                 f"cannot read htpasswd file {self._path}: {error.strerror or error}"
             ) from None
+        self._snapshot = _Snapshot(fingerprint, read_at_ns, data, *_index(self._path, data))
 
     def authenticate_password(self, username: str, password: str) -> Identity | None:
         snapshot = self._current()
@@ -268,29 +291,43 @@ class HtpasswdAuthenticator:
         except OSError as error:
             self._keep_last_good(error)
             return snapshot
-        if fingerprint in (snapshot.fingerprint, self._failed_fingerprint):
+        if snapshot.current_for(fingerprint) or fingerprint == self._failed_fingerprint:
             return snapshot
         with self._lock:
-            if fingerprint in (self._snapshot.fingerprint, self._failed_fingerprint):
-                return self._snapshot
-            try:
-                loaded = _load(self._path)
-            except OSError as error:
-                self._failed_fingerprint = fingerprint
-                self._keep_last_good(error)
-                return self._snapshot
-            self._snapshot = loaded
-            self._cache.clear()
-            self._failed_fingerprint = None
-            self._problem = None
+            return self._reload(fingerprint)
+
+    def _reload(self, fingerprint: _Fingerprint) -> _Snapshot:
+        """Called with the lock held, when the file may differ from the current snapshot."""
+        old = self._snapshot
+        if old.current_for(fingerprint) or fingerprint == self._failed_fingerprint:
+            return old  # another thread reloaded (or failed to) while we waited
+        try:
+            fingerprint, read_at_ns, data = _read(self._path)
+        except OSError as error:
+            self._failed_fingerprint = fingerprint
+            self._keep_last_good(error)
+            return old
+        self._failed_fingerprint = None
+        self._problem = None
+        if data == old.content:
+            # Same users and hashes: keep them (and the cache), note the newer read.
+            self._snapshot = dataclasses.replace(
+                old, fingerprint=fingerprint, read_at_ns=read_at_ns
+            )
+            return self._snapshot
+        self._snapshot = _Snapshot(fingerprint, read_at_ns, data, *_index(self._path, data))
+        self._cache.clear()
         log.info(
-            "htpasswd file reloaded", extra={"path": str(self._path), "users": len(loaded.hashes)}
+            "htpasswd file reloaded",
+            extra={"path": str(self._path), "users": len(self._snapshot.hashes)},
         )
-        return loaded
+        return self._snapshot
 
     def _keep_last_good(self, error: OSError) -> None:
         problem = error.strerror or type(error).__name__
-        if problem != self._problem:  # once per new problem, not once per request
+        # Once per new problem, not once per request. Unlocked on the stat path: at worst a
+        # duplicate warning.
+        if problem != self._problem:
             self._problem = problem
             log.warning(
                 "htpasswd file unreadable, keeping its last good contents",
