@@ -112,7 +112,9 @@ class Policy(_Model):
         for index, rule in enumerate(self.rules):
             for group in rule.groups:
                 if group not in self.groups:
-                    raise ValueError(f"rules.{index}.groups: no group named {group!r}")
+                    raise ValueError(
+                        f"rules.{index}.groups names {group!r}, which is not defined in groups"
+                    )
         return self
 
 
