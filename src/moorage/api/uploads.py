@@ -9,10 +9,10 @@ from starlette.responses import Response
 from moorage.api.body import WRITE_BATCH, declared_length, read_body, stream_into
 from moorage.api.context import Registry, point_read
 from moorage.errors import ErrorCode, RegistryError
-from moorage.metadata.records import UploadSession
 from moorage.oci.digest import Digest
 from moorage.oci.names import parse_name
 from moorage.oci.ranges import parse_content_range
+from moorage.services.uploads import Append
 
 
 def progress_headers(repository: str, upload_id: str, offset: int) -> dict[str, str]:
@@ -39,22 +39,21 @@ def _has_body(request: Request) -> bool:
     ).lower()
 
 
-async def _append_body(
+async def _begin_append(
     registry: Registry, request: Request, name: str, upload_id: str, ranged: bool
-) -> UploadSession:
-    """Stream the request body onto the upload; ``ranged`` honours a Content-Range header."""
+) -> Append:
+    """Claim the session for this request; ``ranged`` honours a Content-Range header. A chunk
+    that cannot go on now is refused with the upload's progress, so the client can resume."""
     header = request.headers.get("content-range") if ranged else None
     content_range = parse_content_range(header) if header is not None else None
     try:
-        append = await run_in_threadpool(
+        return await run_in_threadpool(
             registry.uploads.begin_append, name, upload_id, content_range
         )
     except RegistryError as error:
         if error.code is ErrorCode.RANGE_INVALID and isinstance(error.detail, dict):
             error.headers.update(progress_headers(name, upload_id, error.detail["offset"]))
         raise
-    await stream_into(request, append)
-    return await run_in_threadpool(append.finish)
 
 
 async def start_upload(registry: Registry, request: Request, name: str) -> Response:
@@ -82,7 +81,9 @@ async def start_upload(registry: Registry, request: Request, name: str) -> Respo
 
 
 async def patch_upload(registry: Registry, request: Request, name: str, upload_id: str) -> Response:
-    session = await _append_body(registry, request, name, upload_id, ranged=True)
+    append = await _begin_append(registry, request, name, upload_id, ranged=True)
+    await stream_into(request, append)
+    session = await run_in_threadpool(append.finish)
     return Response(b"", 202, progress_headers(name, upload_id, session.offset))
 
 
@@ -93,8 +94,10 @@ async def finish_upload(
     if digest_text is None:
         raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = Digest.parse(digest_text)
-    session = await _append_body(registry, request, name, upload_id, ranged=_has_body(request))
-    await run_in_threadpool(registry.uploads.complete, session, digest)
+    append = await _begin_append(registry, request, name, upload_id, ranged=_has_body(request))
+    await stream_into(request, append)
+    # One call, under the lease taken above: verify, publish, link, end the session.
+    await run_in_threadpool(append.complete, digest)
     return blob_created(name, digest)
 
 

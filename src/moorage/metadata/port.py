@@ -17,7 +17,11 @@ from moorage.metadata.records import (
 
 
 class UploadBusy(Exception):
-    """Another request is appending to the same upload session right now."""
+    """Another request holds the upload session right now; ``offset`` is its recorded end."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
 
 
 class MetadataStore(Protocol):
@@ -78,24 +82,42 @@ class MetadataStore(Protocol):
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None: ...
 
     def claim_upload(
-        self, repository: str, upload_id: str, now: float, lease: float
+        self, repository: str, upload_id: str, now: float, until: float
     ) -> UploadSession | None:
-        """Take an exclusive lease on the session for an append; None if it does not exist.
-        Raises :class:`UploadBusy` while another request holds an unexpired lease."""
+        """Take an exclusive lease on the session until ``until``; None if it does not exist.
+        Raises :class:`UploadBusy` while another holder's lease has not expired at ``now``.
 
-    def release_upload(self, upload_id: str, offset: int, hash_state: bytes, now: float) -> None:
-        """Record progress and drop the lease (pass the old offset and state to only unlock)."""
+        ``until`` is the holder's fencing token: the methods below that take ``token`` change
+        the session only while the stored lease is still exactly that one, and return False
+        (changing nothing) once it expired and was claimed again, or the session is gone."""
 
-    def extend_lease(self, upload_id: str, until: float) -> None: ...
+    def extend_lease(self, upload_id: str, token: float, until: float) -> bool:
+        """Move the lease held as ``token`` to ``until`` (the new token)."""
 
-    def delete_upload(self, upload_id: str) -> bool: ...
+    def release_upload(
+        self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
+    ) -> bool:
+        """Record progress and drop the lease (pass the old offset and state to only unlock).
+        Not forced to disk: the caller makes the bytes durable first, so a record lost in a
+        power failure only moves the session back."""
+
+    def complete_upload(
+        self, upload_id: str, token: float, repository: str, digest: str, size: int
+    ) -> bool:
+        """In one transaction: link the finished blob to the repository and end the session;
+        nothing at all when the lease is not ``token``."""
+
+    def discard_upload(self, upload_id: str, token: float) -> bool:
+        """End the session this holder owns."""
+
+    def delete_upload(self, upload_id: str) -> bool:
+        """End the session whoever holds it (a client's cancel); False if there was none."""
 
     def upload_exists(self, upload_id: str) -> bool: ...
 
-    def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
-        """In one transaction: link the finished blob to the repository, end the session."""
-
-    def expired_uploads(self, updated_before: float) -> list[UploadSession]: ...
+    def expire_uploads(self, updated_before: float, now: float) -> list[str]:
+        """End sessions last changed before ``updated_before`` that no unexpired lease holds
+        at ``now``; return their ids."""
 
     def check(self) -> None:
         """Raise if the database is unreachable."""

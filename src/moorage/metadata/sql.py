@@ -484,7 +484,7 @@ class SqlMetadataStore:
         return None if row is None else _session(row)
 
     def claim_upload(
-        self, repository: str, upload_id: str, now: float, lease: float
+        self, repository: str, upload_id: str, now: float, until: float
     ) -> UploadSession | None:
         u = s.uploads
         with self._write(durable=False) as conn:
@@ -495,7 +495,7 @@ class SqlMetadataStore:
                     u.c.repository == repository,
                     (u.c.lease_until.is_(None)) | (u.c.lease_until < now),
                 )
-                .values(lease_until=now + lease)
+                .values(lease_until=until)
             )
             row = conn.execute(
                 select(u).where(and_(u.c.id == upload_id, u.c.repository == repository))
@@ -503,27 +503,44 @@ class SqlMetadataStore:
         if row is None:
             return None
         if claimed.rowcount == 0:
-            raise UploadBusy(upload_id)
+            raise UploadBusy(row.offset)
         return _session(row)
 
-    def release_upload(self, upload_id: str, offset: int, hash_state: bytes, now: float) -> None:
+    @staticmethod
+    def _held(upload_id: str, token: float) -> Any:
+        return (s.uploads.c.id == upload_id) & (s.uploads.c.lease_until == token)
+
+    def extend_lease(self, upload_id: str, token: float, until: float) -> bool:
         with self._write(durable=False) as conn:
-            conn.execute(
+            result = conn.execute(
+                update(s.uploads).where(self._held(upload_id, token)).values(lease_until=until)
+            )
+            return result.rowcount > 0
+
+    def release_upload(
+        self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
+    ) -> bool:
+        with self._write(durable=False) as conn:
+            result = conn.execute(
                 update(s.uploads)
-                .where(s.uploads.c.id == upload_id)
+                .where(self._held(upload_id, token))
                 .values(offset=offset, hash_state=hash_state, lease_until=None, updated_at=now)
             )
+            return result.rowcount > 0
 
-    def extend_lease(self, upload_id: str, until: float) -> None:
-        with self._write(durable=False) as conn:
-            conn.execute(
-                update(s.uploads).where(s.uploads.c.id == upload_id).values(lease_until=until)
-            )
-
-    def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
+    def complete_upload(
+        self, upload_id: str, token: float, repository: str, digest: str, size: int
+    ) -> bool:
         with self._write() as conn:
+            ended = conn.execute(delete(s.uploads).where(self._held(upload_id, token)))
+            if ended.rowcount == 0:
+                return False
             self._link_blob(conn, repository, digest, size)
-            conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
+            return True
+
+    def discard_upload(self, upload_id: str, token: float) -> bool:
+        with self._write() as conn:
+            return conn.execute(delete(s.uploads).where(self._held(upload_id, token))).rowcount > 0
 
     def upload_exists(self, upload_id: str) -> bool:
         with self._read() as conn:
@@ -535,12 +552,15 @@ class SqlMetadataStore:
             result = conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
             return result.rowcount > 0
 
-    def expired_uploads(self, updated_before: float) -> list[UploadSession]:
-        with self._read() as conn:
-            rows = conn.execute(
-                select(s.uploads).where(s.uploads.c.updated_at < updated_before)
-            ).all()
-        return [_session(row) for row in rows]
+    def expire_uploads(self, updated_before: float, now: float) -> list[str]:
+        u = s.uploads
+        idle = (u.c.updated_at < updated_before) & (
+            u.c.lease_until.is_(None) | (u.c.lease_until < now)
+        )
+        # RETURNING: exactly the rows this statement deleted, even if a claim raced the sweep.
+        with self._write() as conn:
+            ids = list(conn.execute(delete(u).where(idle).returning(u.c.id)).scalars())
+        return ids
 
     def check(self) -> None:
         with self._read() as conn:

@@ -8,11 +8,13 @@ repository only after its bytes are durable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from moorage.errors import ErrorCode, RegistryError
@@ -20,19 +22,28 @@ from moorage.metadata.port import MetadataStore, UploadBusy
 from moorage.metadata.records import UploadSession
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
-from moorage.services.hashing import ResumableHasher, new_hasher, resume_hasher
+from moorage.services.hashing import new_hasher, resume_hasher
+from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
 from moorage.storage.port import BlobNotFound, BlobStore, UploadTruncated, UploadWriter
 
-_UPLOAD_ID = re.compile(r"^[a-f0-9]{32}$")
+_UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
 
-# An append holds a lease on its session so two requests never write the same upload at once;
-# a long append renews it, and a crashed worker's lease runs out.
+# A request holds a lease on its session from claim to its last update (see services/leases.py);
+# a crashed worker's lease runs out after LEASE_SECONDS, a live one is renewed every
+# LEASE_RENEW_EVERY seconds.
 LEASE_SECONDS = 60.0
-LEASE_RENEW_AFTER = 20.0
+LEASE_RENEW_EVERY = 15.0
 
 
 def _unknown_upload(upload_id: str) -> RegistryError:
     return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:64]})
+
+
+def _bytes_lost() -> RegistryError:
+    return RegistryError(
+        ErrorCode.BLOB_UPLOAD_INVALID,
+        "the upload's stored bytes were lost; start the upload again",
+    )
 
 
 class ByteSink(Protocol):
@@ -44,63 +55,122 @@ class ByteSink(Protocol):
 
 
 class Append:
-    """One request's worth of bytes going into an upload. Use :meth:`write` for each piece of
-    the body, then exactly one of :meth:`finish` or :meth:`abort`."""
+    """One request's hold on an upload session and the bytes it adds. Use :meth:`write` for
+    each piece of the body, then exactly one of :meth:`finish` (PATCH: record progress),
+    :meth:`complete` (PUT: verify and publish) or :meth:`abort`. The session's lease is held
+    from the claim until then, so no other request can write, publish or complete it."""
 
     def __init__(
         self,
         uploads: UploadService,
         session: UploadSession,
-        writer: UploadWriter,
-        hasher: ResumableHasher,
+        lease: UploadLease,
         expected_length: int | None,
     ) -> None:
         self._uploads = uploads
         self.session = session
-        self._writer = writer
-        self._hasher = hasher
+        self._lease = lease
+        self._hasher = resume_hasher(session.algorithm, session.hash_state)
         self._expected_length = expected_length
+        # Opened on the first byte: a PUT without a body never needs the upload file open.
+        self._writer: UploadWriter | None = None
         self.written = 0
-        self._lease_renewed = uploads.clock()
 
     def write(self, data: bytes) -> None:
+        self._renew()
+        if self._writer is None:
+            self._writer = self._uploads._open_writer(self.session, self._lease)
         self._hasher.update(data)
         self._writer.write(data)
         self.written += len(data)
-        now = self._uploads.clock()
-        if now - self._lease_renewed > LEASE_RENEW_AFTER:
-            self._uploads.metadata.extend_lease(self.session.id, now + LEASE_SECONDS)
-            self._lease_renewed = now
 
     def finish(self) -> UploadSession:
-        """Make the bytes durable and record the new offset and hash state."""
-        if self._expected_length is not None and self.written != self._expected_length:
+        """Make the bytes durable, then record the new offset and hash state and give the lease
+        up (in that order: the recorded offset never runs ahead of the bytes on disk)."""
+        try:
+            self._close()
+        except BaseException:
             self.abort()
+            raise
+        offset = self.session.offset + self.written
+        state = self._hasher.serialize()
+        now = self._uploads.clock()
+        self._end(
+            lambda token: self._uploads.metadata.release_upload(
+                self.session.id, token, offset, state, now
+            )
+        )
+        return replace(self.session, offset=offset, hash_state=state, updated_at=now)
+
+    def complete(self, digest: Digest) -> None:
+        """Verify the whole upload against ``digest``, publish it and link it to the
+        repository, all under the lease. On a mismatch the upload is discarded (nothing is
+        stored) and DIGEST_INVALID raised."""
+        session, uploads = self.session, self._uploads
+        size = session.offset + self.written
+        try:
+            if self._writer is None and session.offset == 0:  # an empty blob: nothing written
+                self._writer = uploads._open_writer(session, self._lease)
+            self._close()
+            if digest.algorithm == session.algorithm:
+                actual = self._hasher.finalize()
+            else:
+                actual = uploads._rehash(session.id, size, digest.algorithm)
+            if actual != digest.encoded:
+                uploads._discard_held(self._lease)
+                raise _digest_mismatch(digest)
+            self._renew()  # publishing under an expired lease could race a new holder
+            proven = digest.algorithm == session.algorithm
+            uploads._publish(self._lease, digest, size, proven)
+        except BaseException:
+            self.abort()  # unless the session was discarded: back to where it was, unlocked
+            raise
+        self._end(
+            lambda token: uploads.metadata.complete_upload(
+                session.id, token, session.repository, str(digest), size
+            )
+        )
+
+    def abort(self) -> None:
+        """Drop this request's bytes; the session stays where it was before."""
+        if self._writer is not None:
+            if self._lease.lost:  # the file is someone else's now: leave their bytes alone
+                self._writer.close()
+            else:
+                self._writer.discard()
+            self._writer = None
+        s, uploads = self.session, self._uploads
+        uploads.renewer.drop(self._lease)
+        with contextlib.suppress(LeaseLost):
+            self._lease.end(
+                lambda token: uploads.metadata.release_upload(
+                    s.id, token, s.offset, s.hash_state, uploads.clock()
+                )
+            )
+
+    def _renew(self) -> None:
+        try:
+            self._lease.renew()
+        except LeaseLost:
+            raise self._uploads._lost(self.session.id) from None
+
+    def _close(self) -> None:
+        if self._expected_length is not None and self.written != self._expected_length:
             raise RegistryError(
                 ErrorCode.SIZE_INVALID,
                 "chunk length does not match Content-Range",
                 {"expected": self._expected_length, "received": self.written},
             )
-        self._writer.close()
-        offset = self.session.offset + self.written
-        state = self._hasher.serialize()
-        now = self._uploads.clock()
-        self._uploads.metadata.release_upload(self.session.id, offset, state, now)
-        return UploadSession(
-            id=self.session.id,
-            repository=self.session.repository,
-            algorithm=self.session.algorithm,
-            offset=offset,
-            hash_state=state,
-            created_at=self.session.created_at,
-            updated_at=now,
-        )
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
-    def abort(self) -> None:
-        """Drop this request's bytes; the session stays where it was before."""
-        self._writer.discard()
-        s = self.session
-        self._uploads.metadata.release_upload(s.id, s.offset, s.hash_state, self._uploads.clock())
+    def _end(self, update: Callable[[float], bool]) -> None:
+        self._uploads.renewer.drop(self._lease)
+        try:
+            self._lease.end(update)
+        except LeaseLost:
+            raise self._uploads._lost(self.session.id) from None
 
 
 class WholeBlob:
@@ -132,13 +202,20 @@ class WholeBlob:
             raise _digest_mismatch(self._digest)
         if self._writer is not None:
             self._writer.close()
-            self._uploads.blobs.commit_upload(self._upload_id, self._digest, self.written)
+            try:
+                self._uploads.blobs.commit_upload(self._upload_id, self._digest, self.written)
+            except BlobNotFound:  # swept away while the client sent nothing for a day
+                raise _bytes_lost() from None
         self._uploads.metadata.link_blob(self._repository, str(self._digest), self.written)
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.discard()
             self._uploads.blobs.abort_upload(self._upload_id)
+
+
+def _out_of_order(message: str, offset: int) -> RegistryError:
+    return RegistryError(ErrorCode.RANGE_INVALID, message, {"offset": offset})
 
 
 def _digest_mismatch(digest: Digest) -> RegistryError:
@@ -156,11 +233,15 @@ class UploadService:
         blobs: BlobStore,
         expiry_seconds: float,
         clock: Callable[[], float] = time.time,
+        lease_seconds: float = LEASE_SECONDS,
+        renew_every: float = LEASE_RENEW_EVERY,
     ) -> None:
         self.metadata = metadata
         self.blobs = blobs
         self.expiry_seconds = expiry_seconds
         self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.renewer = LeaseRenewer(renew_every)
 
     def start(self, repository: str, algorithm: str | None = None) -> UploadSession:
         """Open a new upload session for ``repository``."""
@@ -189,11 +270,7 @@ class UploadService:
         whole.finish()
 
     def status(self, repository: str, upload_id: str) -> UploadSession:
-        session = self._get(repository, upload_id)
-        return session
-
-    def _get(self, repository: str, upload_id: str) -> UploadSession:
-        if not _UPLOAD_ID.match(upload_id):
+        if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         session = self.metadata.get_upload(repository, upload_id)
         if session is None:
@@ -205,72 +282,93 @@ class UploadService:
     ) -> Append:
         """Claim the session for one request's bytes.
 
-        With ``content_range`` the chunk must start where the upload ends (else 416 and the
-        current progress in the error's headers)."""
-        if not _UPLOAD_ID.match(upload_id):
+        With ``content_range`` the chunk must start where the upload ends. A chunk that does
+        not, or that arrives while another request holds the session (it will have moved the
+        end by the time this one could write), gets 416 RANGE_INVALID with the recorded offset
+        in the error's detail, for the progress headers."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         now = self.clock()
+        deadline = now + self.lease_seconds
         try:
-            session = self.metadata.claim_upload(repository, upload_id, now, LEASE_SECONDS)
-        except UploadBusy:
-            raise RegistryError(
-                ErrorCode.BLOB_UPLOAD_INVALID,
-                "another request is writing to this upload",
-                status=416,
-            ) from None
+            session = self.metadata.claim_upload(repository, upload_id, now, deadline)
+        except UploadBusy as busy:
+            raise _out_of_order("another request is writing to this upload", busy.offset) from None
         if session is None:
             raise _unknown_upload(upload_id)
+        lease = UploadLease(self.metadata, upload_id, deadline, self.lease_seconds, self.clock)
         if content_range is not None and content_range.first != session.offset:
-            self.metadata.release_upload(session.id, session.offset, session.hash_state, now)
-            raise RegistryError(
-                ErrorCode.RANGE_INVALID,
-                f"chunk must start at offset {session.offset}",
-                {"offset": session.offset, "first": content_range.first},
+            lease.end(
+                lambda token: self.metadata.release_upload(
+                    upload_id, token, session.offset, session.hash_state, now
+                )
             )
-        try:
-            writer = self.blobs.open_upload(session.id, session.offset)
-        except (UploadTruncated, BlobNotFound):
-            self._discard(session.id)
-            raise RegistryError(
-                ErrorCode.BLOB_UPLOAD_INVALID,
-                "the upload's stored bytes were lost; start the upload again",
-            ) from None
-        except Exception:
-            self.metadata.release_upload(session.id, session.offset, session.hash_state, now)
-            raise
-        hasher = resume_hasher(session.algorithm, session.hash_state)
+            raise _out_of_order(f"chunk must start at offset {session.offset}", session.offset)
+        self.renewer.hold(lease)
         expected = content_range.length if content_range is not None else None
-        return Append(self, session, writer, hasher, expected)
+        return Append(self, session, lease, expected)
 
-    def complete(self, session: UploadSession, digest: Digest) -> None:
-        """Verify the whole upload against ``digest`` and publish it as a blob of the repository.
+    def _open_writer(self, session: UploadSession, lease: UploadLease) -> UploadWriter:
+        try:
+            return self.blobs.open_upload(session.id, session.offset)
+        except (UploadTruncated, BlobNotFound):
+            self._discard_held(lease)
+            raise _bytes_lost() from None
 
-        On a mismatch the upload is discarded (nothing is stored) and DIGEST_INVALID raised."""
-        if digest.algorithm == session.algorithm:
-            actual = resume_hasher(session.algorithm, session.hash_state).finalize()
-        else:
-            actual = self._rehash(session, digest.algorithm)
-        if actual != digest.encoded:
-            self._discard(session.id)
-            raise _digest_mismatch(digest)
-        self.blobs.commit_upload(session.id, digest, session.offset)
-        self.metadata.complete_upload(session.id, session.repository, str(digest), session.offset)
-
-    def _rehash(self, session: UploadSession, algorithm: str) -> str:
+    def _rehash(self, upload_id: str, size: int, algorithm: str) -> str:
         # The client declared a different algorithm at the end than at the start: read the
         # upload back once. Rare (clients that want sha512 say so with ?digest-algorithm=).
         hasher = new_hasher(algorithm)
-        for chunk in self.blobs.read_upload(session.id, session.offset):
-            hasher.update(chunk)
+        try:
+            for chunk in self.blobs.read_upload(upload_id, size):
+                hasher.update(chunk)
+        except BlobNotFound:
+            raise _bytes_lost() from None
         return hasher.finalize()
 
+    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> None:
+        """Move the verified upload into place as blob ``digest``.
+
+        ``proven``: the session's own hash state matched ``digest``. If the upload's file is
+        gone but the blob is stored with its size, an earlier PUT of this session published
+        it and stopped (crash, cut connection) before its database commit: finishing is then
+        correct. Without that proof the stored blob may be someone else's, and is not linked."""
+        try:
+            self.blobs.commit_upload(lease.upload_id, digest, size)
+        except UploadTruncated:
+            self._discard_held(lease)
+            raise _bytes_lost() from None
+        except BlobNotFound:
+            if proven and self.blobs.stat(digest) == size:
+                return
+            self._discard_held(lease)
+            raise _unknown_upload(lease.upload_id) from None
+
+    def _lost(self, upload_id: str) -> RegistryError:
+        """The error for a request whose lease ran out under it."""
+        if not self.metadata.upload_exists(upload_id):
+            return _unknown_upload(upload_id)
+        return RegistryError(
+            ErrorCode.BLOB_UPLOAD_INVALID,
+            "another request took this upload over; ask for its status and continue from there",
+        )
+
     def cancel(self, repository: str, upload_id: str) -> None:
-        session = self._get(repository, upload_id)
+        """End the session at the client's request, even while another request writes to it
+        (that request then fails with BLOB_UPLOAD_UNKNOWN)."""
+        session = self.status(repository, upload_id)
         self._discard(session.id)
 
     def _discard(self, upload_id: str) -> None:
         self.metadata.delete_upload(upload_id)
         self.blobs.abort_upload(upload_id)
+
+    def _discard_held(self, lease: UploadLease) -> None:
+        """Discard the session this request holds; someone else's session is left alone."""
+        self.renewer.drop(lease)
+        with contextlib.suppress(LeaseLost):
+            lease.end(lambda token: self.metadata.discard_upload(lease.upload_id, token))
+            self.blobs.abort_upload(lease.upload_id)
 
     def mount(self, repository: str, digest: Digest, source: str) -> bool:
         """Link ``digest`` from ``source`` into ``repository``; False if the source lacks it."""
@@ -281,13 +379,15 @@ class UploadService:
         return True
 
     def expire(self) -> int:
-        """Remove sessions idle for longer than the expiry, and upload bytes that no session
-        owns (left by a crash during a monolithic upload); returns how many sessions."""
-        cutoff = self.clock() - self.expiry_seconds
-        expired = self.metadata.expired_uploads(cutoff)
-        for session in expired:
-            self._discard(session.id)
+        """Remove sessions idle for longer than the expiry (never one a request holds), and
+        upload bytes that no session owns (left by a crash during a monolithic upload);
+        returns how many sessions."""
+        now = self.clock()
+        cutoff = now - self.expiry_seconds
+        expired = self.metadata.expire_uploads(cutoff, now)
+        for upload_id in expired:
+            self.blobs.abort_upload(upload_id)
         for upload_id in self.blobs.stale_uploads(cutoff):
-            if not _UPLOAD_ID.match(upload_id) or not self.metadata.upload_exists(upload_id):
+            if not _UPLOAD_ID.fullmatch(upload_id) or not self.metadata.upload_exists(upload_id):
                 self.blobs.abort_upload(upload_id)
         return len(expired)

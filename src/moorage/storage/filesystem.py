@@ -112,12 +112,13 @@ class _FileUploadWriter:
             pending.result()  # re-raises a failed write (disk full, I/O error)
 
     def close(self) -> None:
-        # No fsync per append: what matters is durable is the published blob, and commit_upload
-        # fsyncs before it publishes. After a power loss an upload may be shorter than its
-        # recorded offset; open_upload then refuses it and the client starts over.
+        # fdatasync before the caller records the new offset and hash state: otherwise a power
+        # failure could keep the record but not the bytes, and the session would go on from
+        # zeros. Cheaper than re-reading the whole upload at completion: writeback has been
+        # running every 16 MiB, and the fsync in commit_upload then has nothing left to do.
         try:
             self._wait_for_pending()
-            start_writeback(self._fd, self._flushed, self._position - self._flushed)
+            os.fdatasync(self._fd)
         finally:
             os.close(self._fd)
 
@@ -213,12 +214,20 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             raise BlobNotFound(upload_id) from None
         try:
+            # Never extend: a file shorter than recorded lost bytes, and growing it would
+            # publish zeros under a digest they do not have.
+            if os.fstat(fd).st_size < size:
+                raise UploadTruncated(upload_id)
             os.ftruncate(fd, size)
             os.fsync(fd)
         finally:
             os.close(fd)
         target = self._blob_path(digest)
-        target.parent.mkdir(exist_ok=True)
+        try:
+            target.parent.mkdir()
+            _fsync_dir(target.parent.parent)  # the new shard directory's entry must be durable
+        except FileExistsError:
+            pass
         # Same digest, same bytes: replacing a concurrent twin's file is harmless.
         os.replace(source, target)
         _fsync_dir(target.parent)

@@ -24,7 +24,7 @@ class UploadWriter(Protocol):
         """Append ``data``; the bytes are not durable until :meth:`close`."""
 
     def close(self) -> None:
-        """End this append. Bytes are made durable by ``commit_upload``, not here."""
+        """End this append with its bytes durable (so the caller may then record them)."""
 
     def discard(self) -> None:
         """Drop what this writer appended (the upload returns to where it was opened)."""
@@ -74,7 +74,8 @@ class BlobStore(Protocol):
         """Publish the first ``size`` bytes of the upload as blob ``digest`` and remove the upload.
 
         The caller has verified the digest while writing. Raises :class:`BlobNotFound` if
-        the upload does not exist."""
+        the upload does not exist, :class:`UploadTruncated` if it holds fewer than ``size``
+        bytes."""
 
     def abort_upload(self, upload_id: str) -> None:
         """Remove the upload's bytes; idempotent."""

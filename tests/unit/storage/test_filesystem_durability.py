@@ -1,0 +1,42 @@
+"""Filesystem blob store: what must be durable before a blob is visible."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from moorage.oci.digest import Digest
+from moorage.storage import filesystem
+from moorage.storage.filesystem import FilesystemBlobStore
+from moorage.storage.port import UploadTruncated
+
+
+def _digest(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+def test_a_new_shard_directory_is_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    synced: list[Path] = []
+    real = filesystem._fsync_dir
+    monkeypatch.setattr(filesystem, "_fsync_dir", lambda p: (synced.append(p), real(p)))
+    writer = store.open_upload("a" * 32, 0)
+    writer.write(b"blob")
+    writer.close()
+    store.commit_upload("a" * 32, _digest(b"blob"), 4)
+    assert tmp_path / "blobs" / "sha256" in synced  # the shard's entry in its parent
+    assert store.stat(_digest(b"blob")) == 4
+
+
+def test_committing_more_bytes_than_the_upload_holds_is_refused(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    writer = store.open_upload("b" * 32, 0)
+    writer.write(b"short")
+    writer.close()
+    with pytest.raises(UploadTruncated):
+        store.commit_upload("b" * 32, _digest(b"short\0\0\0"), 8)
+    assert store.stat(_digest(b"short\0\0\0")) is None
