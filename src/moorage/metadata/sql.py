@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,7 +23,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata import schema as s
 from moorage.metadata.port import UploadBusy
 from moorage.metadata.records import (
@@ -66,17 +67,38 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+# Connections are checked out per read or write transaction, never pinned, so the pool bounds
+# concurrent queries only. A request that cannot get one within POOL_TIMEOUT_SECONDS is answered
+# 503 (with Retry-After) instead of holding its worker thread for SQLAlchemy's default 30 s.
+POOL_SIZE = 16
+POOL_OVERFLOW = 32
+POOL_TIMEOUT_SECONDS = 5.0
+
+
+@contextmanager
+def _unavailable_on_pool_timeout() -> Iterator[None]:
+    try:
+        yield
+    except PoolTimeout:
+        raise RegistryError(
+            ErrorCode.UNAVAILABLE,
+            "the metadata database is busy; try again",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
+def make_engine(url: str, pool_timeout: float = POOL_TIMEOUT_SECONDS) -> Engine:
     """An engine configured for the registry's access pattern on SQLite or PostgreSQL."""
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=16, max_overflow=16)
+        engine = create_engine(url, **pool)
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         event.listen(engine, "begin", _begin_sqlite_transaction)
         # WAL lets readers run while one writer commits; the mode is stored in the file.
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
-    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 # Hot-path statements are built once: constructing a SQLAlchemy expression costs more than
@@ -151,7 +173,6 @@ class SqlMetadataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._local = threading.local()
         # INSERT ... ON CONFLICT DO NOTHING, in each database's own syntax: idempotent links
         # without a savepoint per statement.
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -172,21 +193,13 @@ class SqlMetadataStore:
     # --- helpers -----------------------------------------------------------------------------
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """This thread's long-lived read connection; its transaction ends after each use.
+        """A pooled connection for one read, returned to the pool right after.
 
-        Checking a connection out of the pool costs more than the query itself on the hot read
-        paths (manifest GET, blob HEAD), so each thread keeps one."""
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = self.engine.connect()
-        try:
+        Never pinned to a thread: the event loop and every worker thread read, and pinning
+        one connection each outgrew the pool and stalled requests for the pool's timeout.
+        An exhausted pool is 503 UNAVAILABLE within POOL_TIMEOUT_SECONDS, not a hang."""
+        with _unavailable_on_pool_timeout(), self.engine.connect() as conn:
             yield conn
-        except BaseException:
-            self._local.conn = None
-            conn.invalidate()
-            conn.close()
-            raise
-        conn.rollback()
 
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[Connection]:
@@ -197,7 +210,7 @@ class SqlMetadataStore:
         wrong byte (the upload is truncated back to the recorded offset, or refused if shorter).
         It spares each PATCH two fsyncs that waited on the upload's own dirty pages."""
         if not self._single_writer:
-            with self.engine.connect() as conn, conn.begin():
+            with _unavailable_on_pool_timeout(), self.engine.connect() as conn, conn.begin():
                 if not durable:
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
@@ -205,7 +218,8 @@ class SqlMetadataStore:
         with self._write_lock:
             writer = self._writer
             if writer is None or writer.closed or writer.invalidated:
-                writer = self._writer = self.engine.connect()
+                with _unavailable_on_pool_timeout():
+                    writer = self._writer = self.engine.connect()
                 writer.execution_options(**{_WRITE_OPTION: True})
                 self._writer_durable = True
             if durable != self._writer_durable:

@@ -1,0 +1,54 @@
+"""The metadata store under more concurrent readers than its connection pool holds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.migrate import upgrade
+from moorage.metadata.sql import POOL_OVERFLOW, POOL_SIZE, SqlMetadataStore, make_engine
+
+READERS = POOL_SIZE + POOL_OVERFLOW + 16  # more threads than connections, like anyio's 40 + more
+
+
+def test_more_reading_threads_than_connections_never_wait_for_the_pool(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}", pool_timeout=2.0)
+    upgrade(engine)
+    store = SqlMetadataStore(engine)
+    store.link_blob("r/a", "sha256:" + "a" * 64, 3)
+    start = threading.Barrier(READERS)
+
+    def reader(_: int) -> int:
+        start.wait()
+        sizes = [store.linked_blob_size("r/a", "sha256:" + "a" * 64) for _ in range(20)]
+        return sum(size or 0 for size in sizes)
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(READERS) as pool:
+        assert list(pool.map(reader, range(READERS))) == [60] * READERS
+    assert time.monotonic() - began < 2.0  # nobody waited out a pool timeout
+
+
+def test_an_exhausted_pool_is_503_not_a_hang(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}", pool_timeout=0.2)
+    upgrade(engine)
+    store = SqlMetadataStore(engine)
+    held: list[Connection] = [engine.connect() for _ in range(POOL_SIZE + POOL_OVERFLOW)]
+    try:
+        began = time.monotonic()
+        with pytest.raises(RegistryError) as info:
+            store.get_upload("r/a", "0" * 32)
+        assert info.value.code is ErrorCode.UNAVAILABLE
+        assert info.value.status == 503
+        assert info.value.headers["Retry-After"] == "1"
+        assert time.monotonic() - began < 2.0
+    finally:
+        for conn in held:
+            conn.close()
+    assert store.get_upload("r/a", "0" * 32) is None  # and it recovers
