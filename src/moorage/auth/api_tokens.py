@@ -193,8 +193,9 @@ class ApiTokenStore:
     ) -> tuple[ApiTokenInfo, str]:
         """A new token for ``user`` and its secret, which is not stored and cannot be shown
         again. Raises ApiTokenError for a bad scope or an expiry that has passed."""
-        if not user:
-            raise ApiTokenError("a token needs a user")
+        if not user or ":" in user or not user.isprintable():
+            # Basic credentials are `user:password`: such a name could never be sent.
+            raise ApiTokenError("a token needs a user name without ':' or control characters")
         scopes = validate_scopes(scopes)
         expires = _timestamp(expires_at)
         now = self._clock()

@@ -228,8 +228,9 @@ def test_a_token_needs_scopes_a_user_and_a_future_expiry(
 ) -> None:
     with pytest.raises(ApiTokenError, match="at least one scope"):
         store.create("robot", [], None)
-    with pytest.raises(ApiTokenError, match="needs a user"):
-        store.create("", SCOPES, None)
+    for name in ("", "ro:bot", "ro\nbot"):
+        with pytest.raises(ApiTokenError, match="needs a user name"):
+            store.create(name, SCOPES, None)
     with pytest.raises(ApiTokenError, match="in the past"):
         store.create("robot", SCOPES, later(clock, seconds=-1))
     with pytest.raises(ApiTokenError, match="time zone"):
