@@ -9,7 +9,7 @@ scopes, a bearer token's access claim) then narrows whatever the policy allows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -57,6 +57,12 @@ def _glob(pattern: str) -> re.Pattern[str]:
     # one of the two wildcards, so nothing a repository name may hold is ever special.
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile("".join(parts), re.DOTALL)
+
+
+def _any_of(patterns: Iterable[str], *, globs: bool) -> re.Pattern[str]:
+    """One expression matching a name that any of ``patterns`` matches (globs or literals)."""
+    parts = [_glob(p).pattern if globs else re.escape(p) for p in patterns]
+    return re.compile("|".join(f"(?:{part})" for part in parts) or "(?!)", re.DOTALL)
 
 
 def matches(pattern: str, name: str) -> bool:
@@ -205,6 +211,41 @@ class PolicyAuthorizer:
     def may_pull(self, identity: Identity, repository: str) -> bool:
         """True when ``identity`` may pull ``repository``: whether the catalog lists it."""
         return bool(self.grant(identity, [Access(REPOSITORY, repository, frozenset({PULL}))]))
+
+    def pull_filter(self, identity: Identity) -> Callable[[str], bool]:
+        """:meth:`may_pull` for one identity over many names (a catalog page): the rules and
+        limits that apply are chosen once and their patterns joined into one expression, which
+        costs a fraction of a :meth:`grant` per name."""
+        by_policy = None
+        if not self._is_admin(identity):
+            by_policy = _any_of(
+                (
+                    pattern
+                    for rule in self.policy.rules
+                    if PULL in rule.actions and self._applies_to(rule, identity)
+                    for pattern in rule.repositories
+                ),
+                globs=True,
+            )
+        by_limit = None
+        if identity.limit is not None:
+            by_limit = _any_of(
+                (
+                    entry.name
+                    for entry in identity.limit
+                    if entry.type == REPOSITORY and not entry.actions.isdisjoint({PULL, "*"})
+                ),
+                globs=identity.via is Via.API_TOKEN,
+            )
+
+        def may_pull(repository: str) -> bool:
+            return (
+                is_valid_name(repository)
+                and (by_policy is None or by_policy.fullmatch(repository) is not None)
+                and (by_limit is None or by_limit.fullmatch(repository) is not None)
+            )
+
+        return may_pull
 
     # --- evaluation ----------------------------------------------------------------------------
     def _is_admin(self, identity: Identity) -> bool:

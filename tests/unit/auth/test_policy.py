@@ -326,3 +326,38 @@ def test_documented_examples_load(tmp_path: Path) -> None:
         path = tmp_path / f"example{index}.yaml"
         path.write_text(block)
         load_policy(path)
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        ANONYMOUS,
+        user("alice"),
+        user("bob"),
+        user("carol"),
+        user("robot"),
+        user("root"),
+        token("bob", "repository:team-a/*:pull"),
+        token("root", "repository:releases/?pp:pull,push", "repository:x:*"),
+        token("carol", "repository:team-a/app:push"),
+        user("bob", (parse_scope("repository:team-a/*:pull"),), via=Via.BEARER),
+        user("bob", (parse_scope("repository:team-a/app:pull"),), via=Via.BEARER),
+        user("root", (), via=Via.BEARER),
+    ],
+    ids=repr,
+)
+def test_pull_filter_agrees_with_may_pull(authz: PolicyAuthorizer, identity: Identity) -> None:
+    names = [
+        "team-a/app",
+        "team-a/*",
+        "team-ab",
+        "public/base",
+        "releases/app",
+        "releases/apps",
+        "x",
+        "other/app",
+        "Team-a/app",
+        "",
+    ]
+    may_pull = authz.pull_filter(identity)
+    assert [n for n in names if may_pull(n)] == [n for n in names if authz.may_pull(identity, n)]
