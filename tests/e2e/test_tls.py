@@ -99,7 +99,7 @@ def test_client_that_does_not_trust_the_ca_is_refused(
         assert "certificate signed by unknown authority" in result.stderr, result.stderr
 
 
-# ---- start-up refusals: a bad TLS configuration must never fall back to plain HTTP ------------
+# ---- start-up refusals: a bad TLS (or proxy) configuration must never fall back to plain HTTP
 
 
 def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -144,3 +144,12 @@ def test_config_file_tls_section_is_checked_too(pki: Pki, tmp_path: Path) -> Non
     config = tmp_path / "moorage.yaml"
     config.write_text(f"tls:\n  cert: {pki.server_cert}\n")
     assert_refused(serve(tmp_path, "--config", str(config)), "must be given together")
+
+
+def test_trusted_proxy_that_is_not_an_address_is_refused(tmp_path: Path) -> None:
+    """proxy.trusted goes with TLS termination in front (docs/deploy/nginx.md): a host name
+    there would silently trust nobody, so it stops the start instead."""
+    config = tmp_path / "moorage.yaml"
+    config.write_text('proxy:\n  trusted: ["127.0.0.1", "nginx.internal"]\n')
+    result = serve(tmp_path, "--config", str(config))
+    assert_refused(result, "'nginx.internal' is not an IP address or CIDR network")

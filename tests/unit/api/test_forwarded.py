@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,8 @@ from moorage.api.forwarded import (
     forwarded_host,
     parse_trusted,
 )
+from moorage.app import create_app
+from moorage.config import load_settings
 
 PROXY = "127.0.0.1"
 STRANGER = "203.0.113.9"
@@ -207,3 +210,24 @@ def test_any_forwarded_host_is_refused_or_a_clean_host_header(value: str) -> Non
     if host is not None:
         assert not set(host.header) & set("/@?# \t\r\n\\")
         assert forwarded_host([host.header]) == host
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "scheme"),
+    [
+        (["127.0.0.1"], "127.0.0.1", "https"),
+        (["127.0.0.1"], STRANGER, "http"),
+        ([], "127.0.0.1", "http"),
+    ],
+)
+async def test_the_registry_app_believes_only_configured_proxies(
+    tmp_path: Path, trusted: list[str], peer: str, scheme: str
+) -> None:
+    """``proxy.trusted`` wires the middleware into the real app: an absolute URL it builds
+    (here Starlette's trailing-slash redirect) names the scheme the proxy reported."""
+    app = create_app(load_settings(storage={"data_dir": tmp_path}, proxy={"trusted": trusted}))
+    transport = httpx.ASGITransport(app=app, client=(peer, 41000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:5000") as client:
+        response = await client.get("/healthz/", headers=NGINX)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{scheme}://registry.example.com/healthz"

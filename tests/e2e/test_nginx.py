@@ -1,0 +1,297 @@
+"""The documented nginx layout (docs/deploy/nginx.conf, run as written but for ports, paths
+and certificates) in front of ``moorage serve`` with ``proxy.trusted``: clients verify nginx's
+certificate, uploads stream through unbuffered, and Moorage answers with URLs that lead back
+to nginx, never to itself."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+
+from .support import (
+    STARTUP_TIMEOUT,
+    STOP_TIMEOUT,
+    RegistryServer,
+    Tool,
+    describe_response,
+    fail_missing,
+    free_port,
+    sha256_digest,
+)
+from .tls import Pki, make_pki, skopeo_round_trip
+
+pytestmark = pytest.mark.e2e
+
+NGINX = "/usr/sbin/nginx"
+DOCUMENTED_CONF = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "nginx.conf"
+DOCUMENTED_BACKEND = "127.0.0.1:5000"
+CHUNK = 64 * 1024
+STREAMED_BYTES = 8 * 1024 * 1024 + 123  # not a multiple of anything nginx buffers by
+
+
+def render(conf: str, replacements: Mapping[str, str]) -> str:
+    """``conf`` with each literal replaced; a literal the file no longer has fails the test,
+    so the documented file and this test cannot drift apart."""
+    for literal, value in replacements.items():
+        assert literal in conf, f"docs/deploy/nginx.conf no longer contains {literal!r}"
+        conf = conf.replace(literal, value)
+    return conf
+
+
+class NginxServer:
+    """nginx running docs/deploy/nginx.conf from ``prefix`` as a child process (daemon off)."""
+
+    def __init__(self, prefix: Path, pki: Pki, backend_port: int) -> None:
+        self.prefix = prefix
+        self.pki = pki
+        self.port = free_port()
+        self.http_port = free_port()
+        self.conf = prefix / "nginx.conf"
+        self.error_log = prefix / "error.log"
+        self.backend = f"127.0.0.1:{backend_port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60.0, verify=self.pki.ssl_context())
+
+    def write_conf(self) -> None:
+        temp = self.prefix / "temp"
+        temp.mkdir(exist_ok=True)
+        temp_paths = "".join(
+            f"\n    {kind}_temp_path {temp / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        conf = render(
+            DOCUMENTED_CONF.read_text(),
+            {
+                # Workers run as whoever runs the test (the directive is ignored for non-root).
+                "user www-data;": f"user {getpass.getuser()};",
+                "worker_processes auto;": "worker_processes 1;",
+                "listen 443 ssl http2;": f"listen 127.0.0.1:{self.port} ssl http2;",
+                "listen [::]:443 ssl http2;": "",
+                "listen 80;": f"listen 127.0.0.1:{self.http_port};",
+                "listen [::]:80;": "",
+                "/etc/ssl/moorage/fullchain.pem": str(self.pki.server_cert),
+                "/etc/ssl/moorage/privkey.pem": str(self.pki.server_key),
+                "/var/log/nginx/moorage.access.log": str(self.prefix / "access.log"),
+                DOCUMENTED_BACKEND: self.backend,
+                # Nothing under /var/lib/nginx: a test writes only in its own directory.
+                "http {": "http {" + temp_paths,
+            },
+        )
+        self.conf.write_text(conf)
+
+    def start(self) -> None:
+        if not os.access(NGINX, os.X_OK):
+            fail_missing("nginx")
+        self.write_conf()
+        argv = [
+            NGINX,
+            "-p",
+            str(self.prefix),
+            "-c",
+            str(self.conf),
+            "-e",
+            str(self.error_log),
+            "-g",
+            f"daemon off; pid {self.prefix / 'nginx.pid'};",
+        ]
+        self._output = (self.prefix / "nginx.out").open("ab")
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self.stop()
+                pytest.fail(
+                    f"nginx exited with code {self._proc.returncode}: {shlex.join(argv)}\n"
+                    f"{self.log_tail()}",
+                    pytrace=False,
+                )
+            try:
+                with self.client() as client:
+                    response = client.get("/v2/", timeout=2.0)
+                if response.status_code in (200, 401):
+                    return
+                last = describe_response(response)
+            except httpx.HTTPError as error:
+                last = f"{type(error).__name__}: {error}"
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"nginx did not proxy GET /v2/: {last}\n{self.log_tail()}", pytrace=False)
+
+    def stop(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)  # graceful: finish requests, then exit
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        parts = []
+        for path in (self.prefix / "nginx.out", self.error_log):
+            with contextlib.suppress(OSError):
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path} ---\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("nginx-pki"))
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """``moorage serve --config`` trusting nginx's X-Forwarded-* headers, as nginx.md says."""
+    workdir = tmp_path_factory.mktemp("nginx-backend")
+    config = workdir / "moorage.yaml"
+    config.write_text('proxy:\n  trusted: ["127.0.0.1"]\n')
+    server = RegistryServer("moorage", workdir, extra_args=["--config", str(config)])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, backend: RegistryServer
+) -> Iterator[NginxServer]:
+    server = NginxServer(tmp_path_factory.mktemp("nginx"), pki, backend.port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_skopeo_copies_in_and_out_through_nginx(
+    nginx: NginxServer, backend: RegistryServer, tmp_path: Path
+) -> None:
+    skopeo = Tool("skopeo", registry=backend)
+    image = skopeo_round_trip(skopeo, nginx.host, nginx.pki.cert_dir, tmp_path, "proxied/demo")
+    # It really went through nginx (which logged it) into the backend's storage.
+    access_log = (nginx.prefix / "access.log").read_text()
+    assert '"PUT /v2/proxied/demo/manifests/v1 ' in access_log
+    assert '"GET /v2/proxied/demo/manifests/v1 ' in access_log
+    with backend.client() as direct:
+        response = direct.head(f"/v2/proxied/demo/blobs/{image.layers[0].digest}")
+    assert response.status_code == 200, describe_response(response)
+
+
+def assert_leads_to_nginx(location: str, nginx: NginxServer, backend: RegistryServer) -> str:
+    """A Location must resolve against nginx's URL to nginx, never name the backend."""
+    assert backend.host not in location, location
+    assert location.startswith(("/", f"{nginx.url}/")), location
+    return urljoin(f"{nginx.url}/", location)
+
+
+def stream(size: int) -> Iterator[bytes]:
+    """``size`` bytes in pieces, as a client streaming a layer of unknown length sends them."""
+    block = hashlib.sha256(b"streamed through nginx").digest() * (CHUNK // 32)
+    sent = 0
+    while sent < size:
+        piece = block[: min(CHUNK, size - sent)]
+        sent += len(piece)
+        yield piece
+
+
+def test_streamed_upload_without_length_is_stored_with_the_right_digest(
+    nginx: NginxServer, backend: RegistryServer
+) -> None:
+    body = b"".join(stream(STREAMED_BYTES))
+    digest = sha256_digest(body)
+    with nginx.client() as client:
+        started = client.post("/v2/proxied/streamed/blobs/uploads/")
+        assert started.status_code == 202, describe_response(started)
+        upload = assert_leads_to_nginx(started.headers["location"], nginx, backend)
+
+        # A generator body has no length: httpx sends Transfer-Encoding: chunked.
+        patched = client.patch(
+            upload,
+            content=stream(STREAMED_BYTES),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert "content-length" not in patched.request.headers
+        assert patched.request.headers["transfer-encoding"] == "chunked"
+        assert patched.status_code == 202, describe_response(patched)
+        assert patched.headers["range"] == f"0-{STREAMED_BYTES - 1}"
+        upload = assert_leads_to_nginx(patched.headers["location"], nginx, backend)
+
+        closed = client.put(upload, params={"digest": digest})
+        assert closed.status_code == 201, describe_response(closed)
+        assert closed.headers["docker-content-digest"] == digest
+        blob = assert_leads_to_nginx(closed.headers["location"], nginx, backend)
+
+        fetched = client.get(blob)
+    assert fetched.status_code == 200, describe_response(fetched)
+    assert fetched.headers["docker-content-digest"] == digest
+    assert sha256_digest(fetched.content) == digest
+
+
+def test_wrong_digest_through_nginx_is_refused_and_nothing_stored(nginx: NginxServer) -> None:
+    with nginx.client() as client:
+        started = client.post("/v2/proxied/wrong/blobs/uploads/")
+        assert started.status_code == 202, describe_response(started)
+        claimed = sha256_digest(b"something else")
+        closed = client.put(
+            started.headers["location"], params={"digest": claimed}, content=stream(CHUNK * 3)
+        )
+        assert closed.status_code == 400, describe_response(closed)
+        assert closed.json()["errors"][0]["code"] == "DIGEST_INVALID"
+        assert client.head(f"/v2/proxied/wrong/blobs/{claimed}").status_code == 404
+
+
+def test_api_version_header_once_on_moorage_and_nginx_answers(nginx: NginxServer) -> None:
+    with nginx.client() as client:
+        from_moorage = client.get("/v2/")
+        from_nginx = client.get("/not-the-registry")
+    assert from_moorage.status_code == 200
+    assert from_moorage.headers.get_list("docker-distribution-api-version") == ["registry/2.0"]
+    assert from_nginx.status_code == 404
+    assert from_nginx.headers.get_list("docker-distribution-api-version") == ["registry/2.0"]
+
+
+def test_ping_and_health_routes_are_proxied(nginx: NginxServer) -> None:
+    with nginx.client() as client:
+        for path in ("/_ping", "/v1/_ping", "/healthz", "/readyz", "/v2"):
+            response = client.get(path)
+            assert response.status_code == 200, describe_response(response)
+
+
+def test_plain_http_only_redirects_to_https(nginx: NginxServer) -> None:
+    response = httpx.get(f"http://127.0.0.1:{nginx.http_port}/v2/", timeout=10.0)
+    assert response.status_code == 301
+    assert response.headers["location"].startswith("https://")
