@@ -7,12 +7,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from moorage.api.context import Registry
 from moorage.api.forwarded import TrustedProxyHeaders
 from moorage.api.server import build_app
+from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
+from moorage.auth.gate import AccessGate
+from moorage.auth.htpasswd import HtpasswdAuthenticator
+from moorage.auth.jwt_tokens import TokenIssuer, make_verifier
+from moorage.auth.policy import DEFAULT_POLICY, PolicyAuthorizer, load_policy
+from moorage.auth.port import Authenticator
+from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
@@ -27,6 +35,33 @@ log = logging.getLogger("moorage")
 
 # How often each worker looks for abandoned upload sessions.
 EXPIRY_SWEEP_SECONDS = 300.0
+
+
+def build_gate(settings: Settings, engine: Engine) -> AccessGate:
+    """Authentication and authorization as configured: off (loopback, everyone may do
+    everything) unless an htpasswd file or a trusted token issuer is configured."""
+    auth = settings.auth
+    token = auth.token
+    policy = load_policy(auth.policy_file) if auth.policy_file else DEFAULT_POLICY
+    authorizer = PolicyAuthorizer(policy)
+    if not settings.auth_enabled:
+        return AccessGate(False, (), authorizer, token.service)
+    authenticators: list[Authenticator] = [ApiTokenAuthenticator(ApiTokenStore(engine))]
+    if auth.htpasswd is not None:
+        authenticators.append(HtpasswdAuthenticator(auth.htpasswd))
+    issuer = verifier = None
+    if token.enabled:
+        key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
+        issuer = TokenIssuer(key, token.issuer, token.expiry_seconds, token.refresh_expiry_seconds)
+        verifier = make_verifier(
+            key,
+            token.issuer,
+            token.service,
+            token.trusted_issuer,
+            token.trusted_certs_file,
+            token.trusted_jwks_file,
+        )
+    return AccessGate(True, authenticators, authorizer, token.service, issuer, verifier)
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -47,6 +82,7 @@ def build_registry(settings: Settings) -> Registry:
         metadata=metadata,
         storage=storage,
         manifest_max_bytes=limits.manifest_max_bytes,
+        gate=build_gate(settings, engine),
         # Both backends are local here; a network database (or object store) keeps every
         # lookup off the event loop.
         inline_point_reads=engine.dialect.name == "sqlite",

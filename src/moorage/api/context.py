@@ -8,6 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from moorage.auth.gate import AccessGate
 from moorage.metadata.port import MetadataStore
 from moorage.services.blobs import BlobService
 from moorage.services.listing import ListingService
@@ -25,6 +26,7 @@ class Registry:
     metadata: MetadataStore
     storage: BlobStore
     manifest_max_bytes: int
+    gate: AccessGate
     # True when a point lookup (one indexed row, a local stat) is cheaper than the hop to a
     # worker thread: SQLite in WAL mode never makes a reader wait for a writer. Measured: manifest
     # GET went from 1.8k to 3.8k-5.5k requests/s and p99 from 90 ms to 20 ms on one worker.

@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from moorage.api.auth import identity_of
 from moorage.api.context import Registry
 from moorage.api.responses import json_response
 from moorage.oci import mediatypes
@@ -36,7 +37,11 @@ async def list_tags(registry: Registry, request: Request, name: str, _: str) -> 
 
 async def catalog(registry: Registry, request: Request) -> Response:
     query = request.query_params
-    page = await run_in_threadpool(registry.listing.catalog, query.get("n"), query.get("last"))
+    gate = registry.gate
+    visible = gate.pull_filter(identity_of(request)) if gate.enabled else None
+    page = await run_in_threadpool(
+        registry.listing.catalog, query.get("n"), query.get("last"), visible
+    )
     n = registry.listing.limits.resolve(query.get("n"))
     return json_response({"repositories": page.items}, headers=_next_link("/v2/_catalog", page, n))
 

@@ -43,7 +43,9 @@ def _start_upload(registry: Registry, request: Request, name: str, _: str) -> Aw
 
 _NAME = r"(?P<name>.+?)"
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint(re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"), {"POST": _start_upload}, {"POST": PUSH}),
+    Endpoint(
+        re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"), {"POST": _start_upload}, {"POST": PUSH}
+    ),
     Endpoint(
         re.compile(rf"^{_NAME}/blobs/uploads/(?P<ref>[^/]+)$"),
         {
@@ -69,8 +71,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         },
         {"GET": PULL, "HEAD": PULL, "PUT": PUSH, "DELETE": DELETE},
     ),
-    Endpoint(re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"), {"GET": discovery.list_tags}, {"GET": PULL}),
-    Endpoint(re.compile(rf"^{_NAME}/referrers/(?P<ref>[^/]+)$"), {"GET": discovery.referrers}, {"GET": PULL}),
+    Endpoint(
+        re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"), {"GET": discovery.list_tags}, {"GET": PULL}
+    ),
+    Endpoint(
+        re.compile(rf"^{_NAME}/referrers/(?P<ref>[^/]+)$"),
+        {"GET": discovery.referrers},
+        {"GET": PULL},
+    ),
 )
 
 

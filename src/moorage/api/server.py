@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,10 +16,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage.api import discovery, health
+from moorage.api.auth import enforce, identify, token_get, token_post
 from moorage.api.context import Registry
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import resolve
+from moorage.auth.access import CATALOG_ACCESS, PUSH, repository
+from moorage.auth.identity import Identity
 from moorage.errors import ErrorCode, RegistryError
+from moorage.oci.names import is_valid_name
 
 log = logging.getLogger("moorage.api")
 
@@ -84,22 +89,64 @@ async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
         return error_response(failure, head)
 
 
+def _without_unpullable_mount(
+    registry: Registry, request: Request, identity: Identity
+) -> Request:
+    """A cross-repository mount needs pull on the source. Without it the request becomes a
+    plain upload start (202 and a session), exactly what a mount of an absent blob gets, so
+    the answer reveals nothing about the source repository."""
+    query = request.query_params
+    source = query.get("from")
+    if query.get("mount") is None or not source:
+        return request
+    if is_valid_name(source) and registry.gate.pull_filter(identity)(source):
+        return request
+    kept = [(key, value) for key, value in query.multi_items() if key not in ("mount", "from")]
+    scope = {**request.scope, "query_string": urlencode(kept).encode()}
+    return Request(scope, request.receive)
+
+
 def build_app(
     registry: Registry,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
 ) -> Starlette:
+    gate = registry.gate
+
     async def v2_root(request: Request) -> Response:
-        return json_response({})
+        async def call() -> Response:
+            enforce(gate, request, await identify(gate, request), ())
+            return json_response({})
+
+        return await _guarded(request, call)
 
     async def v2_catalog(request: Request) -> Response:
-        return await _guarded(request, lambda: discovery.catalog(registry, request))
+        async def call() -> Response:
+            needed = [CATALOG_ACCESS]
+            identity = await identify(gate, request, needed)
+            enforce(gate, request, identity, needed)
+            request.state.identity = identity
+            return await discovery.catalog(registry, request)
+
+        return await _guarded(request, call)
 
     async def v2_dispatch(request: Request) -> Response:
         async def call() -> Response:
             route = resolve(request.path_params["path"], request.method)
-            return await route.handler(registry, request, route.name, route.reference)
+            routed = request
+            if gate.enabled:
+                needed = [repository(route.name, route.action)]
+                identity = await identify(gate, request, needed)
+                enforce(gate, request, identity, needed)
+                request.state.identity = identity
+                if route.action == PUSH and request.method == "POST":
+                    routed = _without_unpullable_mount(registry, request, identity)
+            return await route.handler(registry, routed, route.name, route.reference)
 
         return await _guarded(request, call)
+
+    async def token(request: Request) -> Response:
+        call = token_post if request.method == "POST" else token_get
+        return await _guarded(request, lambda: call(gate, request))
 
     async def readyz(request: Request) -> Response:
         return await health.ready(registry)
@@ -110,6 +157,7 @@ def build_app(
         Route("/v2", v2_root, methods=["GET", "HEAD"]),
         Route("/v2/_catalog", v2_catalog, methods=["GET"]),
         Route("/v2/{path:path}", v2_dispatch, methods=all_methods),
+        Route("/token", token, methods=["GET", "POST"]),
         Route("/_ping", health.ping, methods=["GET", "HEAD"]),
         Route("/v1/_ping", health.ping, methods=["GET", "HEAD"]),
         Route("/healthz", health.alive, methods=["GET", "HEAD"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from moorage.auth.access import Access
@@ -24,4 +24,9 @@ class Authorizer(Protocol):
 
     def may_overwrite_tag(self, identity: Identity, repository: str) -> bool:
         """False when a rule makes existing tags in ``repository`` immutable for ``identity``."""
+        ...
+
+    def pull_filter(self, identity: Identity) -> Callable[[str], bool]:
+        """A predicate telling which repository names ``identity`` may pull (for the catalog),
+        cheap to apply to many names."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import ssl
@@ -12,6 +13,7 @@ from typing import Any
 import click
 
 from moorage.api.forwarded import parse_trusted
+from moorage.cli import tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -34,6 +36,37 @@ def _ensure_port_free(host: str, port: int) -> None:
             raise click.ClickException(
                 f"cannot listen on {host}:{port}: {error.strerror}"
             ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_open_network(settings: Settings) -> None:
+    """Secure by default: with no authentication, serve loopback only unless told otherwise."""
+    if settings.auth_enabled:
+        return
+    if _is_loopback(settings.listen.host):
+        click.echo(
+            "moorage: no authentication configured; serving loopback only "
+            "(give --htpasswd FILE to require logins)",
+            err=True,
+        )
+        return
+    if not settings.allow_anonymous_network:
+        raise click.ClickException(
+            f"refusing to serve {settings.listen.host} with no authentication: anyone who can "
+            "reach it could push and delete. Give --htpasswd FILE, or "
+            "--allow-anonymous-network (allow_anonymous_network: true) if that is intended."
+        )
+    click.echo(
+        f"moorage: WARNING: serving {settings.listen.host} with no authentication", err=True
+    )
 
 
 # --- TLS and trusted proxies (serve) -------------------------------------------------------
@@ -97,6 +130,22 @@ def main() -> None:
 @click.option(
     "--tls-key", type=click.Path(path_type=Path), help="The certificate's PEM key (tls.key)."
 )
+@click.option(
+    "--htpasswd",
+    type=click.Path(path_type=Path),
+    help="Require logins from this htpasswd file (auth.htpasswd).",
+)
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path),
+    help="Per-repository access rules (auth.policy_file); see docs/auth.md.",
+)
+@click.option(
+    "--allow-anonymous-network",
+    is_flag=True,
+    default=None,
+    help="Serve a non-loopback address with no authentication (allow_anonymous_network).",
+)
 def serve(
     config_file: Path | None,
     host: str | None,
@@ -105,6 +154,9 @@ def serve(
     workers: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    htpasswd: Path | None,
+    policy: Path | None,
+    allow_anonymous_network: bool | None,
 ) -> None:
     """Start the registry (filesystem + SQLite unless configured otherwise)."""
     # Flags become environment variables so that every worker process sees the same settings.
@@ -115,6 +167,9 @@ def serve(
         "MOORAGE_WORKERS": None if workers is None else str(workers),
         "MOORAGE_TLS__CERT": None if tls_cert is None else str(tls_cert.resolve()),
         "MOORAGE_TLS__KEY": None if tls_key is None else str(tls_key.resolve()),
+        "MOORAGE_AUTH__HTPASSWD": None if htpasswd is None else str(htpasswd.resolve()),
+        "MOORAGE_AUTH__POLICY_FILE": None if policy is None else str(policy.resolve()),
+        "MOORAGE_ALLOW_ANONYMOUS_NETWORK": "true" if allow_anonymous_network else None,
         CONFIG_FILE_VARIABLE: None if config_file is None else str(config_file.resolve()),
     }
     os.environ.update({key: value for key, value in flag_env.items() if value is not None})
@@ -122,6 +177,7 @@ def serve(
     if "MOORAGE_STORAGE__DATA_DIR" not in os.environ:
         os.environ["MOORAGE_STORAGE__DATA_DIR"] = str(settings.storage.data_dir.resolve())
 
+    _refuse_open_network(settings)
     tls = _tls_files(settings)
     _check_trusted_proxies(settings)
     _ensure_port_free(settings.listen.host, settings.listen.port)
@@ -190,6 +246,9 @@ def db_upgrade(config_file: Path | None) -> None:
     upgrade(make_engine(_load(config_file).database_url))
     click.echo("database schema is up to date")
 
+
+main.add_command(users.user)
+main.add_command(tokens.token)
 
 if __name__ == "__main__":
     sys.exit(main())

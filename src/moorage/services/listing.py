@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from moorage.errors import ErrorCode, RegistryError
@@ -9,6 +10,9 @@ from moorage.metadata.port import MetadataStore
 from moorage.metadata.records import ReferrerRecord
 from moorage.oci.digest import Digest
 from moorage.services.pagination import Page, PageLimits, page_of
+
+# Rows read per query while filtering the catalog for a caller who may see only some names.
+CATALOG_SCAN_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +33,23 @@ class ListingService:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
         return page_of(rows, size)
 
-    def catalog(self, n: str | None, last: str | None) -> Page:
+    def catalog(
+        self, n: str | None, last: str | None, visible: Callable[[str], bool] | None = None
+    ) -> Page:
+        """A page of repository names; with ``visible``, only those it accepts (the caller's
+        pullable repositories), still full pages with a correct cursor."""
         size = self.limits.resolve(n)
-        return page_of(self.metadata.list_repositories(size + 1, last), size)
+        if visible is None:
+            return page_of(self.metadata.list_repositories(size + 1, last), size)
+        found: list[str] = []
+        batch = max(size + 1, CATALOG_SCAN_BATCH)
+        while len(found) <= size:
+            rows = self.metadata.list_repositories(batch, last)
+            found.extend(name for name in rows if visible(name))
+            if len(rows) < batch:
+                break
+            last = rows[-1]
+        return page_of(found, size)
 
     def referrers(
         self,

@@ -1,0 +1,181 @@
+"""The access gate: the use cases of authentication and authorization, without HTTP.
+
+The /v2 side asks :meth:`AccessGate.decide` whether an identity may perform the accesses a
+request needs; the token endpoint asks :meth:`AccessGate.issue` for a JWT carrying what the
+policy grants. Both run the same Authenticator and Authorizer, so a decision made at the token
+endpoint and one made on a Basic-authenticated /v2 request never disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from moorage.auth.access import CATALOG_ACCESS, REPOSITORY, Access, covers
+from moorage.auth.identity import ANONYMOUS, Identity, Via
+from moorage.auth.port import Authenticator, Authorizer
+from moorage.oci.names import is_valid_name
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    # 401: the caller has not proved who they are (or their credentials are bad).
+    CHALLENGE = "challenge"
+    # 401 with error="insufficient_scope": a token lacks an access its subject could get, so
+    # the client should fetch a new token for the scope in the challenge.
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    # 403: authenticated, and the policy does not allow it.
+    DENY = "deny"
+
+
+class IssuedToken(Protocol):
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_in(self) -> int: ...
+
+    @property
+    def issued_at(self) -> str: ...
+
+
+class Issuer(Protocol):
+    def issue(
+        self, subject: str | None, audience: str, access: Sequence[Access]
+    ) -> IssuedToken: ...
+
+    def issue_refresh(self, subject: str, audience: str, client_id: str) -> str: ...
+
+    def verify_refresh(self, token: str, audience: str) -> str: ...
+
+
+class Verifier(Protocol):
+    def verify(self, token: str) -> Identity: ...
+
+
+class RefreshRefused(Exception):
+    """A refresh token that is invalid, expired, or whose user no longer exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    token: str
+    expires_in: int
+    issued_at: str
+    granted: list[Access]
+    refresh_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessGate:
+    """``enabled`` False means no authentication is configured: every request is allowed."""
+
+    enabled: bool
+    authenticators: Sequence[Authenticator]
+    authorizer: Authorizer
+    service: str
+    issuer: Issuer | None = None
+    verifier: Verifier | None = None
+
+    @property
+    def tokens_enabled(self) -> bool:
+        return self.issuer is not None
+
+    def login(self, username: str, password: str) -> Identity | None:
+        """The identity Basic credentials prove: an API token or an htpasswd user."""
+        for authenticator in self.authenticators:
+            identity = authenticator.authenticate_password(username, password)
+            if identity is not None:
+                return identity
+        return None
+
+    def bearer(self, token: str) -> Identity:
+        """The identity a bearer JWT carries; raises the verifier's error when it is invalid."""
+        if self.verifier is None:
+            raise ValueError("bearer tokens are not accepted here")
+        return self.verifier.verify(token)
+
+    def decide(self, identity: Identity, needed: Sequence[Access]) -> Decision:
+        """May ``identity`` perform every access in ``needed``? An empty ``needed`` asks only
+        that the caller be authenticated (``GET /v2/``)."""
+        if not self.enabled:
+            return Decision.ALLOW
+        if identity.via is Via.BEARER:
+            return self._decide_bearer(identity, needed)
+        if not needed:
+            return Decision.CHALLENGE if identity.anonymous else Decision.ALLOW
+        granted = self.authorizer.grant(identity, needed)
+        if all(covers(granted, access) for access in needed):
+            return Decision.ALLOW
+        return Decision.CHALLENGE if identity.anonymous else Decision.DENY
+
+    def _decide_bearer(self, identity: Identity, needed: Sequence[Access]) -> Decision:
+        held = identity.limit or ()
+        if not needed:
+            return Decision.CHALLENGE if identity.anonymous else Decision.ALLOW
+        if all(covers(held, access) for access in needed):
+            return Decision.ALLOW
+        # Would a new token for the subject carry it? Then say so; the client will fetch one.
+        subject = Identity(identity.name, Via.PASSWORD) if identity.name else ANONYMOUS
+        possible = self.authorizer.grant(subject, needed)
+        if all(covers(possible, access) for access in needed):
+            return Decision.INSUFFICIENT_SCOPE
+        return Decision.CHALLENGE if identity.anonymous else Decision.DENY
+
+    def pull_filter(self, identity: Identity) -> Callable[[str], bool]:
+        """Which repositories ``identity`` may pull, for filtering the catalog. A bearer
+        token's subject is judged by the policy (a catalog token lists no repositories)."""
+        if not self.enabled:
+            return lambda _: True
+        if identity.via is Via.BEARER:
+            identity = Identity(identity.name, Via.PASSWORD) if identity.name else ANONYMOUS
+        return self.authorizer.pull_filter(identity)
+
+    def issue(
+        self,
+        identity: Identity,
+        requested: Sequence[Access],
+        *,
+        offline: bool = False,
+        client_id: str = "",
+    ) -> TokenGrant:
+        """A token for what the policy grants of ``requested`` (possibly nothing: an empty grant
+        is an answer, not an error), with a refresh token when ``offline`` is asked by a user
+        who logged in with a password."""
+        if self.issuer is None:
+            raise ValueError("the token service is off")
+        wanted = [access for access in requested if _grantable(access)]
+        granted = self.authorizer.grant(identity, wanted) if wanted else []
+        issued = self.issuer.issue(identity.name, self.service, granted)
+        refresh = None
+        # An API token's scopes would not survive a refresh, and its secret is long-lived
+        # anyway, so only password logins get refresh tokens.
+        if offline and identity.name is not None and identity.via is Via.PASSWORD:
+            refresh = self.issuer.issue_refresh(identity.name, self.service, client_id)
+        return TokenGrant(issued.token, issued.expires_in, issued.issued_at, granted, refresh)
+
+    def refresh(
+        self, refresh_token: str, requested: Sequence[Access], *, client_id: str = ""
+    ) -> TokenGrant:
+        """A new access token (and the same refresh token) for a refresh token's subject."""
+        if self.issuer is None:
+            raise ValueError("the token service is off")
+        try:
+            subject = self.issuer.verify_refresh(refresh_token, self.service)
+        except Exception as error:
+            raise RefreshRefused("invalid refresh token") from error
+        grant = self.issue(Identity(subject, Via.PASSWORD), requested, client_id=client_id)
+        return TokenGrant(
+            grant.token, grant.expires_in, grant.issued_at, grant.granted, refresh_token
+        )
+
+
+def _grantable(access: Access) -> bool:
+    """Only well-formed requests reach the policy: a repository scope must name a valid
+    repository (so a glob or a `:` in the name can never widen a grant), and the catalog is
+    the only registry resource."""
+    if access.type == REPOSITORY:
+        return is_valid_name(access.name)
+    return access.type == CATALOG_ACCESS.type and access.name == CATALOG_ACCESS.name
