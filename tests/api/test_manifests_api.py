@@ -368,3 +368,44 @@ async def test_unknown_manifest_is_404(client: httpx.AsyncClient) -> None:
         response = await client.get(f"/v2/m/unknown/manifests/{reference}")
         assert response.status_code == 404
         assert error_code(response) == "MANIFEST_UNKNOWN"
+
+
+async def test_foreign_layers_with_urls_need_not_be_pushed(client: httpx.AsyncClient) -> None:
+    config = await push_blob(client, "m/foreign", b"{}")
+    foreign = {
+        "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "digest": digest_of(b"a windows base layer"),
+        "size": 20,
+        "urls": ["https://mcr.example/layer"],
+    }
+    manifest = image_manifest(config, 2, [])
+    body = json.loads(manifest)
+    body["layers"] = [foreign]
+    response = await client.put(
+        "/v2/m/foreign/manifests/t",
+        content=json.dumps(body),
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert response.status_code == 201, response.text
+    del foreign["urls"]  # the same layer without urls must be in the registry
+    response = await client.put(
+        "/v2/m/foreign/manifests/u",
+        content=json.dumps(body),
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "MANIFEST_BLOB_UNKNOWN"
+
+
+async def test_unknown_fields_of_an_index_are_not_validated(client: httpx.AsyncClient) -> None:
+    child, child_bytes = await push_image(client, "m/extra", tag=None)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": len(child_bytes)}],
+        "blobs": [{"mediaType": "x/y", "digest": digest_of(b"absent"), "size": 6}, "junk"],
+    }
+    response = await client.put(
+        "/v2/m/extra/manifests/i", content=json.dumps(index), headers={"Content-Type": OCI_INDEX}
+    )
+    assert response.status_code == 201, response.text

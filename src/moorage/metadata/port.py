@@ -36,9 +36,6 @@ class MetadataStore(Protocol):
     def unlink_blob(self, repository: str, digest: str) -> bool:
         """Remove the link; False if there was none."""
 
-    def missing_blobs(self, repository: str, digests: set[str]) -> set[str]:
-        """Those of ``digests`` not linked to ``repository``."""
-
     # --- manifests and tags ------------------------------------------------------------------
     def put_manifest(
         self,
@@ -46,17 +43,17 @@ class MetadataStore(Protocol):
         manifest: ManifestRecord,
         references: ManifestReferences,
         tags: list[str],
-    ) -> None:
+    ) -> list[str]:
         """Store the manifest (idempotent by digest) and point ``tags`` at it, moving them
-        from any manifest they named before."""
+        from any manifest they named before; safe to run concurrently for the same manifest
+        or tag. In the same transaction, checks that the repository has every referenced blob
+        (except ``foreign_blobs``) and child manifest: if not, stores nothing and returns the
+        missing digests (sorted), else returns []."""
 
     def get_manifest(
         self, repository: str, reference: str, by_digest: bool
     ) -> ManifestRecord | None:
         """The manifest a tag or digest names in ``repository``, or None."""
-
-    def missing_manifests(self, repository: str, digests: set[str]) -> set[str]:
-        """Those of ``digests`` that are not manifests in ``repository``."""
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete the manifest and every tag on it; False if it did not exist."""

@@ -27,6 +27,9 @@ class ManifestReferences:
 
     blobs: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
+    # Of ``blobs``, those with ``urls`` (foreign, non-distributable layers): referenced but
+    # served from elsewhere, so the registry need not have them.
+    foreign_blobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,8 +178,23 @@ class SqlMetadataStore:
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._insert_ignore = {
             table: dialect_insert(table).on_conflict_do_nothing()
-            for table in (s.repositories, s.blobs, s.repository_blobs)
+            for table in (
+                s.repositories,
+                s.blobs,
+                s.repository_blobs,
+                s.manifests,
+                s.manifest_blobs,
+                s.manifest_children,
+            )
         }
+        upsert_tag = dialect_insert(s.tags)
+        self._upsert_tag = upsert_tag.on_conflict_do_update(
+            index_elements=[s.tags.c.repository_id, s.tags.c.name],
+            set_={
+                "manifest_id": upsert_tag.excluded.manifest_id,
+                "updated_at": upsert_tag.excluded.updated_at,
+            },
+        )
         # SQLite has one writer at a time, so writers take turns on a WriterLock (no busy-handler
         # polling) and this process's writers share one connection (a pool checkout per
         # transaction cost more than its statements). PostgreSQL uses the pool.
@@ -282,27 +297,6 @@ class SqlMetadataStore:
             )
             return result.rowcount > 0
 
-    def missing_blobs(self, repository: str, digests: set[str]) -> set[str]:
-        return self._missing(
-            s.repository_blobs.c.repository_id, s.repository_blobs.c.digest, repository, digests
-        )
-
-    def _missing(
-        self, repository_column: Any, digest_column: Any, repository: str, digests: set[str]
-    ) -> set[str]:
-        """Those of ``digests`` with no row in ``digest_column``'s table for the repository."""
-        found: set[str] = set()
-        with self._read() as conn:
-            repository_id = self._repository_id(conn, repository)
-            if repository_id is None:
-                return set(digests)
-            for batch in _batches(digests):
-                query = select(digest_column).where(
-                    repository_column == repository_id, digest_column.in_(batch)
-                )
-                found.update(conn.execute(query).scalars())
-        return digests - found
-
     # --- manifests and tags --------------------------------------------------------------------
     def put_manifest(
         self,
@@ -310,62 +304,85 @@ class SqlMetadataStore:
         manifest: ManifestRecord,
         references: ManifestReferences,
         tags: list[str],
-    ) -> None:
+    ) -> list[str]:
         now = time.time()
         with self._write() as conn:
             repository_id = self._ensure_repository(conn, repository)
+            # Checked inside the write transaction, with the rows share-locked on PostgreSQL
+            # (SQLite has one writer at a time): a blob or child deleted concurrently can
+            # never leave this manifest pointing at nothing.
+            required = set(references.blobs) - set(references.foreign_blobs)
+            missing = sorted(
+                self._absent(conn, s.repository_blobs.c.digest, repository_id, required)
+            ) + sorted(
+                self._absent(conn, s.manifests.c.digest, repository_id, set(references.manifests))
+            )
+            if missing:
+                return missing
+            # Upserts, so two pushes of one manifest or tag at once both succeed on PostgreSQL
+            # too (a select-then-insert lets both insert and one fail on the unique key).
+            conn.execute(
+                self._insert_ignore[s.manifests],
+                {
+                    "repository_id": repository_id,
+                    "digest": manifest.digest,
+                    "media_type": manifest.media_type,
+                    "artifact_type": manifest.artifact_type,
+                    "subject_digest": manifest.subject,
+                    "annotations": json.dumps(manifest.annotations)
+                    if manifest.annotations
+                    else None,
+                    "payload": manifest.payload,
+                    "created_at": now,
+                },
+            )
             manifest_id = conn.execute(
                 select(s.manifests.c.id).where(
                     s.manifests.c.repository_id == repository_id,
                     s.manifests.c.digest == manifest.digest,
                 )
-            ).scalar_one_or_none()
-            if manifest_id is None:
-                result = conn.execute(
-                    insert(s.manifests).values(
-                        repository_id=repository_id,
-                        digest=manifest.digest,
-                        media_type=manifest.media_type,
-                        artifact_type=manifest.artifact_type,
-                        subject_digest=manifest.subject,
-                        annotations=json.dumps(manifest.annotations)
-                        if manifest.annotations
-                        else None,
-                        payload=manifest.payload,
-                        created_at=now,
-                    )
+            ).scalar_one()
+            if references.blobs:
+                conn.execute(
+                    self._insert_ignore[s.manifest_blobs],
+                    [{"manifest_id": manifest_id, "digest": d} for d in set(references.blobs)],
                 )
-                key = result.inserted_primary_key
-                assert key is not None
-                manifest_id = int(key[0])
-                if references.blobs:
-                    conn.execute(
-                        insert(s.manifest_blobs),
-                        [{"manifest_id": manifest_id, "digest": d} for d in set(references.blobs)],
-                    )
-                if references.manifests:
-                    conn.execute(
-                        insert(s.manifest_children),
-                        [
-                            {"manifest_id": manifest_id, "child_digest": d}
-                            for d in set(references.manifests)
-                        ],
-                    )
+            if references.manifests:
+                conn.execute(
+                    self._insert_ignore[s.manifest_children],
+                    [
+                        {"manifest_id": manifest_id, "child_digest": d}
+                        for d in set(references.manifests)
+                    ],
+                )
             for tag in tags:
-                moved = conn.execute(
-                    update(s.tags)
-                    .where(s.tags.c.repository_id == repository_id, s.tags.c.name == tag)
-                    .values(manifest_id=manifest_id, updated_at=now)
+                conn.execute(
+                    self._upsert_tag,
+                    {
+                        "repository_id": repository_id,
+                        "name": tag,
+                        "manifest_id": manifest_id,
+                        "updated_at": now,
+                    },
                 )
-                if moved.rowcount == 0:
-                    conn.execute(
-                        insert(s.tags).values(
-                            repository_id=repository_id,
-                            name=tag,
-                            manifest_id=manifest_id,
-                            updated_at=now,
-                        )
-                    )
+        return []
+
+    @staticmethod
+    def _absent(
+        conn: Connection, digest_column: Any, repository_id: int, digests: set[str]
+    ) -> set[str]:
+        """Those of ``digests`` with no row in ``digest_column``'s table for the repository,
+        share-locking the rows found until the transaction ends."""
+        found: set[str] = set()
+        repository_column = digest_column.table.c.repository_id
+        for batch in _batches(digests):
+            query = (
+                select(digest_column)
+                .where(repository_column == repository_id, digest_column.in_(batch))
+                .with_for_update(read=True)
+            )
+            found.update(conn.execute(query).scalars())
+        return digests - found
 
     def get_manifest(
         self, repository: str, reference: str, by_digest: bool
@@ -383,9 +400,6 @@ class SqlMetadataStore:
             subject=row.subject_digest,
             annotations=json.loads(row.annotations) if row.annotations else {},
         )
-
-    def missing_manifests(self, repository: str, digests: set[str]) -> set[str]:
-        return self._missing(s.manifests.c.repository_id, s.manifests.c.digest, repository, digests)
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         with self._write() as conn:

@@ -22,6 +22,9 @@ class Descriptor:
     size: int
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
+    # Where a foreign (non-distributable) layer is served from; such a layer need not be
+    # pushed to the registry.
+    urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +65,18 @@ def _descriptor(value: Any, where: str) -> Descriptor:
         raise _invalid(f"{where}.digest: {error.message}", {"digest": digest_text}) from None
     artifact_type = value.get("artifactType")
     annotations = value.get("annotations")
+    urls = value.get("urls")
+    if urls is not None and (
+        not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls)
+    ):
+        raise _invalid(f"{where}.urls must be a list of URLs")
     return Descriptor(
         media_type=media_type,
         digest=digest,
         size=size,
         artifact_type=artifact_type if isinstance(artifact_type, str) else None,
         annotations=_annotations(annotations, f"{where}.annotations"),
+        urls=tuple(urls or ()),
     )
 
 
@@ -149,9 +158,10 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     if media_type in mediatypes.INDEXES:
         if "manifests" not in body:
             raise _invalid("an index must have a manifests list")
+        # Only the index's own fields are read: unknown ones (a "blobs" list some tools add)
+        # are neither validated nor required to exist, as the image spec says to ignore them.
         children = _descriptor_list(body["manifests"], "manifests", required=True)
-        blobs = _descriptor_list(body.get("blobs"), "blobs")
-        return ParsedManifest(media_type, blobs, children, subject, artifact_type, annotations)
+        return ParsedManifest(media_type, (), children, subject, artifact_type, annotations)
 
     if "config" not in body:
         raise _invalid("an image manifest must have a config descriptor")

@@ -45,14 +45,6 @@ class ManifestService:
         parsed = parse_manifest(payload, content_type)
         blob_refs = {str(d.digest) for d in parsed.blobs}
         child_refs = {str(d.digest) for d in parsed.children}
-        missing = sorted(self.metadata.missing_blobs(repository, blob_refs))
-        missing += sorted(self.metadata.missing_manifests(repository, child_refs))
-        if missing:
-            raise RegistryError(
-                ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                "manifest references blobs or manifests this repository does not have",
-                {"missing": missing[:20]},
-            )
         record = ManifestRecord(
             digest=str(digest),
             media_type=parsed.media_type,
@@ -61,8 +53,18 @@ class ManifestService:
             subject=str(parsed.subject.digest) if parsed.subject else None,
             annotations=parsed.annotations,
         )
-        references = ManifestReferences(tuple(sorted(blob_refs)), tuple(sorted(child_refs)))
-        self.metadata.put_manifest(repository, record, references, tags)
+        references = ManifestReferences(
+            tuple(sorted(blob_refs)),
+            tuple(sorted(child_refs)),
+            tuple(sorted({str(d.digest) for d in parsed.blobs if d.urls})),
+        )
+        missing = self.metadata.put_manifest(repository, record, references, tags)
+        if missing:
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                "manifest references blobs or manifests this repository does not have",
+                {"missing": missing[:20]},
+            )
         return record
 
     def get(self, repository: str, reference: str) -> ManifestRecord:

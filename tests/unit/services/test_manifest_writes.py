@@ -1,0 +1,90 @@
+"""Manifest writes against concurrent deletes and concurrent pushes of the same tag."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.migrate import upgrade
+from moorage.metadata.records import ManifestRecord, ManifestReferences
+from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.services.manifests import ManifestService
+
+REPO = "m/race"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _manifest(config: str, layer: str) -> bytes:
+    def descriptor(d: str) -> dict[str, object]:
+        return {"mediaType": "application/octet-stream", "digest": d, "size": 1}
+
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(config),
+        "layers": [descriptor(layer)],
+    }
+    return json.dumps(body).encode()
+
+
+class DeleteLandsFirst(SqlMetadataStore):
+    """A blob DELETE that commits after the service looked, just before the manifest write."""
+
+    victim = ""
+
+    def put_manifest(
+        self,
+        repository: str,
+        manifest: ManifestRecord,
+        references: ManifestReferences,
+        tags: list[str],
+    ) -> list[str]:
+        self.unlink_blob(repository, self.victim)
+        return super().put_manifest(repository, manifest, references, tags)
+
+
+def test_a_blob_deleted_during_a_manifest_put_is_never_left_referenced(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    store = DeleteLandsFirst(engine)
+    config, layer = _digest(b"c"), _digest(b"l")
+    store.link_blob(REPO, config, 1)
+    store.link_blob(REPO, layer, 1)
+    store.victim = layer
+    with pytest.raises(RegistryError) as info:
+        ManifestService(store, True).put(REPO, "v1", _manifest(config, layer), OCI_MANIFEST)
+    assert info.value.code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+    assert store.get_manifest(REPO, "v1", False) is None
+
+
+def test_manifest_and_tag_writes_are_upserts(tmp_path: Path) -> None:
+    # Select-then-insert lets two concurrent pushes both insert on PostgreSQL, and one fails
+    # on the unique key; an ON CONFLICT upsert (rendered for either database) cannot.
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    store = SqlMetadataStore(engine)
+    config, layer = _digest(b"c"), _digest(b"l")
+    store.link_blob(REPO, config, 1)
+    store.link_blob(REPO, layer, 1)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    service = ManifestService(store, True)
+    first = service.put(REPO, "v1", _manifest(config, layer), OCI_MANIFEST)
+    again = service.put(REPO, "v1", _manifest(config, layer), OCI_MANIFEST)
+    assert first.digest == again.digest
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    for table in ("manifests", "manifest_blobs", "tags"):
+        into = [s for s in writes if s.split()[2] == table]
+        assert into, table
+        assert all("ON CONFLICT" in s for s in into), into
+    assert not any(s.split()[1] == "tags" for s in writes if s.upper().startswith("UPDATE"))
+    assert store.get_manifest(REPO, "v1", False) is not None
