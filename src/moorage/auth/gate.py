@@ -118,20 +118,23 @@ class AccessGate:
         if all(covers(held, access) for access in needed):
             return Decision.ALLOW
         # Would a new token for the subject carry it? Then say so; the client will fetch one.
-        subject = Identity(identity.name, Via.PASSWORD) if identity.name else ANONYMOUS
-        possible = self.authorizer.grant(subject, needed)
+        possible = self.authorizer.grant(_as_subject(identity), needed)
         if all(covers(possible, access) for access in needed):
             return Decision.INSUFFICIENT_SCOPE
         return Decision.CHALLENGE if identity.anonymous else Decision.DENY
+
+    def may_overwrite_tag(self, identity: Identity, repository: str) -> bool:
+        """False when a rule makes the tags of ``repository`` immutable for ``identity``."""
+        if not self.enabled:
+            return True
+        return self.authorizer.may_overwrite_tag(_as_subject(identity), repository)
 
     def pull_filter(self, identity: Identity) -> Callable[[str], bool]:
         """Which repositories ``identity`` may pull, for filtering the catalog. A bearer
         token's subject is judged by the policy (a catalog token lists no repositories)."""
         if not self.enabled:
             return lambda _: True
-        if identity.via is Via.BEARER:
-            identity = Identity(identity.name, Via.PASSWORD) if identity.name else ANONYMOUS
-        return self.authorizer.pull_filter(identity)
+        return self.authorizer.pull_filter(_as_subject(identity))
 
     def issue(
         self,
@@ -179,3 +182,11 @@ def _grantable(access: Access) -> bool:
     if access.type == REPOSITORY:
         return is_valid_name(access.name)
     return access.type == CATALOG_ACCESS.type and access.name == CATALOG_ACCESS.name
+
+
+def _as_subject(identity: Identity) -> Identity:
+    """The user a bearer token speaks for, to be judged by the policy (an access claim lists
+    what one token holds, not what its subject may do)."""
+    if identity.via is not Via.BEARER:
+        return identity
+    return Identity(identity.name, Via.PASSWORD) if identity.name else ANONYMOUS
