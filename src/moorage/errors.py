@@ -24,7 +24,6 @@ class ErrorCode(enum.Enum):
     NAME_INVALID = ("invalid repository name", 400)
     NAME_UNKNOWN = ("repository name not known to registry", 404)
     SIZE_INVALID = ("provided length did not match content length", 400)
-    TAG_INVALID = ("manifest tag did not match URI", 400)
     UNAUTHORIZED = ("authentication required", 401)
     DENIED = ("requested access to the resource is denied", 403)
     UNSUPPORTED = ("the operation is unsupported", 405)
@@ -45,6 +44,21 @@ class ErrorCode(enum.Enum):
         return "SIZE_INVALID" if self is ErrorCode.MANIFEST_TOO_BIG else self.name
 
 
+# Error bodies echo what the client sent (a tag, a digest, a media type): bounded here, once,
+# so no caller can reflect an unbounded string back.
+MAX_ECHO = 256
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "..."
+    if isinstance(value, dict):
+        return {_clip(k): _clip(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clip(v) for v in value]
+    return value
+
+
 class RegistryError(Exception):
     """A failure the client caused or can act on; rendered as an OCI error envelope."""
 
@@ -58,8 +72,8 @@ class RegistryError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.code = code
-        self.message = message or code.default_message
-        self.detail = detail
+        self.message = _clip(message or code.default_message)
+        self.detail = _clip(detail)
         self.status = status or code.status
         self.headers = headers or {}
         super().__init__(f"{code.name}: {self.message}")

@@ -155,3 +155,10 @@ async def test_referrers_with_bad_digest_is_400(client: httpx.AsyncClient) -> No
     response = await client.get("/v2/d/ref/referrers/sha256:nothex")
     assert response.status_code == 400
     assert error_code(response) == "DIGEST_INVALID"
+
+
+async def test_error_bodies_never_echo_unbounded_input(client: httpx.AsyncClient) -> None:
+    digest = "sha256:" + "A" * 50_000
+    response = await client.get(f"/v2/d/echo/blobs/{digest}")
+    assert response.status_code == 400
+    assert len(response.content) < 2000

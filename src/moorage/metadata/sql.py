@@ -17,6 +17,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     text,
@@ -464,7 +465,14 @@ class SqlMetadataStore:
     ) -> list[ReferrerRecord]:
         m = s.manifests
         query = (
-            select(m.c.digest, m.c.media_type, m.c.artifact_type, m.c.annotations, m.c.payload)
+            # The size, not the payload: a referrers page must not load every referrer's bytes.
+            select(
+                m.c.digest,
+                m.c.media_type,
+                m.c.artifact_type,
+                m.c.annotations,
+                func.length(m.c.payload).label("size"),
+            )
             .select_from(s.repositories.join(m, m.c.repository_id == s.repositories.c.id))
             .where(s.repositories.c.name == repository, m.c.subject_digest == subject)
             .order_by(m.c.digest)
@@ -480,7 +488,7 @@ class SqlMetadataStore:
             ReferrerRecord(
                 digest=row.digest,
                 media_type=row.media_type,
-                size=len(row.payload),
+                size=int(row.size),
                 artifact_type=row.artifact_type,
                 annotations=json.loads(row.annotations) if row.annotations else {},
             )

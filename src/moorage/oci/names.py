@@ -40,10 +40,11 @@ def is_valid_tag(tag: str) -> bool:
 
 
 def parse_tag(tag: str) -> str:
-    """Return ``tag`` if it is valid, else raise TAG_INVALID (400)."""
+    """Return ``tag`` if it is valid, else raise MANIFEST_INVALID (400): TAG_INVALID is
+    Docker's, not one of the distribution spec's error codes."""
     if not is_valid_tag(tag):
         raise RegistryError(
-            ErrorCode.TAG_INVALID,
+            ErrorCode.MANIFEST_INVALID,
             "tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}",
             {"tag": tag},
         )

@@ -88,7 +88,7 @@ def test_digest_is_a_hashable_value() -> None:
 )
 def test_malformed_digests_are_refused(text: str) -> None:
     error = assert_digest_invalid(text)
-    assert error.detail["digest"] == text
+    assert error.detail["digest"] == (text if len(text) <= 256 else text[:256] + "...")
 
 
 def test_unknown_algorithm_names_it_and_lists_supported() -> None:

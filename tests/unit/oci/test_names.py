@@ -52,7 +52,7 @@ def assert_name_invalid(name: str) -> RegistryError:
 def assert_tag_invalid(tag: str) -> None:
     with pytest.raises(RegistryError) as info:
         parse_tag(tag)
-    assert info.value.code is ErrorCode.TAG_INVALID
+    assert info.value.code is ErrorCode.MANIFEST_INVALID
     assert info.value.status == 400
     assert info.value.detail == {"tag": tag}
 
@@ -265,7 +265,7 @@ def test_arbitrary_text_is_a_tag_exactly_when_it_matches_the_grammar(text: str) 
     try:
         assert parse_tag(text) == text
     except RegistryError as error:
-        assert error.code is ErrorCode.TAG_INVALID
+        assert error.code is ErrorCode.MANIFEST_INVALID
         assert not expected
     else:
         assert expected
