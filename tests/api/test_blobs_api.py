@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -108,3 +110,22 @@ async def test_unknown_blob_is_404(client: httpx.AsyncClient) -> None:
     head = await client.head(f"/v2/r/four/blobs/{digest_of(b'never pushed')}")
     assert head.status_code == 404
     assert head.content == b""
+
+
+async def test_a_blob_file_gone_after_the_lookup_is_a_404_envelope(tmp_path: Path) -> None:
+    # The file response runs after the handler returned, outside its error boundary.
+    from moorage.api.blobs import _WholeFileResponse
+
+    messages: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    response = _WholeFileResponse(tmp_path / "deleted-meanwhile")
+    scope = {"type": "http", "method": "GET", "headers": [], "extensions": {}}
+    await response(scope, receive, send)  # type: ignore[arg-type]
+    assert messages[0]["status"] == 404
+    assert b"BLOB_UNKNOWN" in messages[1]["body"]  # type: ignore[operator]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import anyio
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from moorage.api.context import Registry, point_read
+from moorage.api.responses import error_response
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import RangeNotSatisfiable, parse_range
@@ -22,6 +25,15 @@ class _WholeFileResponse(FileResponse):
     the server (ASGI pathsend, zero-copy in granian) or streams it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # This runs after the handler returned, outside the error boundary: a blob deleted
+        # since its lookup would otherwise end as Starlette's plain-text 500.
+        try:
+            self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+        except FileNotFoundError:
+            error = RegistryError(ErrorCode.BLOB_UNKNOWN)
+            await error_response(error, scope.get("method") == "HEAD")(scope, receive, send)
+            return
+        self.set_stat_headers(self.stat_result)
         headers = [(k, v) for k, v in scope.get("headers", []) if k != b"range"]
         await super().__call__({**scope, "headers": headers}, receive, send)
 
