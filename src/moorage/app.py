@@ -47,8 +47,12 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     if not settings.auth_enabled:
         return AccessGate(False, (), authorizer, token.service)
     authenticators: list[Authenticator] = [ApiTokenAuthenticator(ApiTokenStore(engine))]
-    if auth.htpasswd is not None:
-        authenticators.append(HtpasswdAuthenticator(auth.htpasswd))
+    htpasswd = HtpasswdAuthenticator(auth.htpasswd) if auth.htpasswd is not None else None
+    if htpasswd is not None:
+        authenticators.append(htpasswd)
+
+    def user_exists(name: str) -> bool:
+        return htpasswd is not None and name in htpasswd.users()
     issuer = verifier = None
     if token.enabled:
         key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
@@ -61,7 +65,9 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
             token.trusted_certs_file,
             token.trusted_jwks_file,
         )
-    return AccessGate(True, authenticators, authorizer, token.service, issuer, verifier)
+    return AccessGate(
+        True, authenticators, authorizer, token.service, issuer, verifier, user_exists
+    )
 
 
 def build_registry(settings: Settings) -> Registry:

@@ -78,6 +78,9 @@ class AccessGate:
     service: str
     issuer: Issuer | None = None
     verifier: Verifier | None = None
+    # Whether a user still exists, asked before a refresh token is honoured (a user removed
+    # from the htpasswd file must not keep minting tokens).
+    user_exists: Callable[[str], bool] = lambda _: True
 
     @property
     def tokens_enabled(self) -> bool:
@@ -169,6 +172,8 @@ class AccessGate:
             subject = self.issuer.verify_refresh(refresh_token, self.service)
         except Exception as error:
             raise RefreshRefused("invalid refresh token") from error
+        if not self.user_exists(subject):
+            raise RefreshRefused("invalid refresh token")
         grant = self.issue(Identity(subject, Via.PASSWORD), requested, client_id=client_id)
         return TokenGrant(
             grant.token, grant.expires_in, grant.issued_at, grant.granted, refresh_token

@@ -167,3 +167,10 @@ def test_pull_filter_judges_a_bearer_by_its_subject() -> None:
     assert not g.pull_filter(ALICE)("other/app")
     assert g.pull_filter(ANONYMOUS)("public/x")
     assert g.pull_filter(Identity("alice", Via.BEARER, (CATALOG_ACCESS,)))("team/app")
+
+
+def test_refresh_refused_once_the_user_is_gone() -> None:
+    issuer = FakeIssuer()
+    g = AccessGate(True, [Passwords()], Rules(), "moorage", issuer, None, lambda n: n != "alice")
+    with pytest.raises(RefreshRefused):
+        g.refresh("refresh:alice", [])
