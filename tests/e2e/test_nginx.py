@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin
 
+import bcrypt
 import httpx
 import pytest
 
@@ -54,8 +55,16 @@ def render(conf: str, replacements: Mapping[str, str]) -> str:
 class NginxServer:
     """nginx running docs/deploy/nginx.conf from ``prefix`` as a child process (daemon off)."""
 
-    def __init__(self, prefix: Path, pki: Pki, backend_port: int) -> None:
+    def __init__(
+        self,
+        prefix: Path,
+        pki: Pki,
+        backend_port: int,
+        variant: Mapping[str, str] | None = None,
+    ) -> None:
+        """``variant``: further literal replacements, e.g. uncommenting the auth_basic lines."""
         self.prefix = prefix
+        self.variant = dict(variant or {})
         self.pki = pki
         self.port = free_port()
         self.http_port = free_port()
@@ -99,6 +108,7 @@ class NginxServer:
                 DOCUMENTED_BACKEND: self.backend,
                 # Nothing under /var/lib/nginx: a test writes only in its own directory.
                 "http {": "http {" + temp_paths,
+                **self.variant,
             },
         )
         self.conf.write_text(conf)
@@ -171,18 +181,42 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("nginx-pki"))
 
 
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """``moorage serve --config`` trusting nginx's X-Forwarded-* headers, as nginx.md says."""
-    workdir = tmp_path_factory.mktemp("nginx-backend")
-    config = workdir / "moorage.yaml"
-    config.write_text('proxy:\n  trusted: ["127.0.0.1"]\n')
-    server = RegistryServer("moorage", workdir, extra_args=["--config", str(config)])
+@contextlib.contextmanager
+def running(server: RegistryServer | NginxServer) -> Iterator[None]:
     server.start()
     try:
-        yield server
+        yield
     finally:
         server.stop()
+
+
+def moorage_behind_nginx(workdir: Path, config: str) -> RegistryServer:
+    """``moorage serve --config`` with ``config`` (YAML), on its own loopback port."""
+    (workdir / "moorage.yaml").write_text(config)
+    return RegistryServer(
+        "moorage", workdir, extra_args=["--config", str(workdir / "moorage.yaml")]
+    )
+
+
+# As docs/deploy/nginx.md says: believe X-Forwarded-* from nginx on this host.
+TRUST_NGINX = 'proxy:\n  trusted: ["127.0.0.1"]\n'
+USER, PASSWORD = "alice", "correct horse battery staple"
+
+
+def write_htpasswd(path: Path) -> Path:
+    """A bcrypt htpasswd file (what ``htpasswd -B`` writes), read by nginx or Moorage."""
+    path.write_text(
+        f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """Moorage without authentication, as nginx's variant A expects (and the plain tests use)."""
+    server = moorage_behind_nginx(tmp_path_factory.mktemp("nginx-backend"), TRUST_NGINX)
+    with running(server):
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -190,11 +224,8 @@ def nginx(
     tmp_path_factory: pytest.TempPathFactory, pki: Pki, backend: RegistryServer
 ) -> Iterator[NginxServer]:
     server = NginxServer(tmp_path_factory.mktemp("nginx"), pki, backend.port)
-    server.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.stop()
 
 
 def test_skopeo_copies_in_and_out_through_nginx(
@@ -295,3 +326,90 @@ def test_plain_http_only_redirects_to_https(nginx: NginxServer) -> None:
     response = httpx.get(f"http://127.0.0.1:{nginx.http_port}/v2/", timeout=10.0)
     assert response.status_code == 301
     assert response.headers["location"].startswith("https://")
+
+
+# ---- who checks passwords (docs/deploy/nginx.md, section 3) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def moorage_auth(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki
+) -> Iterator[tuple[RegistryServer, NginxServer]]:
+    """Variant B: Moorage checks passwords (auth.htpasswd) and runs the token flow."""
+    workdir = tmp_path_factory.mktemp("nginx-auth-backend")
+    htpasswd = write_htpasswd(workdir / "htpasswd")
+    server = moorage_behind_nginx(workdir, TRUST_NGINX + f"auth:\n  htpasswd: {htpasswd}\n")
+    with running(server):
+        proxy = NginxServer(tmp_path_factory.mktemp("nginx-auth"), pki, server.port)
+        with running(proxy):
+            yield server, proxy
+
+
+def test_moorage_token_realm_names_nginx(moorage_auth: tuple[RegistryServer, NginxServer]) -> None:
+    """Behind nginx, clients must be sent to https://<nginx>/token; the very same backend asked
+    directly names itself, so it is the trusted proxy's headers that make the difference."""
+    backend, proxy = moorage_auth
+    with proxy.client() as client:
+        challenge = client.get("/v2/")
+    assert challenge.status_code == 401, describe_response(challenge)
+    assert f'realm="{proxy.url}/token"' in challenge.headers["www-authenticate"]
+    with backend.client() as direct:
+        challenge = direct.get("/v2/")
+    assert f'realm="{backend.url}/token"' in challenge.headers["www-authenticate"]
+
+
+def test_skopeo_logs_in_through_nginx_to_moorage(
+    moorage_auth: tuple[RegistryServer, NginxServer], tmp_path: Path
+) -> None:
+    backend, proxy = moorage_auth
+    skopeo = Tool("skopeo", registry=backend)
+    creds = f"{USER}:{PASSWORD}"
+    skopeo_round_trip(skopeo, proxy.host, proxy.pki.cert_dir, tmp_path, "auth/b", creds=creds)
+    refused = skopeo(
+        "inspect",
+        "--tls-verify=true",
+        "--cert-dir",
+        proxy.pki.cert_dir,
+        "--creds",
+        f"{USER}:wrong",
+        f"docker://{proxy.host}/auth/b:v1",
+        check=False,
+    )
+    assert refused.returncode != 0
+
+
+@pytest.fixture(scope="module")
+def nginx_auth(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, backend: RegistryServer
+) -> Iterator[NginxServer]:
+    """Variant A, the 2014 layout: the commented auth_basic lines switched on, in front of a
+    Moorage without authentication."""
+    prefix = tmp_path_factory.mktemp("nginx-basic")
+    htpasswd = write_htpasswd(prefix / "moorage.htpasswd")
+    variant = {
+        '# auth_basic "moorage";': 'auth_basic "moorage";',
+        "# auth_basic_user_file /etc/nginx/moorage.htpasswd;": f"auth_basic_user_file {htpasswd};",
+    }
+    server = NginxServer(prefix, pki, backend.port, variant)
+    with running(server):
+        yield server
+
+
+def test_nginx_basic_auth_variant(
+    nginx_auth: NginxServer, backend: RegistryServer, tmp_path: Path
+) -> None:
+    with nginx_auth.client() as client:
+        anonymous = client.get("/v2/")
+        wrong = client.get("/v2/", auth=(USER, "wrong"))
+        right = client.get("/v2/", auth=(USER, PASSWORD))
+    for refused in (anonymous, wrong):
+        assert refused.status_code == 401, describe_response(refused)
+        assert refused.headers["www-authenticate"].startswith("Basic")
+        # nginx's own 401 still says "registry", or clients would not try to log in.
+        assert refused.headers["docker-distribution-api-version"] == "registry/2.0"
+    assert right.status_code == 200, describe_response(right)
+    skopeo = Tool("skopeo", registry=backend)
+    creds = f"{USER}:{PASSWORD}"
+    skopeo_round_trip(
+        skopeo, nginx_auth.host, nginx_auth.pki.cert_dir, tmp_path, "auth/a", creds=creds
+    )

@@ -156,10 +156,16 @@ class TlsRegistryServer(RegistryServer):
 
 
 def skopeo_round_trip(
-    skopeo: Tool, host: str, cert_dir: Path, workdir: Path, repository: str
+    skopeo: Tool,
+    host: str,
+    cert_dir: Path,
+    workdir: Path,
+    repository: str,
+    creds: str | None = None,
 ) -> BuiltImage:
     """Push a fresh image to ``docker://host/repository:v1`` verifying TLS against the CA in
-    ``cert_dir`` alone, copy it back into another layout, and check it arrived byte for byte."""
+    ``cert_dir`` alone (logging in with ``creds``, ``user:password``, if given), copy it back
+    into another layout, and check it arrived byte for byte."""
     source = OciLayout(workdir / f"{repository.replace('/', '-')}-source")
     image = new_image_layout(source.path, f"tls-{repository}-{host}")
     remote = f"docker://{host}/{repository}:v1"
@@ -168,6 +174,7 @@ def skopeo_round_trip(
         "--dest-tls-verify=true",
         "--dest-cert-dir",
         cert_dir,
+        *(("--dest-creds", creds) if creds else ()),
         source.reference("v1"),
         remote,
     )
@@ -177,6 +184,7 @@ def skopeo_round_trip(
         "--src-tls-verify=true",
         "--src-cert-dir",
         cert_dir,
+        *(("--src-creds", creds) if creds else ()),
         "--preserve-digests",
         remote,
         back.reference("v1"),
