@@ -94,6 +94,15 @@ class AccessGate:
                 return identity
         return None
 
+    def recall(self, username: str, password: str) -> Identity | None:
+        """The identity these credentials proved recently, without slow hashing; None if not
+        known (they may still be right: ask :meth:`login`)."""
+        for authenticator in self.authenticators:
+            identity = authenticator.recall(username, password)
+            if identity is not None:
+                return identity
+        return None
+
     def bearer(self, token: str) -> Identity:
         """The identity a bearer JWT carries; raises the verifier's error when it is invalid."""
         if self.verifier is None:

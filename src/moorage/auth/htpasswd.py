@@ -280,6 +280,12 @@ class HtpasswdAuthenticator:
                 self._cache.add(username, password)
         return Identity(username, Via.PASSWORD)
 
+    def recall(self, username: str, password: str) -> Identity | None:
+        self._current()  # a changed file empties the cache first
+        if self._cache.contains(username, password):
+            return Identity(username, Via.PASSWORD)
+        return None
+
     def users(self) -> list[str]:
         """Users with an entry we accept, as of the latest load."""
         return [user for user, hashed in self._current().hashes.items() if hashed is not None]

@@ -16,6 +16,13 @@ class Authenticator(Protocol):
         ...
 
 
+    def recall(self, username: str, password: str) -> Identity | None:
+        """The identity if these exact credentials were verified recently, else None (which
+        means "not known", not "wrong"). Cheap and free of slow hashing, so the HTTP layer may
+        call it on the event loop before falling back to authenticate_password on a thread."""
+        ...
+
+
 class Authorizer(Protocol):
     def grant(self, identity: Identity, requested: Sequence[Access]) -> list[Access]:
         """The part of ``requested`` that ``identity`` may have (possibly nothing). Never

@@ -91,6 +91,18 @@ def test_a_live_token_authenticates_its_user_limited_to_its_scopes(
     )
 
 
+def test_recall_answers_only_from_the_cache(
+    store: ApiTokenStore, auth: ApiTokenAuthenticator, clock: Clock
+) -> None:
+    _, secret = store.create("robot", SCOPES, later(clock, days=1), "ci")
+    assert auth.recall("robot", secret) is None
+    assert auth.authenticate_password("robot", secret) is not None
+    assert auth.recall("robot", secret) == Identity("robot", Via.API_TOKEN, tuple(SCOPES))
+    assert auth.recall("other", secret) is None
+    clock.now += 2 * 86400
+    assert auth.recall("robot", secret) is None
+
+
 def test_the_identity_is_limited_by_the_policy(
     store: ApiTokenStore, auth: ApiTokenAuthenticator
 ) -> None:

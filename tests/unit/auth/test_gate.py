@@ -18,6 +18,9 @@ class Passwords:
     def authenticate_password(self, username: str, password: str) -> Identity | None:
         return Identity(username, Via.PASSWORD) if password == f"{username}-pw" else None
 
+    def recall(self, username: str, password: str) -> Identity | None:
+        return None
+
 
 class Rules:
     """alice: pull+push on team/*; anonymous: pull on public/*."""
