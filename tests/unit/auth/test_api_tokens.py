@@ -91,9 +91,9 @@ def test_a_live_token_authenticates_its_user_limited_to_its_scopes(
     )
 
 
-def test_recall_answers_only_from_the_cache(
-    store: ApiTokenStore, auth: ApiTokenAuthenticator, clock: Clock
-) -> None:
+def test_recall_answers_only_from_the_cache(engine: Engine, clock: Clock) -> None:
+    store = ApiTokenStore(engine, cache_seconds=60, clock=clock)
+    auth = ApiTokenAuthenticator(store)
     _, secret = store.create("robot", SCOPES, later(clock, days=1), "ci")
     assert auth.recall("robot", secret) is None
     assert auth.authenticate_password("robot", secret) is not None
