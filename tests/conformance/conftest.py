@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from .oci_client import unique_repo
+from .token_auth import DockerTokenAuth
 
 CONFORMANCE_URL = os.environ.get("CONFORMANCE_URL", "").strip() or None
 IN_PROCESS_BASE_URL = "http://registry.test"
@@ -49,7 +50,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        (dropped if item.get_closest_marker("in_process_only") else kept).append(item)
+        callspec = getattr(item, "callspec", None)
+        token_run = callspec is not None and callspec.params.get("auth_mode") == "token-auth"
+        in_process = item.get_closest_marker("in_process_only") is not None
+        (dropped if in_process or token_run else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
@@ -61,9 +65,30 @@ async def _remote_registry(url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+# The user the suite logs in as when it runs with the token flow on.
+TOKEN_USER, TOKEN_PASSWORD = "conformance", "conformance-password"
+
+
+@pytest.fixture(scope="session")
+def htpasswd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from moorage.auth.htpasswd import add_user
+
+    path = tmp_path_factory.mktemp("conformance-auth") / "htpasswd"
+    add_user(path, TOKEN_USER, TOKEN_PASSWORD)
+    return path
+
+
+@pytest.fixture(params=["open", "token-auth"])
+def auth_mode(request: pytest.FixtureRequest) -> str:
+    """Each in-process test runs twice: with no auth, and with htpasswd + the token flow (the
+    client doing what docker and podman do). Against CONFORMANCE_URL, only as configured."""
+    mode: str = request.param
+    return mode
+
+
 @asynccontextmanager
 async def _in_process_registry(
-    data_dir: Path, **overrides: Any
+    data_dir: Path, client_auth: httpx.Auth | None = None, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     # Imported here so the suite can run against CONFORMANCE_URL without the app importable.
     from moorage.app import create_app
@@ -79,13 +104,14 @@ async def _in_process_registry(
             base_url=IN_PROCESS_BASE_URL,
             timeout=30.0,
             follow_redirects=True,
+            auth=client_auth,
         ) as client,
     ):
         yield client
 
 
 @pytest.fixture
-def registry_factory(tmp_path: Path) -> RegistryFactory:
+def registry_factory(tmp_path: Path, auth_mode: str, htpasswd_file: Path) -> RegistryFactory:
     """Build a registry client; keyword arguments are settings overrides (in process only).
 
     ``async with registry_factory(delete_enabled=False) as client: ...``
@@ -98,7 +124,14 @@ def registry_factory(tmp_path: Path) -> RegistryFactory:
             return _remote_registry(CONFORMANCE_URL)
         data_dir = tmp_path / "registry-data"
         data_dir.mkdir(exist_ok=True)
-        return _in_process_registry(data_dir, **overrides)
+        if auth_mode == "open":
+            return _in_process_registry(data_dir, **overrides)
+        return _in_process_registry(
+            data_dir,
+            DockerTokenAuth(TOKEN_USER, TOKEN_PASSWORD),
+            auth={"htpasswd": htpasswd_file},
+            **overrides,
+        )
 
     return factory
 
