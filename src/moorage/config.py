@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,8 +32,31 @@ class ListenSettings(_Section):
     port: int = Field(5000, ge=0, le=65535)
 
 
+class S3Settings(_Section):
+    """An S3 bucket (AWS, or any S3-compatible store through ``endpoint_url``)."""
+
+    bucket: str = ""
+    # Key prefix under which everything is stored (the classic registry's STORAGE_PATH).
+    prefix: str = ""
+    region: str | None = None
+    # For MinIO, Ceph RGW, moto...; empty means AWS.
+    endpoint_url: str | None = None
+    # Empty means the AWS default chain (environment, profile, EC2 instance role).
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    # Send blob GETs to a pre-signed URL (307) instead of streaming the bytes through Moorage.
+    redirect: bool = False
+    redirect_expiry_seconds: int = Field(300, gt=0, le=7 * 86400)
+    # Size of each multipart part: the most a single upload buffers in memory.
+    part_size_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024)
+
+
 class StorageSettings(_Section):
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    # Blobs (filesystem backend), the SQLite database and the token signing key live here.
     data_dir: Path = Path("moorage-data")
+    s3: S3Settings = S3Settings()
 
 
 class DatabaseSettings(_Section):
