@@ -177,6 +177,9 @@ def serve(
     if "MOORAGE_STORAGE__DATA_DIR" not in os.environ:
         os.environ["MOORAGE_STORAGE__DATA_DIR"] = str(settings.storage.data_dir.resolve())
 
+    problems = _auth_file_problems(settings)
+    if problems:
+        raise click.ClickException("invalid configuration:\n" + "\n".join(problems))
     _refuse_open_network(settings)
     tls = _tls_files(settings)
     _check_trusted_proxies(settings)
@@ -222,11 +225,33 @@ def config() -> None:
     """Inspect configuration."""
 
 
+def _auth_file_problems(settings: Settings) -> list[str]:
+    """The files the auth settings name must exist and parse, as `serve` would need them."""
+    from moorage.auth.htpasswd import HtpasswdAuthenticator, HtpasswdFileError
+    from moorage.auth.policy import PolicyError, load_policy
+
+    problems = []
+    if settings.auth.htpasswd is not None:
+        try:
+            HtpasswdAuthenticator(settings.auth.htpasswd)
+        except HtpasswdFileError as error:
+            problems.append(f"auth.htpasswd: {error}")
+    if settings.auth.policy_file is not None:
+        try:
+            load_policy(settings.auth.policy_file)
+        except PolicyError as error:
+            problems.append(f"auth.policy_file: {error}")
+    return problems
+
+
 @config.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
 def config_check(file: Path) -> None:
     """Validate FILE (with the environment's overrides); name each bad key."""
     settings = _load(file)
+    problems = _auth_file_problems(settings)
+    if problems:
+        raise click.ClickException("invalid configuration:\n" + "\n".join(problems))
     click.echo(f"{file}: ok")
     click.echo(settings.model_dump_json(indent=2))
 
