@@ -56,7 +56,13 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     issuer = verifier = None
     if token.enabled:
         key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
-        issuer = TokenIssuer(key, token.issuer, token.expiry_seconds, token.refresh_expiry_seconds)
+        issuer = TokenIssuer(
+            key,
+            token.issuer,
+            token.expiry_seconds,
+            token.refresh_expiry_seconds,
+            include_x5c=token.include_x5c,
+        )
         verifier = make_verifier(
             key,
             token.issuer,

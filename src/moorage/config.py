@@ -84,6 +84,8 @@ class TokenSettings(_Section):
     # ES256 signing key and certificate (PEM); generated in <data_dir>/auth/ when not set.
     key_file: Path | None = None
     cert_file: Path | None = None
+    # Put the certificate chain (x5c) in every token header; the `kid` alone identifies the key.
+    include_x5c: bool = False
     # An external token issuer to trust instead of (or beside) our own keys: its issuer name and
     # either a PEM bundle of its signing certificates or a JWKS file.
     trusted_issuer: str | None = None

@@ -211,7 +211,16 @@ async def token_post(gate: AccessGate, request: Request) -> Response:
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 
+# Where the request's identity is kept in the ASGI scope (cheaper than Starlette's
+# request.state, which builds an object per request).
+IDENTITY_KEY = "moorage.identity"
+
+
+def remember_identity(request: Request, identity: Identity) -> None:
+    request.scope[IDENTITY_KEY] = identity
+
+
 def identity_of(request: Request) -> Identity:
     """The identity the auth layer attached to this request (anonymous when auth is off)."""
-    identity: Identity = getattr(request.state, "identity", ANONYMOUS)
+    identity: Identity = request.scope.get(IDENTITY_KEY, ANONYMOUS)
     return identity

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage.api import discovery, health, manifests
-from moorage.api.auth import enforce, identify, token_get, token_post
+from moorage.api.auth import enforce, identify, remember_identity, token_get, token_post
 from moorage.api.context import Registry, point_read
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import resolve
@@ -136,7 +136,7 @@ def build_app(
             needed = [CATALOG_ACCESS]
             identity = await identify(gate, request, needed)
             enforce(gate, request, identity, needed)
-            request.state.identity = identity
+            remember_identity(request, identity)
             return await discovery.catalog(registry, request)
 
         return await _guarded(request, call)
@@ -149,7 +149,7 @@ def build_app(
                 needed = [repository(route.name, route.action)]
                 identity = await identify(gate, request, needed)
                 enforce(gate, request, identity, needed)
-                request.state.identity = identity
+                remember_identity(request, identity)
                 if route.action == PUSH and request.method == "POST":
                     routed = _without_unpullable_mount(registry, request, identity)
                 if route.handler is manifests.put_manifest and not gate.may_overwrite_tag(

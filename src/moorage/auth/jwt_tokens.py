@@ -83,9 +83,16 @@ class TokenIssuer:
         *,
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
         clock: Clock = time.time,
+        include_x5c: bool = False,
     ) -> None:
         self._key = key
         self._issuer = issuer
+        # The `kid` alone identifies our key (distribution looks it up in its rootcertbundle
+        # too). The x5c chain adds ~700 bytes that every client sends on every request, so it
+        # is only for verifiers that need the certificate in the token.
+        self._header: dict[str, object] = {"typ": "JWT", "kid": key.kid}
+        if include_x5c:
+            self._header["x5c"] = key.x5c
         self._expiry = expiry_seconds
         self._refresh_expiry = refresh_expiry_seconds
         self._leeway = leeway_seconds
@@ -96,8 +103,9 @@ class TokenIssuer:
         now = int(self._clock())
         claims = self._registered_claims(subject or "", audience, now, self._expiry)
         claims["access"] = [entry.claim() for entry in access]
-        headers = {"typ": "JWT", "kid": self._key.kid, "x5c": self._key.x5c}
-        token = jwt.encode(claims, self._key.private_key, algorithm=self._key.alg, headers=headers)
+        token = jwt.encode(
+            claims, self._key.private_key, algorithm=self._key.alg, headers=self._header
+        )
         issued_at = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime(RFC3339)
         return IssuedToken(token, self._expiry, issued_at)
 

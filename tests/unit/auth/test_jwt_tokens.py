@@ -123,6 +123,13 @@ def test_issued_token_round_trips_to_the_granted_identity(
     assert issued.token not in repr(issued)
 
 
+def test_x5c_chain_on_request(key: SigningKey, verifier: TokenVerifier) -> None:
+    issuer = TokenIssuer(key, ISSUER, 300, 3600, include_x5c=True)
+    token = issuer.issue("alice", SERVICE, PULL_PUSH).token
+    assert jwt.get_unverified_header(token)["x5c"] == key.x5c
+    assert verifier.verify(token).name == "alice"
+
+
 def test_issued_token_has_the_docker_token_spec_shape(
     key: SigningKey, issuer: TokenIssuer, clock: FakeClock
 ) -> None:
@@ -132,7 +139,7 @@ def test_issued_token_has_the_docker_token_spec_shape(
     header = jwt.get_unverified_header(token)
     body = jwt.decode(token, options={"verify_signature": False})
 
-    assert header == {"alg": "ES256", "typ": "JWT", "kid": key.kid, "x5c": key.x5c}
+    assert header == {"alg": "ES256", "typ": "JWT", "kid": key.kid}
     assert set(body) == {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "access"}
     assert body["exp"] - body["iat"] == 300
     assert body["access"] == [
