@@ -352,6 +352,13 @@ async def test_forged_tokens_are_refused(authed: httpx.AsyncClient) -> None:
         )
         assert response.status_code == 401
         assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    # A token cannot mint a fresh one (a stolen token would never expire).
+    renewed = await authed.get(
+        "/token",
+        params={"service": "moorage", "scope": f"repository:{REPO}:pull"},
+        headers={"Authorization": f"Bearer {body['token']}"},
+    )
+    assert renewed.status_code == 401
     # An issued token is not a password.
     response = await authed.get("/v2/", auth=("reader", body["token"]))
     assert response.status_code == 401

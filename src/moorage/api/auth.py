@@ -20,7 +20,7 @@ from moorage.api.body import read_at_most
 from moorage.api.responses import json_response
 from moorage.auth.access import Access, ScopeError, parse_scopes
 from moorage.auth.gate import AccessGate, Decision, RefreshRefused
-from moorage.auth.identity import ANONYMOUS, Identity
+from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.errors import ErrorCode, RegistryError
 
 log = logging.getLogger("moorage.auth")
@@ -152,6 +152,9 @@ async def token_get(gate: AccessGate, request: Request) -> Response:
     _check_service(gate, query.get("service"))
     requested = _requested(query.getlist("scope"))
     identity = await identify(gate, request)
+    if identity.via is Via.BEARER:
+        # A token must not mint fresh tokens: that would make a stolen one immortal.
+        raise _token_error("log in with a password or an API token, not a bearer token", 401)
     offline = query.get("offline_token", "").lower() == "true"
     grant = gate.issue(
         identity, requested, offline=offline, client_id=query.get("client_id", "")
