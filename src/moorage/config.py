@@ -1,7 +1,8 @@
 """One typed settings object: a YAML file, overridden by ``MOORAGE_*`` environment variables,
 overridden by command-line flags. Nested keys use ``__`` in variable names, for example
 ``MOORAGE_LIMITS__MANIFEST_MAX_BYTES=8388608``. The YAML file is named by ``--config`` or
-``MOORAGE_CONFIG``.
+``MOORAGE_CONFIG``. The classic docker-registry's variables (``SETTINGS_FLAVOR=s3``,
+``AWS_BUCKET``, ...; see :mod:`moorage.classic_env`) sit between the file and ``MOORAGE_*``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +29,8 @@ from pydantic_settings import (
     SettingsError,
     YamlConfigSettingsSource,
 )
+
+from moorage.classic_env import ClassicEnvError, classic_settings
 
 CONFIG_FILE_VARIABLE = "MOORAGE_CONFIG"
 
@@ -51,12 +63,38 @@ class S3Settings(_Section):
     # Size of each multipart part: the most a single upload buffers in memory.
     part_size_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024)
 
+    # --- S3 validation (issue 4, operator side) ---
+    @field_validator("prefix")
+    @classmethod
+    def _bare_prefix(cls, prefix: str) -> str:
+        # "/registry/" and "registry" name the same keys; the backend joins with "/" itself.
+        return prefix.strip("/")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url or None
+
 
 class StorageSettings(_Section):
     backend: Literal["filesystem", "s3"] = "filesystem"
     # Blobs (filesystem backend), the SQLite database and the token signing key live here.
     data_dir: Path = Path("moorage-data")
     s3: S3Settings = S3Settings()
+
+    @model_validator(mode="after")
+    def _bucket_named(self) -> StorageSettings:
+        # A model check, not a field one: the s3 section may be absent (all defaults).
+        if self.backend == "s3" and not self.s3.bucket:
+            raise ValueError(
+                "storage.s3.bucket is required when storage.backend is s3 "
+                "(or MOORAGE_STORAGE__S3__BUCKET, or the classic AWS_BUCKET)"
+            )
+        return self
+
+    # --- end S3 validation ---
 
 
 class DatabaseSettings(_Section):
@@ -155,8 +193,23 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Flags beat the environment, which beats the file.
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+        # Flags beat MOORAGE_*, which beat the classic registry's variables, which beat the file.
+        return (
+            init_settings,
+            env_settings,
+            ClassicEnvSource(settings_cls),
+            YamlConfigSettingsSource(settings_cls),
+        )
+
+
+class ClassicEnvSource(PydanticBaseSettingsSource):
+    """The classic docker-registry variables (``SETTINGS_FLAVOR``, ``AWS_BUCKET``, ...)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ yields the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        return classic_settings(os.environ)
 
 
 class ConfigError(Exception):
@@ -204,4 +257,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
     except SettingsError as error:  # e.g. MOORAGE_LISTEN='not json'
+        raise ConfigError(str(error)) from None
+    except ClassicEnvError as error:  # e.g. AWS_KEY without AWS_SECRET
         raise ConfigError(str(error)) from None
