@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from moorage.api.forwarded import parse_trusted
-from moorage.cli import tokens, users
+from moorage.cli import deploy, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -274,6 +274,7 @@ def db_upgrade(config_file: Path | None) -> None:
 
 main.add_command(users.user)
 main.add_command(tokens.token)
+main.add_command(deploy.deploy)
 
 if __name__ == "__main__":
     sys.exit(main())
