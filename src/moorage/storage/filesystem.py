@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from moorage.oci.digest import ALGORITHMS, Digest
-from moorage.storage.port import BlobNotFound, UploadTruncated
+from moorage.storage.port import BlobNotFound, StorageUnavailable, UploadTruncated
 
 READ_CHUNK = 1024 * 1024
 
@@ -248,3 +249,17 @@ class FilesystemBlobStore:
         probe = self._uploads / ".ready-probe"
         probe.write_bytes(b"")
         probe.unlink()
+
+    def probe(self) -> None:
+        # Under uploads/: a probe left by a crash is swept like any orphaned upload.
+        probe = self._uploads / f".probe-{uuid.uuid4().hex}"
+        payload = b"moorage storage probe"
+        try:
+            probe.write_bytes(payload)
+            try:
+                if probe.read_bytes() != payload:
+                    raise StorageUnavailable(f"{self._uploads}: read back different bytes")
+            finally:
+                probe.unlink()
+        except OSError as exc:
+            raise StorageUnavailable(f"{self._uploads}: {exc.strerror or exc}") from None

@@ -17,6 +17,17 @@ class UploadTruncated(Exception):
     """The upload holds fewer bytes than its recorded offset (lost in a power failure)."""
 
 
+class StorageUnavailable(Exception):
+    """The store cannot be used right now (missing bucket, denied, unreachable, failing).
+
+    The message names the failure plainly for operators (``moorage storage check``, logs); it
+    never carries credentials. Requests that meet it may be retried later (a 5xx)."""
+
+
+class StorageThrottled(StorageUnavailable):
+    """The store asked us to slow down (S3 ``SlowDown`` / 503): retry after a pause."""
+
+
 class UploadWriter(Protocol):
     """Appends bytes to one upload; obtained from :meth:`BlobStore.open_upload`."""
 
@@ -84,4 +95,9 @@ class BlobStore(Protocol):
         """Ids of uploads whose bytes were last written before ``modified_before``."""
 
     def check(self) -> None:
-        """Raise if the store cannot be used (for readiness checks)."""
+        """Raise if the store cannot be used (for readiness checks); cheap, read-only."""
+
+    def probe(self) -> None:
+        """Write a small probe object, read it back and delete it.
+
+        Raises :class:`StorageUnavailable` whose message names what failed."""
