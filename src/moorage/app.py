@@ -30,6 +30,7 @@ from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
 from moorage.services.uploads import UploadService
 from moorage.storage.filesystem import FilesystemBlobStore
+from moorage.storage.port import BlobStore
 
 log = logging.getLogger("moorage")
 
@@ -76,13 +77,31 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     )
 
 
+# --- blob store choice (issue 4) ---
+def build_blob_store(settings: Settings) -> BlobStore:
+    """The blob store ``storage.backend`` names (not yet checked: see :meth:`BlobStore.check`)."""
+    if settings.storage.backend == "s3":
+        # Imported only when chosen: the S3 client is a large native library.
+        from moorage.storage.s3 import S3BlobStore
+
+        return S3BlobStore.from_settings(settings.storage.s3)
+    return FilesystemBlobStore(settings.storage.data_dir)
+
+
+# --- end blob store choice ---
+
+
 def build_registry(settings: Settings) -> Registry:
     """Open the backends the settings name, migrate the database, and wire the services."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     metadata = SqlMetadataStore(engine)
-    storage = FilesystemBlobStore(settings.storage.data_dir)
+    storage = build_blob_store(settings)
+    if settings.storage.backend == "s3":
+        # A missing bucket or wrong credentials stop start-up with StorageUnavailable naming
+        # the failure (`moorage serve` prints it), instead of failing every request later.
+        storage.check()
     limits = settings.limits
     return Registry(
         uploads=UploadService(metadata, storage, limits.upload_expiry_seconds),

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from moorage.api.forwarded import parse_trusted
-from moorage.cli import deploy, tokens, users
+from moorage.cli import deploy, storage, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -187,8 +187,12 @@ def serve(
 
     # Migrate once here, before workers start, so they never race each other to do it.
     from moorage.app import build_registry
+    from moorage.storage.port import StorageUnavailable
 
-    build_registry(settings)
+    try:
+        build_registry(settings)
+    except StorageUnavailable as error:  # issue 4: e.g. a missing bucket, said plainly
+        raise click.ClickException(f"storage: {error}") from None
 
     from granian import Granian
     from granian.constants import Interfaces
@@ -275,6 +279,7 @@ def db_upgrade(config_file: Path | None) -> None:
 main.add_command(users.user)
 main.add_command(tokens.token)
 main.add_command(deploy.deploy)
+main.add_command(storage.storage)
 
 if __name__ == "__main__":
     sys.exit(main())
