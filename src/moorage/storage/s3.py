@@ -108,13 +108,10 @@ class _S3UploadWriter:
             self._file.close()
 
     def discard(self) -> None:
-        # obstore cannot abort the writer's multipart upload: complete it (or fail to) and
-        # delete the segment. A bucket lifecycle rule clears parts of a failed one.
-        try:
-            with self._store.failures:
-                self._file.close()
-        except (StorageUnavailable, FileNotFoundError):
-            pass
+        # Dropped without close, the writer never completes its multipart upload, so the
+        # segment never exists (parts already sent wait for the bucket's lifecycle rule for
+        # incomplete multipart uploads). Deleting the key too keeps a retried discard exact.
+        del self._file
         self._store.delete_key(self._key)
 
 
@@ -313,19 +310,23 @@ class S3BlobStore:
                 elif size == 0:
                     obstore.put(self.s3, target, b"")
                 else:
-                    # Several appends: concatenate into one multipart upload of the blob key,
-                    # a part buffer at a time. (S3's UploadPartCopy would avoid the transfer,
-                    # but obstore does not expose it.)
-                    obstore.put(
-                        self.s3,
-                        target,
-                        self._read_pieces(pieces),
-                        chunk_size=self.part_size,
-                        max_concurrency=PART_CONCURRENCY,
-                    )
+                    self._concatenate(pieces, target)
         except FileNotFoundError:
             raise BlobNotFound(upload_id) from None
         self.abort_upload(upload_id)
+
+    def _concatenate(self, pieces: list[Piece], target: str) -> None:
+        """Stream the pieces into one multipart upload of ``target``, a part at a time.
+
+        S3's UploadPartCopy would avoid the transfer, but obstore does not expose it. The
+        writer is completed only after the last piece: on any failure it is dropped unclosed,
+        and an unclosed writer never becomes an object (nothing half-visible)."""
+        file = obstore.open_writer(
+            self.s3, target, buffer_size=self.part_size, max_concurrency=PART_CONCURRENCY
+        )
+        for chunk in self._read_pieces(pieces):
+            file.write(chunk)
+        file.close()
 
     def abort_upload(self, upload_id: str) -> None:
         for segment in self._segments(upload_id):

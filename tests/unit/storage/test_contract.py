@@ -1,0 +1,197 @@
+"""The BlobStore contract, proven against every backend: the filesystem and S3 (moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from moorage.oci.digest import Digest
+from moorage.storage.filesystem import FilesystemBlobStore
+from moorage.storage.port import BlobNotFound, BlobStore, UploadTruncated
+from moorage.storage.s3 import S3BlobStore
+from tests.support_s3 import MotoServer
+
+# A factory returns another store over the same place: a second worker process.
+StoreFactory = Callable[[], BlobStore]
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    if request.param == "filesystem":
+        return lambda: FilesystemBlobStore(tmp_path)
+    moto: MotoServer = request.getfixturevalue("moto")
+    settings = moto.settings()
+    return lambda: S3BlobStore.from_settings(settings)
+
+
+@pytest.fixture
+def store(stores: StoreFactory) -> BlobStore:
+    return stores()
+
+
+def digest_of(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+def append(store: BlobStore, upload_id: str, offset: int, *chunks: bytes) -> None:
+    writer = store.open_upload(upload_id, offset)
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+
+
+def publish(store: BlobStore, data: bytes, upload_id: str = "a" * 32) -> Digest:
+    append(store, upload_id, 0, data)
+    digest = digest_of(data)
+    store.commit_upload(upload_id, digest, len(data))
+    return digest
+
+
+def read_all(store: BlobStore, digest: Digest, first: int = 0, last: int | None = None) -> bytes:
+    return b"".join(store.read(digest, first, last))
+
+
+def test_a_blob_is_visible_only_after_commit(store: BlobStore) -> None:
+    data = b"layer bytes" * 1000
+    digest = digest_of(data)
+    append(store, "u1" * 16, 0, data)
+    assert store.stat(digest) is None
+    assert digest not in set(store.iter_digests())
+    store.commit_upload("u1" * 16, digest, len(data))
+    assert store.stat(digest) == len(data)
+    assert read_all(store, digest) == data
+    assert digest in set(store.iter_digests())
+    assert store.upload_size("u1" * 16) is None  # the upload is gone once published
+
+
+def test_publishing_the_same_blob_twice_is_harmless(store: BlobStore) -> None:
+    data = b"same content"
+    publish(store, data, "a" * 32)
+    digest = publish(store, data, "b" * 32)
+    assert read_all(store, digest) == data
+    assert list(store.iter_digests()).count(digest) == 1
+
+
+def test_an_empty_blob_can_be_published(store: BlobStore) -> None:
+    digest = publish(store, b"")
+    assert store.stat(digest) == 0
+    assert read_all(store, digest) == b""
+
+
+def test_deleting_a_missing_blob_is_not_an_error(store: BlobStore) -> None:
+    store.delete(digest_of(b"never stored"))
+    digest = publish(store, b"gone soon")
+    store.delete(digest)
+    store.delete(digest)
+    assert store.stat(digest) is None
+    with pytest.raises(BlobNotFound):
+        store.read(digest)
+
+
+def test_ranged_reads_return_exactly_the_requested_bytes(store: BlobStore) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    digest = publish(store, data)
+    assert read_all(store, digest, 0, 0) == data[:1]
+    assert read_all(store, digest, 100, 199) == data[100:200]
+    assert read_all(store, digest, len(data) - 5) == data[-5:]
+    assert read_all(store, digest, 1024 * 1024 - 1, 2 * 1024 * 1024) == data[1048575:2097153]
+
+
+def test_reading_a_missing_blob_fails_before_any_bytes(store: BlobStore) -> None:
+    with pytest.raises(BlobNotFound):
+        store.read(digest_of(b"absent"))
+
+
+def test_appends_from_two_workers_continue_one_upload(stores: StoreFactory) -> None:
+    first_worker, second_worker = stores(), stores()
+    upload_id = "c" * 32
+    append(first_worker, upload_id, 0, b"hello ", b"there ")
+    assert second_worker.upload_size(upload_id) == 12
+    append(second_worker, upload_id, 12, b"general ")
+    append(first_worker, upload_id, 20, b"kenobi")
+    data = b"hello there general kenobi"
+    assert first_worker.upload_size(upload_id) == len(data)
+    assert b"".join(second_worker.read_upload(upload_id, len(data))) == data
+    second_worker.commit_upload(upload_id, digest_of(data), len(data))
+    assert read_all(first_worker, digest_of(data)) == data
+
+
+def test_an_interrupted_append_is_dropped_by_the_next_one(store: BlobStore) -> None:
+    upload_id = "d" * 32
+    append(store, upload_id, 0, b"kept ")
+    # An append whose bytes landed but whose offset was never recorded (a crash):
+    append(store, upload_id, 5, b"orphaned bytes")
+    append(store, upload_id, 5, b"instead")
+    assert store.upload_size(upload_id) == 12
+    assert b"".join(store.read_upload(upload_id, 12)) == b"kept instead"
+
+
+def test_a_discarded_append_leaves_the_upload_where_it_was(store: BlobStore) -> None:
+    upload_id = "e" * 32
+    append(store, upload_id, 0, b"first ")
+    writer = store.open_upload(upload_id, 6)
+    writer.write(b"never mind")
+    writer.discard()
+    assert store.upload_size(upload_id) == 6
+    append(store, upload_id, 6, b"second")
+    assert b"".join(store.read_upload(upload_id, 12)) == b"first second"
+
+
+def test_continuing_past_the_bytes_held_is_refused(store: BlobStore) -> None:
+    append(store, "f" * 32, 0, b"short")
+    with pytest.raises(UploadTruncated):
+        store.open_upload("f" * 32, 50)
+    with pytest.raises(BlobNotFound):
+        store.open_upload("0" * 32, 5)
+
+
+def test_committing_more_bytes_than_held_is_refused_and_publishes_nothing(
+    store: BlobStore,
+) -> None:
+    append(store, "b" * 32, 0, b"short")
+    digest = digest_of(b"short\0\0\0")
+    with pytest.raises(UploadTruncated):
+        store.commit_upload("b" * 32, digest, 8)
+    assert store.stat(digest) is None
+    with pytest.raises(BlobNotFound):
+        store.commit_upload("9" * 32, digest, 8)
+
+
+def test_commit_publishes_only_the_first_size_bytes(store: BlobStore) -> None:
+    append(store, "a" * 32, 0, b"wanted", b"-and-a-crash-tail")
+    digest = digest_of(b"wanted")
+    store.commit_upload("a" * 32, digest, 6)
+    assert read_all(store, digest) == b"wanted"
+
+
+def test_abort_removes_the_upload_and_is_idempotent(store: BlobStore) -> None:
+    append(store, "a" * 32, 0, b"abc")
+    append(store, "a" * 32, 3, b"def")
+    store.abort_upload("a" * 32)
+    store.abort_upload("a" * 32)
+    assert store.upload_size("a" * 32) is None
+    with pytest.raises(BlobNotFound):
+        store.commit_upload("a" * 32, digest_of(b"abcdef"), 6)
+
+
+def test_stale_uploads_lists_only_uploads_idle_since_the_cutoff(store: BlobStore) -> None:
+    append(store, "1" * 32, 0, b"old")
+    time.sleep(1.1)  # S3 timestamps have a resolution of one second
+    cutoff = time.time()
+    time.sleep(1.1)
+    append(store, "2" * 32, 0, b"fresh")
+    stale = set(store.stale_uploads(cutoff))
+    assert "1" * 32 in stale
+    assert "2" * 32 not in stale
+
+
+def test_check_and_probe_pass_on_a_working_store(store: BlobStore) -> None:
+    store.check()
+    store.probe()
+    assert list(store.iter_digests()) == []  # the probe left nothing behind
+    assert list(store.stale_uploads(time.time() + 60)) == []
