@@ -5,17 +5,17 @@ sentence (never a traceback or a secret) when not. ``moorage serve`` refuses a m
 from __future__ import annotations
 
 import os
-import socket
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from moorage.classic_env import CLASSIC_VARIABLES
 from moorage.cli.main import main
-
-SECRET = "moto-secret-do-not-print"
+from tests.support_s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, free_port, moto_server
 
 
 @pytest.fixture(autouse=True)
@@ -66,33 +66,10 @@ def test_invalid_configuration_is_named(tmp_path: Path) -> None:
 # --- S3 (moto) -----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def make_bucket(endpoint: str, name: str) -> None:
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key=SECRET,
-    ).create_bucket(Bucket=name)
+def moto() -> Iterator[MotoServer]:
+    with moto_server("registry-ok") as server:
+        yield server
 
 
 def s3_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str) -> None:
@@ -101,42 +78,35 @@ def s3_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str) -> None:
         "SETTINGS_FLAVOR": "s3",
         "AWS_BUCKET": bucket,
         "STORAGE_PATH": "/registry",
-        "AWS_REGION": "us-east-1",
+        "AWS_REGION": REGION,
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_KEY": "testing",
-        "AWS_SECRET": SECRET,
+        "AWS_KEY": ACCESS_KEY,
+        "AWS_SECRET": SECRET_KEY,
     }.items():
         monkeypatch.setenv(name, value)
 
 
-def bucket_keys(endpoint: str, bucket: str) -> list[str]:
-    import boto3
-
-    listing = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key=SECRET,
-    ).list_objects_v2(Bucket=bucket)
-    return [item["Key"] for item in listing.get("Contents", [])]
+def bucket_keys(moto: MotoServer) -> list[str]:
+    # moto answers unsigned requests: a ListObjectsV2 without an SDK.
+    listing = httpx.get(f"{moto.endpoint}/{moto.bucket}?list-type=2", timeout=10)
+    listing.raise_for_status()
+    return re.findall(r"<Key>([^<]*)</Key>", listing.text)
 
 
 def test_s3_ok_with_the_classic_variables(
-    monkeypatch: pytest.MonkeyPatch, moto_endpoint: str
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
-    make_bucket(moto_endpoint, "registry-ok")
-    s3_env(monkeypatch, moto_endpoint, "registry-ok")
+    s3_env(monkeypatch, moto.endpoint, moto.bucket)
     result = check()
     assert result.exit_code == 0, result.output
     assert result.output == (
         "ok: wrote, read and deleted a probe object in s3://registry-ok/registry\n"
     )
-    assert bucket_keys(moto_endpoint, "registry-ok") == []
+    assert bucket_keys(moto) == []
 
 
-def test_s3_missing_bucket_is_named(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
-    s3_env(monkeypatch, moto_endpoint, "no-such-bucket-here")
+def test_s3_missing_bucket_is_named(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> None:
+    s3_env(monkeypatch, moto.endpoint, "no-such-bucket-here")
     result = check()
     assert result.exit_code == 1
     assert result.output.startswith(
@@ -144,15 +114,15 @@ def test_s3_missing_bucket_is_named(monkeypatch: pytest.MonkeyPatch, moto_endpoi
     )
     assert "no such bucket" in result.output.lower()
     assert "Traceback" not in result.output
-    assert SECRET not in result.output
+    assert SECRET_KEY not in result.output
 
 
 def test_s3_unreachable_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    s3_env(monkeypatch, f"http://127.0.0.1:{_free_port()}", "registry")
+    s3_env(monkeypatch, f"http://127.0.0.1:{free_port()}", "registry")
     result = check()
     assert result.exit_code == 1
     assert "unreachable" in result.output
-    assert SECRET not in result.output
+    assert SECRET_KEY not in result.output
 
 
 @pytest.fixture
@@ -166,11 +136,11 @@ def restored_environment() -> Iterator[None]:
 
 @pytest.mark.usefixtures("restored_environment")
 def test_serve_refuses_a_missing_bucket_plainly(
-    monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, tmp_path: Path
 ) -> None:
-    s3_env(monkeypatch, moto_endpoint, "gone-bucket")
+    s3_env(monkeypatch, moto.endpoint, "gone-bucket")
     result = CliRunner().invoke(
-        main, ["serve", "--data-dir", str(tmp_path / "data"), "--port", str(_free_port())]
+        main, ["serve", "--data-dir", str(tmp_path / "data"), "--port", str(free_port())]
     )
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith("Error: storage: ")
