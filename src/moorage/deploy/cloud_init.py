@@ -62,6 +62,8 @@ def check_options(options: CloudInitOptions) -> None:
         raise DeployOptionError(f"--bucket: {options.bucket!r} is not an S3 bucket name")
     if options.region is not None and not _REGION.fullmatch(options.region):
         raise DeployOptionError(f"--region: {options.region!r} is not an AWS region name")
+    if not options.prefix.isprintable():
+        raise DeployOptionError("--prefix must not hold control characters")
     if not options.package.strip() or any(ch.isspace() for ch in options.package):
         raise DeployOptionError("--package must be one pip requirement without spaces")
     tls = options.tls_cert_path is not None or options.tls_key_path is not None

@@ -255,6 +255,10 @@ def test_hostile_values_stay_data(tmp_path: Path) -> None:
         ),
         (["--bucket", "b-1", "--htpasswd-user", "a:b", *LB], "--htpasswd-user"),
         (
+            ["--bucket", "b-1", "--htpasswd-user", "alice", *LB, "--prefix", "x\nruncmd: [reboot]"],
+            "--prefix",
+        ),
+        (
             ["--bucket", "b-1", "--htpasswd-user", "alice", *LB, "--package", "moorage; rm -rf /"],
             "--package",
         ),
