@@ -80,3 +80,64 @@ def moto_server(bucket: str = "moorage-test") -> Iterator[MotoServer]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+class FaultyProxy:
+    """A loopback HTTP proxy in front of an S3 server that can be told to fail every request
+    (``fail_with = (503, "SlowDown")``) or to forward them again (``fail_with = None``)."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        self.fail_with: tuple[int, str] | None = None
+        proxy = self
+        client = httpx.Client(base_url=target, timeout=30)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy.fail_with is not None:
+                    status, code = proxy.fail_with
+                    payload = f"<Error><Code>{code}</Code><Message>fault</Message></Error>"
+                    self._answer(status, {"Content-Type": "application/xml"}, payload.encode())
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = client.request(self.command, self.path, headers=headers, content=body)
+                keep = {
+                    "content-type",
+                    "etag",
+                    "last-modified",
+                    "content-range",
+                    "x-amz-version-id",
+                }
+                relayed = {k: v for k, v in answer.headers.items() if k.lower() in keep}
+                self._answer(answer.status_code, relayed, answer.content)
+
+            def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self._client = client
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._client.close()

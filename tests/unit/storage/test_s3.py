@@ -1,0 +1,149 @@
+"""What only the S3 backend does: redirects, bounded memory, failures named plainly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tracemalloc
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import obstore
+import pytest
+
+from moorage.oci.digest import Digest
+from moorage.storage.port import StorageThrottled, StorageUnavailable
+from moorage.storage.s3 import PART_CONCURRENCY, S3BlobStore
+from tests.support_s3 import FaultyProxy, MotoServer, free_port
+
+
+def digest_of(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+def publish(store: S3BlobStore, data: bytes, upload_id: str = "a" * 32) -> Digest:
+    writer = store.open_upload(upload_id, 0)
+    writer.write(data)
+    writer.close()
+    store.commit_upload(upload_id, digest_of(data), len(data))
+    return digest_of(data)
+
+
+def test_with_redirect_on_clients_fetch_the_blob_from_s3(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings(redirect=True, redirect_expiry_seconds=42))
+    data = os.urandom(10_000)
+    url = store.redirect_url(publish(store, data))
+    assert url is not None and url.startswith(moto.endpoint)
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["42"]  # moto does not enforce it
+    assert httpx.get(url).content == data
+    ranged = httpx.get(url, headers={"Range": "bytes=10-19"})
+    assert ranged.status_code == 206 and ranged.content == data[10:20]
+
+
+def test_with_redirect_off_bytes_stream_through_us(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings(redirect=False))
+    digest = publish(store, b"streamed")
+    assert store.redirect_url(digest) is None
+    assert store.local_path(digest) is None
+
+
+def test_blobs_live_under_the_prefix(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings(prefix="/registry/"))
+    digest = publish(store, b"prefixed")
+    key = f"registry/blobs/sha256/{digest.encoded[:2]}/{digest.encoded}"
+    assert bytes(obstore.get(store.s3, key).bytes()) == b"prefixed"
+    assert [meta["path"] for meta in obstore.list(store.s3, "registry/").collect()] == [key]
+
+
+def test_a_large_upload_holds_only_part_buffers_in_memory(moto: MotoServer) -> None:
+    part = 5 * 1024 * 1024
+    store = S3BlobStore.from_settings(moto.settings(part_size_bytes=part))
+    chunk = os.urandom(1024 * 1024)
+    hasher = hashlib.sha256()
+    size = 40 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        # Two appends, so that commit concatenates segments (the path that streams).
+        for index, offset in enumerate((0, size // 2)):
+            writer = store.open_upload("b" * 32, offset)
+            for _ in range(size // 2 // len(chunk)):
+                writer.write(chunk)
+                hasher.update(chunk)
+            writer.close()
+            assert index == 0 or store.upload_size("b" * 32) == size
+        digest = Digest("sha256", hasher.hexdigest())
+        store.commit_upload("b" * 32, digest, size)
+        read_back = hashlib.sha256()
+        for piece in store.read(digest):
+            read_back.update(piece)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read_back.hexdigest() == digest.encoded
+    # Of 40 MiB moved up, across (commit concatenates) and down, at most the parts in flight
+    # (obstore holds each written buffer until its part is sent) plus a read chunk or two.
+    assert peak <= (PART_CONCURRENCY + 1) * part + 4 * 1024 * 1024 < size
+
+
+def test_probe_names_a_missing_bucket(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings(bucket="no-such-bucket"))
+    with pytest.raises(StorageUnavailable, match="no such bucket: 'no-such-bucket'"):
+        store.probe()
+    with pytest.raises(StorageUnavailable, match="no such bucket"):
+        store.check()
+
+
+def test_probe_names_an_unreachable_endpoint(moto: MotoServer) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    store = S3BlobStore.from_settings(moto.settings(endpoint_url=endpoint))
+    with pytest.raises(StorageUnavailable, match=f"endpoint unreachable: {endpoint}"):
+        store.probe()
+
+
+def test_credentials_never_appear_in_failures(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings(bucket="no-such-bucket"))
+    with pytest.raises(StorageUnavailable) as caught:
+        store.probe()
+    assert "moorage-test-secret" not in str(caught.value)
+    assert "moorage-test-secret" not in repr(store.__dict__)
+
+
+@pytest.fixture
+def proxy(moto: MotoServer) -> Iterator[FaultyProxy]:
+    faulty = FaultyProxy(moto.endpoint)
+    yield faulty
+    faulty.close()
+
+
+def test_throttling_mid_upload_is_retryable_and_leaves_nothing_visible(
+    moto: MotoServer, proxy: FaultyProxy
+) -> None:
+    store = S3BlobStore.from_settings(moto.settings(endpoint_url=proxy.endpoint))
+    first, second = os.urandom(1000), os.urandom(6 * 1024 * 1024)
+    digest = digest_of(first + second)
+    writer = store.open_upload("c" * 32, 0)
+    writer.write(first)
+    writer.close()
+    writer = store.open_upload("c" * 32, len(first))
+    proxy.fail_with = (503, "SlowDown")
+    with pytest.raises(StorageThrottled):
+        writer.write(second)
+        writer.close()
+    proxy.fail_with = None
+    assert store.stat(digest) is None
+    assert store.upload_size("c" * 32) == len(first)
+    # The client retries the chunk from the recorded offset, and it goes through.
+    writer = store.open_upload("c" * 32, len(first))
+    writer.write(second)
+    writer.close()
+    store.commit_upload("c" * 32, digest, len(first) + len(second))
+    assert b"".join(store.read(digest)) == first + second
+
+
+def test_a_failing_store_is_unavailable_not_throttled(moto: MotoServer, proxy: FaultyProxy) -> None:
+    store = S3BlobStore.from_settings(moto.settings(endpoint_url=proxy.endpoint))
+    proxy.fail_with = (500, "InternalError")
+    with pytest.raises(StorageUnavailable, match="failed with HTTP 500") as caught:
+        store.stat(digest_of(b"x"))
+    assert not isinstance(caught.value, StorageThrottled)
