@@ -41,6 +41,7 @@ from moorage.errors import RegistryError
 from moorage.oci.digest import ALGORITHMS, Digest
 from moorage.storage.port import BlobNotFound, StorageUnavailable, UploadTruncated
 from moorage.storage.s3_errors import classify, is_missing_key
+from moorage.storage.s3_writer import SegmentWriter
 from moorage.storage.segments import (
     Piece,
     Segment,
@@ -51,12 +52,10 @@ from moorage.storage.segments import (
 )
 
 if TYPE_CHECKING:
-    from obstore import GetOptions, WritableFile
+    from obstore import GetOptions
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
 READ_CHUNK = 1024 * 1024
-# Parts uploaded at once per writer: memory per upload is at most (this + 1) parts.
-PART_CONCURRENCY = 3
 # S3's single CopyObject limit; bigger single-append uploads are streamed instead.
 MAX_COPY_BYTES = 5 * 1024**3
 PROBE_PAYLOAD = b"moorage storage probe"
@@ -69,6 +68,13 @@ class _Failures(AbstractContextManager[None]):
         self._bucket = bucket
         self._endpoint = endpoint
 
+    def translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, FileNotFoundError) and is_missing_key(str(exc)):
+            return exc  # callers decide what a missing object means
+        if isinstance(exc, (BaseError, OSError)):
+            return classify(str(exc), self._bucket, self._endpoint)
+        return exc
+
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -77,10 +83,9 @@ class _Failures(AbstractContextManager[None]):
     ) -> None:
         if exc is None:
             return
-        if isinstance(exc, FileNotFoundError) and is_missing_key(str(exc)):
-            return  # re-raised as is: callers decide what a missing object means
-        if isinstance(exc, (BaseError, FileNotFoundError, OSError)):
-            raise classify(str(exc), self._bucket, self._endpoint) from None
+        translated = self.translate(exc)
+        if translated is not exc:
+            raise translated from None
 
 
 class _S3UploadWriter:
@@ -89,29 +94,20 @@ class _S3UploadWriter:
     def __init__(self, store: S3BlobStore, key: str) -> None:
         self._store = store
         self._key = key
-        with store.failures:
-            self._file: WritableFile = obstore.open_writer(
-                store.s3,
-                key,
-                buffer_size=store.part_size,
-                max_concurrency=PART_CONCURRENCY,
-            )
+        self._segment = SegmentWriter(store.s3, key, store.part_size, store.failures.translate)
 
     def write(self, data: bytes) -> None:
-        with self._store.failures:
-            self._file.write(data)
+        self._segment.write(data)
 
     def close(self) -> None:
         # Completing the multipart upload makes the segment exist, whole; until then nothing
         # of this append is visible to the next one.
-        with self._store.failures:
-            self._file.close()
+        self._segment.close()
 
     def discard(self) -> None:
-        # Dropped without close, the writer never completes its multipart upload, so the
-        # segment never exists (parts already sent wait for the bucket's lifecycle rule for
-        # incomplete multipart uploads). Deleting the key too keeps a retried discard exact.
-        del self._file
+        # The multipart upload is abandoned, never completed, so the segment never exists.
+        # Deleting the key too keeps a retried discard exact.
+        self._segment.discard()
         self._store.delete_key(self._key)
 
 
@@ -319,14 +315,16 @@ class S3BlobStore:
         """Stream the pieces into one multipart upload of ``target``, a part at a time.
 
         S3's UploadPartCopy would avoid the transfer, but obstore does not expose it. The
-        writer is completed only after the last piece: on any failure it is dropped unclosed,
-        and an unclosed writer never becomes an object (nothing half-visible)."""
-        file = obstore.open_writer(
-            self.s3, target, buffer_size=self.part_size, max_concurrency=PART_CONCURRENCY
-        )
-        for chunk in self._read_pieces(pieces):
-            file.write(chunk)
-        file.close()
+        upload is completed only after the last piece: on any failure it is abandoned, and an
+        uncompleted upload never becomes an object (nothing half-visible)."""
+        writer = SegmentWriter(self.s3, target, self.part_size, self.failures.translate)
+        try:
+            for chunk in self._read_pieces(pieces):
+                writer.write(chunk)
+        except BaseException:
+            writer.discard()
+            raise
+        writer.close()
 
     def abort_upload(self, upload_id: str) -> None:
         for segment in self._segments(upload_id):
