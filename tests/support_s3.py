@@ -46,6 +46,15 @@ class MotoServer:
         return S3Settings.model_validate(values)
 
 
+    def storage_overrides(self, redirect: bool = False) -> dict[str, object]:
+        """``storage`` settings overrides (for load_settings) that put blobs in this server."""
+        s3 = self.settings(redirect=redirect)
+        return {
+            "backend": "s3",
+            "s3": {**s3.model_dump(), "secret_access_key": SECRET_KEY},
+        }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -54,6 +54,7 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
 
     def user_exists(name: str) -> bool:
         return htpasswd is not None and name in htpasswd.users()
+
     issuer = verifier = None
     if token.enabled:
         key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
@@ -116,7 +117,8 @@ def build_registry(settings: Settings) -> Registry:
         gate=build_gate(settings, engine),
         # Both backends are local here; a network database (or object store) keeps every
         # lookup off the event loop.
-        inline_point_reads=engine.dialect.name == "sqlite",
+        inline_point_reads=engine.dialect.name == "sqlite"
+        and settings.storage.backend == "filesystem",
     )
 
 

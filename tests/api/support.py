@@ -76,3 +76,18 @@ def error_code(response: httpx.Response) -> str:
     entry = body["errors"][0]
     assert {"code", "message", "detail"} <= set(entry)
     return str(entry["code"])
+
+
+def registry_headers(response: httpx.Response) -> httpx.Headers:
+    """The registry's own response headers: those of the 307 when the blob GET was redirected
+    to the object store (whose answer carries the bytes but not the registry's headers)."""
+    for hop in response.history:
+        if hop.status_code == 307:
+            return hop.headers
+    return response.headers
+
+
+def served_by_object_store(response: httpx.Response, endpoint: str) -> bool:
+    return any(hop.status_code == 307 for hop in response.history) and str(response.url).startswith(
+        endpoint
+    )

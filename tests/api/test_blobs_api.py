@@ -7,17 +7,37 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.support import ClientFactory, digest_of, error_code, push_blob
+from tests.api.support import (
+    ClientFactory,
+    digest_of,
+    error_code,
+    push_blob,
+    registry_headers,
+    served_by_object_store,
+)
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
 
-async def test_get_and_head_serve_exact_bytes(client: httpx.AsyncClient) -> None:
+@pytest.fixture(params=["filesystem", "s3", "s3-redirect"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the filesystem, on S3 (moto), and on S3 with redirects."""
+    param: str = request.param
+    return param
+
+
+async def test_get_and_head_serve_exact_bytes(
+    client: httpx.AsyncClient, backend: str, request: pytest.FixtureRequest
+) -> None:
     digest = await push_blob(client, "team/app", DATA)
     got = await client.get(f"/v2/team/app/blobs/{digest}")
     assert got.status_code == 200
     assert got.content == DATA
-    assert got.headers["docker-content-digest"] == digest
+    assert registry_headers(got)["docker-content-digest"] == digest
+    if backend == "s3-redirect":  # the bytes came from the S3 endpoint, not through us
+        assert served_by_object_store(got, request.getfixturevalue("moto").endpoint)
+    else:
+        assert not got.history
     head = await client.head(f"/v2/team/app/blobs/{digest}")
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(DATA))

@@ -47,10 +47,6 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
         "ETag": f'"{digest}"',
         "Cache-Control": "max-age=31536000",
     }
-    redirect = registry.storage.redirect_url(digest)
-    if redirect is not None:
-        return RedirectResponse(redirect, 307, headers)
-
     range_header = request.headers.get("range")
     byte_range = None
     if range_header is not None:
@@ -63,6 +59,13 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
                 {"size": info.size},
                 headers={"Content-Range": f"bytes */{info.size}"},
             ) from None
+
+    if request.method == "GET":
+        # A pre-signed object store URL: the bytes never pass through us. A (valid) Range
+        # header goes on to the store with the client. HEAD is answered here.
+        redirect = registry.storage.redirect_url(digest)
+        if redirect is not None:
+            return RedirectResponse(redirect, 307, headers)
 
     if request.method == "HEAD":
         headers["Content-Length"] = str(info.size if byte_range is None else byte_range.length)

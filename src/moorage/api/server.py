@@ -24,6 +24,7 @@ from moorage.auth.access import CATALOG_ACCESS, PUSH, repository
 from moorage.auth.identity import Identity
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.names import is_valid_name
+from moorage.storage.port import StorageThrottled, StorageUnavailable
 
 log = logging.getLogger("moorage.api")
 
@@ -79,6 +80,17 @@ async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
         return response
     except RegistryError as error:
         return error_response(error, head)
+    except StorageUnavailable as error:
+        # The object store failed or throttled us (after the backend's own retries): a 503 the
+        # client may retry. The message is the backend's plain one, free of credentials.
+        code = (
+            ErrorCode.TOOMANYREQUESTS
+            if isinstance(error, StorageThrottled)
+            else ErrorCode.UNAVAILABLE
+        )
+        log.warning("storage unavailable: %s", error)
+        failure = RegistryError(code, str(error), status=503, headers={"Retry-After": "1"})
+        return error_response(failure, head)
     except Exception:
         request_id = uuid.uuid4().hex
         log.exception(
@@ -89,9 +101,7 @@ async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
         return error_response(failure, head)
 
 
-def _without_unpullable_mount(
-    registry: Registry, request: Request, identity: Identity
-) -> Request:
+def _without_unpullable_mount(registry: Registry, request: Request, identity: Identity) -> Request:
     """A cross-repository mount needs pull on the source. Without it the request becomes a
     plain upload start (202 and a session), exactly what a mount of an absent blob gets, so
     the answer reveals nothing about the source repository."""
