@@ -152,9 +152,12 @@ class RegistryServer:
         workdir: Path,
         data_dir: Path | None = None,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.kind = kind
         self.extra_args = list(extra_args)
+        # Extra environment variables for the server process (e.g. the classic S3 variables).
+        self.env = dict(env or {})
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir if data_dir is not None else workdir / "data"
@@ -232,6 +235,7 @@ class RegistryServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         self._wait_until_ready()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
+import multiprocessing
 import os
 import socket
 import ssl
@@ -36,6 +38,29 @@ def _ensure_port_free(host: str, port: int) -> None:
             raise click.ClickException(
                 f"cannot listen on {host}:{port}: {error.strerror}"
             ) from None
+
+
+def _prepare_here() -> str | None:
+    """Migrate the database and check the blob store; a message if storage is unusable."""
+    from moorage.app import build_registry
+    from moorage.storage.port import StorageUnavailable
+
+    try:
+        build_registry(load_settings())
+    except StorageUnavailable as error:  # e.g. a missing bucket, said plainly
+        return f"storage: {error}"
+    return None
+
+
+def _prepare(settings: Settings) -> str | None:
+    """Run :func:`_prepare_here` before the workers start. With S3 it runs in a fresh
+    interpreter: the S3 client's runtime threads must not exist in this process when granian
+    forks its workers (a forked copy of them deadlocks)."""
+    if settings.storage.backend != "s3":
+        return _prepare_here()
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as child:
+        return child.submit(_prepare_here).result()
 
 
 def _is_loopback(host: str) -> bool:
@@ -186,13 +211,9 @@ def serve(
     _ensure_port_free(settings.listen.host, settings.listen.port)
 
     # Migrate once here, before workers start, so they never race each other to do it.
-    from moorage.app import build_registry
-    from moorage.storage.port import StorageUnavailable
-
-    try:
-        build_registry(settings)
-    except StorageUnavailable as error:  # issue 4: e.g. a missing bucket, said plainly
-        raise click.ClickException(f"storage: {error}") from None
+    problem = _prepare(settings)
+    if problem:
+        raise click.ClickException(problem)
 
     from granian import Granian
     from granian.constants import Interfaces
