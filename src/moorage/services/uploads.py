@@ -187,7 +187,14 @@ class WholeBlob:
         self._hasher = hashlib.new(digest.algorithm)
         self._upload_id = uuid.uuid4().hex
         stored = uploads.blobs.stat(digest) is not None
-        self._writer = None if stored else uploads.blobs.open_upload(self._upload_id, 0)
+        self._writer: UploadWriter | None = None
+        # Written in place (published by close() once verified), or staged as an upload.
+        self._direct = False
+        if not stored:
+            self._writer = uploads.blobs.open_blob(digest)
+            self._direct = self._writer is not None
+            if self._writer is None:
+                self._writer = uploads.blobs.open_upload(self._upload_id, 0)
         self.written = 0
 
     def write(self, data: bytes) -> None:
@@ -202,16 +209,18 @@ class WholeBlob:
             raise _digest_mismatch(self._digest)
         if self._writer is not None:
             self._writer.close()
-            try:
-                self._uploads.blobs.commit_upload(self._upload_id, self._digest, self.written)
-            except BlobNotFound:  # swept away while the client sent nothing for a day
-                raise _bytes_lost() from None
+            if not self._direct:
+                try:
+                    self._uploads.blobs.commit_upload(self._upload_id, self._digest, self.written)
+                except BlobNotFound:  # swept away while the client sent nothing for a day
+                    raise _bytes_lost() from None
         self._uploads.metadata.link_blob(self._repository, str(self._digest), self.written)
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.discard()
-            self._uploads.blobs.abort_upload(self._upload_id)
+            if not self._direct:
+                self._uploads.blobs.abort_upload(self._upload_id)
 
 
 def _out_of_order(message: str, offset: int) -> RegistryError:

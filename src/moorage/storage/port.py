@@ -75,6 +75,15 @@ class BlobStore(Protocol):
         Bytes beyond ``offset`` left by an interrupted earlier append are dropped first.
         Raises :class:`UploadTruncated` if fewer than ``offset`` bytes survived."""
 
+    def open_blob(self, digest: Digest) -> UploadWriter | None:
+        """A writer straight to blob ``digest``'s own place, for a blob whose digest is known
+        before its bytes (a monolithic push), or None when the store has no such path (then
+        stage an upload and :meth:`commit_upload` it).
+
+        Nothing is visible until ``close()``, which the caller calls only once it has verified
+        the digest; ``discard()`` leaves nothing behind. Two writers of the same digest both
+        publish the same verified bytes."""
+
     def upload_size(self, upload_id: str) -> int | None:
         """Bytes held for the upload (may exceed the committed offset after a crash)."""
 

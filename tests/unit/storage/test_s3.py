@@ -150,3 +150,27 @@ def test_a_failing_store_is_unavailable_not_throttled(moto: MotoServer, proxy: F
     with pytest.raises(StorageUnavailable, match="failed with HTTP 500") as caught:
         store.stat(digest_of(b"x"))
     assert not isinstance(caught.value, StorageThrottled)
+
+
+def test_a_direct_blob_write_is_visible_only_when_closed(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings())
+    data = os.urandom(6 * 1024 * 1024)  # more than one part
+    digest = digest_of(data)
+    writer = store.open_blob(digest)
+    writer.write(data[:3_000_000])
+    writer.write(data[3_000_000:])
+    assert store.stat(digest) is None  # the caller has not verified it yet
+    writer.close()
+    assert store.stat(digest) == len(data)
+    assert b"".join(store.read(digest)) == data
+
+
+def test_a_discarded_direct_blob_write_leaves_nothing(moto: MotoServer) -> None:
+    store = S3BlobStore.from_settings(moto.settings())
+    data = os.urandom(6 * 1024 * 1024)
+    digest = digest_of(data)
+    writer = store.open_blob(digest)
+    writer.write(data)
+    writer.discard()
+    assert store.stat(digest) is None
+    assert list(store.iter_digests()) == []
