@@ -8,14 +8,13 @@ is a registry of its own that a test may stop, kill and start again on the same 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .support import RegistryServer, Tool, registry_kind
+from .support import RegistryServer, Tool, podman_tool, registry_kind
 
 
 @pytest.fixture(scope="session")
@@ -58,24 +57,8 @@ def umoci() -> Tool:
 @pytest.fixture
 def podman(registry: RegistryServer, tmp_path: Path) -> Iterator[Tool]:
     """Podman (running as root) with throw-away storage for this test."""
-    # Podman refuses a runroot path longer than 50 characters, so not under tmp_path.
-    with tempfile.TemporaryDirectory(prefix="e2e-podman-", dir="/tmp") as runroot:
-        yield Tool(
-            "podman",
-            global_args=(
-                "--root",
-                str(tmp_path / "podman-root"),
-                "--runroot",
-                runroot,
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ),
-            registry=registry,
-        )
+    with podman_tool(registry, tmp_path) as tool:
+        yield tool
 
 
 @pytest.fixture

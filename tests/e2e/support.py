@@ -21,9 +21,10 @@ import ssl
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -316,6 +317,32 @@ class RegistryServer:
 # --------------------------------------------------------------------------------------------
 # Running client tools.
 # --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def podman_tool(
+    registry: RegistryServer, root: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Tool]:
+    """Podman (running as root) with throw-away storage under ``root``, aimed at ``registry``."""
+    # Podman refuses a runroot path longer than 50 characters, so not under root.
+    with tempfile.TemporaryDirectory(prefix="e2e-podman-", dir="/tmp") as runroot:
+        yield Tool(
+            "podman",
+            global_args=(
+                "--root",
+                str(root / "podman-root"),
+                "--runroot",
+                runroot,
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ),
+            registry=registry,
+            env=env,
+        )
 
 
 def describe_run(result: subprocess.CompletedProcess[str], limit: int = 4000) -> str:

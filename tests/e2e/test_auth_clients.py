@@ -5,7 +5,6 @@ tokens made by ``moorage token create``; anonymous and unauthorised callers are 
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from .support import (
     describe_run,
     moorage_executable,
     new_image_layout,
+    podman_tool,
     require_tool,
 )
 
@@ -205,24 +205,8 @@ def test_api_token_from_the_cli_is_a_password_within_its_scope(
 def test_podman_login_push_pull(auth_registry: RegistryServer, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     image = new_image_layout(layout, "auth-podman")
-    with tempfile.TemporaryDirectory(prefix="e2e-podman-", dir="/tmp") as runroot:
-        podman = Tool(
-            "podman",
-            global_args=(
-                "--root",
-                str(tmp_path / "podman-root"),
-                "--runroot",
-                runroot,
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ),
-            registry=auth_registry,
-            env={"REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")},
-        )
+    auth_file = {"REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
+    with podman_tool(auth_registry, tmp_path, auth_file) as podman:
         refused = podman(
             "login",
             "--tls-verify=false",

@@ -5,7 +5,6 @@ the S3 endpoint; without it they stream through Moorage."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from tests.support_s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
 
-from .support import OciLayout, RegistryServer, Tool, new_image_layout
+from .support import OciLayout, RegistryServer, Tool, new_image_layout, podman_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -98,23 +97,7 @@ def test_skopeo_round_trip_through_s3(
 def test_podman_push_and_pull_through_s3(s3_registry: RegistryServer, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     image = new_image_layout(layout, f"s3-podman-{s3_registry.port}")
-    with tempfile.TemporaryDirectory(prefix="e2e-podman-", dir="/tmp") as runroot:
-        podman = Tool(
-            "podman",
-            global_args=(
-                "--root",
-                str(tmp_path / "podman-root"),
-                "--runroot",
-                runroot,
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ),
-            registry=s3_registry,
-        )
+    with podman_tool(s3_registry, tmp_path) as podman:
         local = podman("pull", "--quiet", f"oci:{layout}:v1").stdout.strip().splitlines()[-1]
         remote = f"{s3_registry.host}/s3/podman:v1"
         podman("push", "--tls-verify=false", local, remote)
