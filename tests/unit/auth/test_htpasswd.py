@@ -280,7 +280,7 @@ def test_a_file_that_cannot_be_read_keeps_the_last_good_contents(tmp_path: Path)
 def test_recall_answers_only_from_the_cache(tmp_path: Path) -> None:
     file = tmp_path / "htpasswd"
     make_entry(file, "alice", "pw", "-B")
-    auth = HtpasswdAuthenticator(file)
+    auth = HtpasswdAuthenticator(file, recall_recheck_seconds=0)
     assert auth.recall("alice", "pw") is None  # not verified yet: no bcrypt here
     assert auth.authenticate_password("alice", "pw") == ALICE
     assert auth.recall("alice", "pw") == ALICE
@@ -464,3 +464,14 @@ def test_concurrent_editors_lose_no_user(tmp_path: Path) -> None:
 
 def test_the_tool_is_required() -> None:
     assert shutil.which(HTPASSWD), "apt-get install apache2-utils"
+
+
+def test_recall_sees_a_changed_file_within_its_recheck_interval(tmp_path: Path) -> None:
+    file = tmp_path / "htpasswd"
+    make_entry(file, "alice", "pw", "-B")
+    auth = HtpasswdAuthenticator(file, recall_recheck_seconds=0.3)
+    assert auth.authenticate_password("alice", "pw") == ALICE
+    assert auth.recall("alice", "pw") == ALICE
+    make_entry(file, "alice", "changed", "-B")
+    time.sleep(0.35)
+    assert auth.recall("alice", "pw") is None
