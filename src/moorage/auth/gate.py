@@ -18,7 +18,6 @@ from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.auth.port import Authenticator, Authorizer
 from moorage.oci.names import is_valid_name
 
-
 # Distinct (identity, accesses) pairs remembered before the memo starts over.
 DECISION_CACHE_SIZE = 4096
 
