@@ -7,6 +7,7 @@ overridden by command-line flags. Nested keys use ``__`` in variable names, for 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -150,6 +151,17 @@ class ProxySettings(_Section):
     # Addresses or CIDR networks of proxies whose X-Forwarded-Proto / X-Forwarded-Host /
     # X-Forwarded-For are believed. Headers from anyone else are ignored.
     trusted: list[str] = []
+
+    @field_validator("trusted")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        # Checked here so that `moorage config check` names a bad entry, not only `serve`.
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return entries
 
 
 class Settings(BaseSettings):

@@ -272,3 +272,9 @@ def test_port_is_accepted_exactly_in_range(
         assert load_settings(**overrides).listen.port == port
     else:
         assert config_error(**overrides).startswith("listen.port: ")
+
+
+def test_a_bad_trusted_proxy_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"proxy\.trusted.*'proxy\.example' is not an IP"):
+        load_settings(proxy={"trusted": ["10.0.0.0/8", "proxy.example"]})
+    assert load_settings(proxy={"trusted": ["10.0.0.1", "::1", "10.1.2.3/8"]}).proxy.trusted
