@@ -46,14 +46,17 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     policy = load_policy(auth.policy_file) if auth.policy_file else DEFAULT_POLICY
     authorizer = PolicyAuthorizer(policy)
     if not settings.auth_enabled:
-        return AccessGate(False, (), authorizer, token.service)
-    authenticators: list[Authenticator] = [ApiTokenAuthenticator(ApiTokenStore(engine))]
+        return AccessGate(False, (), authorizer, token.service, realm=auth.realm)
     htpasswd = HtpasswdAuthenticator(auth.htpasswd) if auth.htpasswd is not None else None
-    if htpasswd is not None:
-        authenticators.append(htpasswd)
 
     def user_exists(name: str) -> bool:
         return htpasswd is not None and name in htpasswd.users()
+
+    authenticators: list[Authenticator] = [
+        ApiTokenAuthenticator(ApiTokenStore(engine), user_exists)
+    ]
+    if htpasswd is not None:
+        authenticators.append(htpasswd)
 
     issuer = verifier = None
     if token.enabled:
@@ -74,7 +77,14 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
             token.trusted_jwks_file,
         )
     return AccessGate(
-        True, authenticators, authorizer, token.service, issuer, verifier, user_exists
+        True,
+        authenticators,
+        authorizer,
+        token.service,
+        issuer,
+        verifier,
+        user_exists,
+        realm=auth.realm,
     )
 
 

@@ -501,3 +501,44 @@ async def test_basic_challenge_when_the_token_service_is_off(
         assert response.headers["www-authenticate"] == 'Basic realm="moorage", charset="UTF-8"'
         assert (await client.get("/v2/", auth=creds("reader"))).status_code == 200
         assert (await client.get("/token")).status_code == 404
+
+
+async def test_a_bearer_token_mounts_only_from_repositories_its_claim_can_pull(
+    authed: httpx.AsyncClient,
+) -> None:
+    # root may pull team-b/x, but this token holds only team-a/app.
+    authed.auth = creds("root")
+    await push_image(authed, "team-b/x", "v1", seed=b"b-secret")
+    authed.auth = None
+    body = await token_for(authed, "root", f"repository:{REPO}:pull,push")
+    bearer = {"Authorization": f"Bearer {body['token']}"}
+    layer = digest_of(b"layer-b-secret")
+    mounted = await authed.post(
+        f"/v2/{REPO}/blobs/uploads/?mount={layer}&from=team-b/x", headers=bearer
+    )
+    assert mounted.status_code == 202  # a plain upload: the token holds no pull on team-b/x
+    assert (await authed.head(f"/v2/{REPO}/blobs/{layer}", headers=bearer)).status_code == 404
+
+
+async def test_api_tokens_die_with_their_user(
+    authed: httpx.AsyncClient, auth_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from moorage.auth.htpasswd import remove_user
+
+    store = ApiTokenStore(make_engine(f"sqlite:///{tmp_path / 'data' / 'moorage.db'}"))
+    _, secret = store.create("writer", [parse_scope("repository:team-a/*:pull")], None, "ci")
+    assert (await authed.get("/v2/", auth=("writer", secret))).status_code == 200
+    remove_user(auth_files["htpasswd"], "writer")
+    assert (await authed.get("/v2/", auth=("writer", secret))).status_code == 401
+
+
+async def test_basic_challenge_names_the_configured_realm(
+    make_client: ClientFactory, auth_files: dict[str, Path]
+) -> None:
+    async with make_client(
+        auth={**auth_files, "realm": "corp-registry", "token": {"enabled": False}}
+    ) as client:
+        response = await client.get("/v2/")
+        assert (
+            response.headers["www-authenticate"] == 'Basic realm="corp-registry", charset="UTF-8"'
+        )

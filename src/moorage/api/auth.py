@@ -39,7 +39,7 @@ def challenge(
 ) -> dict[str, str]:
     """The WWW-Authenticate header that tells a client how to authenticate for ``needed``."""
     if not gate.tokens_enabled:
-        return {"WWW-Authenticate": 'Basic realm="moorage", charset="UTF-8"'}
+        return {"WWW-Authenticate": f'Basic realm="{gate.realm}", charset="UTF-8"'}
     params = [f'realm="{_realm(request)}"', f'service="{gate.service}"']
     if needed:
         params.append(f'scope="{" ".join(access.scope() for access in needed)}"')

@@ -20,7 +20,8 @@ from moorage.api.auth import enforce, identify, remember_identity, token_get, to
 from moorage.api.context import Registry, point_read
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import resolve
-from moorage.auth.access import CATALOG_ACCESS, PUSH, repository
+from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
+from moorage.auth.gate import Decision
 from moorage.auth.identity import Identity
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.names import is_valid_name
@@ -109,7 +110,10 @@ def _without_unpullable_mount(registry: Registry, request: Request, identity: Id
     source = query.get("from")
     if query.get("mount") is None or not source:
         return request
-    if is_valid_name(source) and registry.gate.pull_filter(identity)(source):
+    # The same decision as a GET on the source: a bearer token's own claim counts, not only
+    # what its user could get.
+    pull = [repository(source, PULL)]
+    if is_valid_name(source) and registry.gate.decide(identity, pull) is Decision.ALLOW:
         return request
     kept = [(key, value) for key, value in query.multi_items() if key not in ("mount", "from")]
     scope = {**request.scope, "query_string": urlencode(kept).encode()}

@@ -296,8 +296,12 @@ class ApiTokenAuthenticator:
 
     looks_like_token = staticmethod(looks_like_token)
 
-    def __init__(self, store: ApiTokenStore) -> None:
+    def __init__(
+        self, store: ApiTokenStore, user_exists: Callable[[str], bool] = lambda _: True
+    ) -> None:
         self.store = store
+        # A user removed from the htpasswd file loses their tokens with their password.
+        self.user_exists = user_exists
 
     def authenticate_password(self, username: str, password: str) -> Identity | None:
         """The token's user, limited to its scopes, when ``password`` is a live token of
@@ -307,8 +311,9 @@ class ApiTokenAuthenticator:
     def recall(self, username: str, password: str) -> Identity | None:
         return self._identity(username, self.store.recall(password))
 
-    @staticmethod
-    def _identity(username: str, info: ApiTokenInfo | None) -> Identity | None:
+    def _identity(self, username: str, info: ApiTokenInfo | None) -> Identity | None:
         if info is None or not hmac.compare_digest(info.user.encode(), username.encode()):
+            return None
+        if not self.user_exists(info.user):
             return None
         return Identity(info.user, Via.API_TOKEN, limit=info.scopes)

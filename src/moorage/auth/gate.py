@@ -84,6 +84,8 @@ class AccessGate:
     # Whether a user still exists, asked before a refresh token is honoured (a user removed
     # from the htpasswd file must not keep minting tokens).
     user_exists: Callable[[str], bool] = lambda _: True
+    # The realm named in Basic challenges.
+    realm: str = "moorage"
     _decisions: dict[tuple[Identity, tuple[Access, ...]], Decision] = field(
         default_factory=dict, repr=False, compare=False
     )
