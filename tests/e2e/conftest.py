@@ -20,22 +20,16 @@ from .support import RegistryServer, Tool, podman_tool, registry_kind
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     server = RegistryServer(registry_kind(), tmp_path_factory.mktemp("registry"))
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def restartable_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """A registry for this test alone; ``.restart(kill=True)`` simulates a crash."""
     server = RegistryServer(registry_kind(), tmp_path_factory.mktemp("restartable-registry"))
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -287,6 +287,13 @@ class RegistryServer:
         self._proc = None
         self._close_log()
 
+    def __enter__(self) -> RegistryServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def restart(self, *, kill: bool = False) -> None:
         """Stop (``kill=True``: SIGKILL, like a crash) and start again on the same data dir."""
         self.stop(kill=kill)

@@ -54,11 +54,8 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     server = RegistryServer(
         "moorage", workdir, extra_args=["--htpasswd", str(htpasswd), "--policy", str(policy)]
     )
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -37,11 +37,8 @@ def s3_registry(
     server = RegistryServer("moorage", tmp_path_factory.mktemp(f"s3-{request.param}"), env=classic)
     server.prefix = prefix  # type: ignore[attr-defined]
     server.redirect = request.param == "redirect"  # type: ignore[attr-defined]
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 def bucket_keys(moto: MotoServer, prefix: str) -> list[str]:

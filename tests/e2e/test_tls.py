@@ -28,11 +28,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsRegistryServer]:
     server = TlsRegistryServer(tmp_path_factory.mktemp("tls-registry"), pki)
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
