@@ -50,7 +50,7 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     htpasswd = HtpasswdAuthenticator(auth.htpasswd) if auth.htpasswd is not None else None
 
     def user_exists(name: str) -> bool:
-        return htpasswd is not None and name in htpasswd.users()
+        return htpasswd is not None and htpasswd.has_user(name)
 
     authenticators: list[Authenticator] = [
         ApiTokenAuthenticator(ApiTokenStore(engine), user_exists)

@@ -305,6 +305,10 @@ class HtpasswdAuthenticator:
             return Identity(username, Via.PASSWORD)
         return None
 
+    def has_user(self, username: str) -> bool:
+        """Whether ``username`` has an entry we accept (one dict probe, for per-request use)."""
+        return self._current().hashes.get(username) is not None
+
     def users(self) -> list[str]:
         """Users with an entry we accept, as of the latest load."""
         return [user for user, hashed in self._current().hashes.items() if hashed is not None]

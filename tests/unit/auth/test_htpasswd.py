@@ -475,3 +475,13 @@ def test_recall_sees_a_changed_file_within_its_recheck_interval(tmp_path: Path) 
     make_entry(file, "alice", "changed", "-B")
     time.sleep(0.35)
     assert auth.recall("alice", "pw") is None
+
+
+def test_has_user_follows_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "htpasswd"
+    make_entry(file, "alice", "pw", "-B")
+    auth = HtpasswdAuthenticator(file)
+    assert auth.has_user("alice")
+    assert not auth.has_user("bob")
+    htpasswd_tool("-D", file, "alice")
+    assert not auth.has_user("alice")
