@@ -45,7 +45,6 @@ class MotoServer:
         values.update(overrides)
         return S3Settings.model_validate(values)
 
-
     def storage_overrides(self, redirect: bool = False) -> dict[str, object]:
         """``storage`` settings overrides (for load_settings) that put blobs in this server."""
         s3 = self.settings(redirect=redirect)

@@ -23,14 +23,24 @@ def backend() -> str:
 
 
 @pytest.fixture
-def make_client(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> ClientFactory:
+def storage(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The app's ``storage`` settings (overrides for load_settings)."""
+    settings: dict[str, Any] = {"data_dir": tmp_path / "data"}
+    if backend != "filesystem":
+        moto: MotoServer = request.getfixturevalue("moto")
+        settings.update(moto.storage_overrides(redirect=backend == "s3-redirect"))
+    return settings
+
+
+@pytest.fixture
+def make_client(
+    storage: dict[str, Any], backend: str, request: pytest.FixtureRequest
+) -> ClientFactory:
     """Open a client on a fresh app over the same data dir (a "restart" each time)."""
-    storage: dict[str, Any] = {"data_dir": tmp_path / "data"}
     # Redirects to the object store leave the app: they go over the network to moto.
     mounts: dict[str, httpx.AsyncBaseTransport] = {}
     if backend != "filesystem":
         moto: MotoServer = request.getfixturevalue("moto")
-        storage.update(moto.storage_overrides(redirect=backend == "s3-redirect"))
         mounts[moto.endpoint] = httpx.AsyncHTTPTransport()
 
     @asynccontextmanager

@@ -84,9 +84,7 @@ async def _login(gate: AccessGate, username: str, password: str) -> Identity | N
     return await run_in_threadpool(gate.login, username, password)
 
 
-async def identify(
-    gate: AccessGate, request: Request, needed: Sequence[Access] = ()
-) -> Identity:
+async def identify(gate: AccessGate, request: Request, needed: Sequence[Access] = ()) -> Identity:
     """Who sent ``request``. Bad credentials are a 401, never a silent fall back to anonymous
     (which would turn a typo into "repository not found")."""
     header = request.headers.get("authorization")
@@ -156,9 +154,7 @@ async def token_get(gate: AccessGate, request: Request) -> Response:
         # A token must not mint fresh tokens: that would make a stolen one immortal.
         raise _token_error("log in with a password or an API token, not a bearer token", 401)
     offline = query.get("offline_token", "").lower() == "true"
-    grant = gate.issue(
-        identity, requested, offline=offline, client_id=query.get("client_id", "")
-    )
+    grant = gate.issue(identity, requested, offline=offline, client_id=query.get("client_id", ""))
     body: dict[str, object] = {
         "token": grant.token,
         "access_token": grant.token,

@@ -15,7 +15,6 @@ class Authenticator(Protocol):
         unknown user as for a wrong password, and never log either value."""
         ...
 
-
     def recall(self, username: str, password: str) -> Identity | None:
         """The identity if these exact credentials were verified recently, else None (which
         means "not known", not "wrong"). Cheap and free of slow hashing, so the HTTP layer may

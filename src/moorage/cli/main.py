@@ -89,9 +89,7 @@ def _refuse_open_network(settings: Settings) -> None:
             "reach it could push and delete. Give --htpasswd FILE, or "
             "--allow-anonymous-network (allow_anonymous_network: true) if that is intended."
         )
-    click.echo(
-        f"moorage: WARNING: serving {settings.listen.host} with no authentication", err=True
-    )
+    click.echo(f"moorage: WARNING: serving {settings.listen.host} with no authentication", err=True)
 
 
 # --- TLS and trusted proxies (serve) -------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from moorage.metadata.records import (
+    BlobRecord,
     ManifestRecord,
     ManifestReferences,
     ReferrerRecord,
@@ -27,11 +28,18 @@ class UploadBusy(Exception):
 class MetadataStore(Protocol):
     # --- blobs -----------------------------------------------------------------------------
     def link_blob(self, repository: str, digest: str, size: int) -> None:
-        """Record that blob ``digest`` exists and belongs to ``repository`` (created if new).
-        Idempotent."""
+        """Record that blob ``digest`` exists and belongs to ``repository`` (created if new,
+        at its digest's own place). Idempotent."""
 
-    def linked_blob_size(self, repository: str, digest: str) -> int | None:
-        """The size of ``digest`` if it is linked to ``repository``, else None."""
+    def store_blob(self, repository: str, digest: str, size: int, location: str | None) -> None:
+        """Like :meth:`link_blob`, for bytes just written: the blob is now at ``location``
+        (None: its digest's own place), also when it was recorded elsewhere before."""
+
+    def blob(self, digest: str) -> BlobRecord | None:
+        """The blob, whatever repositories it belongs to, or None."""
+
+    def linked_blob(self, repository: str, digest: str) -> BlobRecord | None:
+        """The blob if it is linked to ``repository``, else None."""
 
     def unlink_blob(self, repository: str, digest: str) -> bool:
         """Remove the link; False if there was none."""
@@ -99,9 +107,15 @@ class MetadataStore(Protocol):
         power failure only moves the session back."""
 
     def complete_upload(
-        self, upload_id: str, token: float, repository: str, digest: str, size: int
+        self,
+        upload_id: str,
+        token: float,
+        repository: str,
+        digest: str,
+        size: int,
+        location: str | None,
     ) -> bool:
-        """In one transaction: link the finished blob to the repository and end the session;
+        """In one transaction: :meth:`store_blob` the finished blob and end the session;
         nothing at all when the lease is not ``token``."""
 
     def discard_upload(self, upload_id: str, token: float) -> bool:

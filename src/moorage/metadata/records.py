@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class BlobRecord:
+    """A stored blob: its size and, if the blob store kept it in place, its location."""
+
+    size: int
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestRecord:
     """A stored manifest: its exact bytes and what the registry learned from them."""
 

@@ -38,6 +38,9 @@ blobs = Table(
     Column("digest", DIGEST, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", Float, nullable=False),
+    # Set when the blob store published the bytes in place (BlobStore.commit_upload); NULL
+    # when they are at the digest's own place.
+    Column("location", Text),
 )
 
 repository_blobs = Table(

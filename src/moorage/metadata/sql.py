@@ -32,6 +32,7 @@ from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata import schema as s
 from moorage.metadata.port import UploadBusy
 from moorage.metadata.records import (
+    BlobRecord,
     ManifestRecord,
     ManifestReferences,
     ReferrerRecord,
@@ -107,8 +108,9 @@ def make_engine(url: str, pool_timeout: float = POOL_TIMEOUT_SECONDS) -> Engine:
 # Hot-path statements are built once: constructing a SQLAlchemy expression costs more than
 # running the query on SQLite.
 _REPOSITORY_ID = select(s.repositories.c.id).where(s.repositories.c.name == bindparam("name"))
-_LINKED_BLOB_SIZE = (
-    select(s.blobs.c.size)
+_BLOB = select(s.blobs.c.size, s.blobs.c.location).where(s.blobs.c.digest == bindparam("digest"))
+_LINKED_BLOB = (
+    select(s.blobs.c.size, s.blobs.c.location)
     .select_from(
         s.repositories.join(
             s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
@@ -171,6 +173,10 @@ def _session(row: Any) -> UploadSession:
     )
 
 
+class _Keep:
+    """For ``_link_blob``: leave an existing blob's location as it is."""
+
+
 class SqlMetadataStore:
     """A :class:`~moorage.metadata.port.MetadataStore` over an SQLAlchemy engine."""
 
@@ -190,6 +196,10 @@ class SqlMetadataStore:
                 s.manifest_children,
             )
         }
+        upsert_blob = dialect_insert(s.blobs)
+        self._upsert_blob = upsert_blob.on_conflict_do_update(
+            index_elements=[s.blobs.c.digest], set_={"location": upsert_blob.excluded.location}
+        )
         upsert_tag = dialect_insert(s.tags)
         self._upsert_tag = upsert_tag.on_conflict_do_update(
             index_elements=[s.tags.c.repository_id, s.tags.c.name],
@@ -290,23 +300,41 @@ class SqlMetadataStore:
         with self._write() as conn:
             self._link_blob(conn, repository, digest, size)
 
-    def _link_blob(self, conn: Connection, repository: str, digest: str, size: int) -> None:
+    def store_blob(self, repository: str, digest: str, size: int, location: str | None) -> None:
+        with self._write() as conn:
+            self._link_blob(conn, repository, digest, size, location)
+
+    def _link_blob(
+        self,
+        conn: Connection,
+        repository: str,
+        digest: str,
+        size: int,
+        location: str | type[_Keep] | None = _Keep,
+    ) -> None:
         now = time.time()
         repository_id = self._ensure_repository(conn, repository)
-        conn.execute(
-            self._insert_ignore[s.blobs], {"digest": digest, "size": size, "created_at": now}
-        )
+        row = {"digest": digest, "size": size, "created_at": now}
+        if location is _Keep:
+            conn.execute(self._insert_ignore[s.blobs], row)
+        else:
+            conn.execute(self._upsert_blob, {**row, "location": location})
         conn.execute(
             self._insert_ignore[s.repository_blobs],
             {"repository_id": repository_id, "digest": digest, "created_at": now},
         )
 
-    def linked_blob_size(self, repository: str, digest: str) -> int | None:
+    def blob(self, digest: str) -> BlobRecord | None:
         with self._read() as conn:
-            size = conn.execute(
-                _LINKED_BLOB_SIZE, {"repository": repository, "digest": digest}
-            ).scalar_one_or_none()
-        return None if size is None else int(size)
+            row = conn.execute(_BLOB, {"digest": digest}).one_or_none()
+        return None if row is None else BlobRecord(int(row.size), row.location)
+
+    def linked_blob(self, repository: str, digest: str) -> BlobRecord | None:
+        with self._read() as conn:
+            row = conn.execute(
+                _LINKED_BLOB, {"repository": repository, "digest": digest}
+            ).one_or_none()
+        return None if row is None else BlobRecord(int(row.size), row.location)
 
     def unlink_blob(self, repository: str, digest: str) -> bool:
         with self._write() as conn:
@@ -588,13 +616,19 @@ class SqlMetadataStore:
             return result.rowcount > 0
 
     def complete_upload(
-        self, upload_id: str, token: float, repository: str, digest: str, size: int
+        self,
+        upload_id: str,
+        token: float,
+        repository: str,
+        digest: str,
+        size: int,
+        location: str | None,
     ) -> bool:
         with self._write() as conn:
             ended = conn.execute(delete(s.uploads).where(self._held(upload_id, token)))
             if ended.rowcount == 0:
                 return False
-            self._link_blob(conn, repository, digest, size)
+            self._link_blob(conn, repository, digest, size, location)
             return True
 
     def discard_upload(self, upload_id: str, token: float) -> bool:

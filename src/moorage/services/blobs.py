@@ -14,6 +14,8 @@ from moorage.storage.port import BlobStore
 class BlobInfo:
     digest: Digest
     size: int
+    # Where the blob store keeps it, for the store's reading methods (None: the digest's place).
+    location: str | None = None
 
 
 def _unknown(digest: Digest) -> RegistryError:
@@ -28,10 +30,10 @@ class BlobService:
 
     def stat(self, repository: str, digest: Digest) -> BlobInfo:
         """The blob if ``repository`` may serve it: linked to it and present in storage."""
-        size = self.metadata.linked_blob_size(repository, str(digest))
-        if size is None or self.blobs.stat(digest) is None:
+        record = self.metadata.linked_blob(repository, str(digest))
+        if record is None or self.blobs.stat(digest, record.location) is None:
             raise _unknown(digest)
-        return BlobInfo(digest, size)
+        return BlobInfo(digest, record.size, record.location)
 
     def delete(self, repository: str, digest: Digest) -> None:
         """Unlink the blob from the repository. Storage is reclaimed by garbage collection."""

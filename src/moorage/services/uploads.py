@@ -121,13 +121,13 @@ class Append:
                 raise _digest_mismatch(digest)
             self._renew()  # publishing under an expired lease could race a new holder
             proven = digest.algorithm == session.algorithm
-            uploads._publish(self._lease, digest, size, proven)
+            location = uploads._publish(self._lease, digest, size, proven)
         except BaseException:
             self.abort()  # unless the session was discarded: back to where it was, unlocked
             raise
         self._end(
             lambda token: uploads.metadata.complete_upload(
-                session.id, token, session.repository, str(digest), size
+                session.id, token, session.repository, str(digest), size, location
             )
         )
 
@@ -186,7 +186,7 @@ class WholeBlob:
         # GIL while it hashes, so receiving the next bytes overlaps with hashing these.
         self._hasher = hashlib.new(digest.algorithm)
         self._upload_id = uuid.uuid4().hex
-        stored = uploads.blobs.stat(digest) is not None
+        stored = uploads.stored(digest)[0] is not None
         self._writer: UploadWriter | None = None
         # Written in place (published by close() once verified), or staged as an upload.
         self._direct = False
@@ -207,14 +207,20 @@ class WholeBlob:
         if self._hasher.hexdigest() != self._digest.encoded:
             self.abort()
             raise _digest_mismatch(self._digest)
-        if self._writer is not None:
-            self._writer.close()
-            if not self._direct:
-                try:
-                    self._uploads.blobs.commit_upload(self._upload_id, self._digest, self.written)
-                except BlobNotFound:  # swept away while the client sent nothing for a day
-                    raise _bytes_lost() from None
-        self._uploads.metadata.link_blob(self._repository, str(self._digest), self.written)
+        metadata, repository, digest = self._uploads.metadata, self._repository, str(self._digest)
+        if self._writer is None:  # already stored
+            metadata.link_blob(repository, digest, self.written)
+            return
+        self._writer.close()
+        location = None
+        if not self._direct:
+            try:
+                location = self._uploads.blobs.commit_upload(
+                    self._upload_id, self._digest, self.written
+                )
+            except BlobNotFound:  # swept away while the client sent nothing for a day
+                raise _bytes_lost() from None
+        metadata.store_blob(repository, digest, self.written, location)
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -335,21 +341,35 @@ class UploadService:
             raise _bytes_lost() from None
         return hasher.finalize()
 
-    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> None:
-        """Move the verified upload into place as blob ``digest``.
+    def stored(self, digest: Digest) -> tuple[int | None, str | None]:
+        """The size of blob ``digest`` if the store has it (else None), and its location."""
+        record = self.metadata.blob(str(digest))
+        location = record.location if record is not None else None
+        return self.blobs.stat(digest, location), location
 
-        ``proven``: the session's own hash state matched ``digest``. If the upload's file is
-        gone but the blob is stored with its size, an earlier PUT of this session published
-        it and stopped (crash, cut connection) before its database commit: finishing is then
-        correct. Without that proof the stored blob may be someone else's, and is not linked."""
+    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> str | None:
+        """Make the verified upload blob ``digest``; returns the blob's location.
+
+        A blob already stored is kept and the upload's bytes dropped: a layer pushed again
+        costs no second copy in the store.
+
+        ``proven``: the session's own hash state matched ``digest``. If the upload is gone but
+        the blob is stored with its size, an earlier PUT of this session published it and
+        stopped (crash, cut connection) before its database commit: finishing is then correct.
+        Without that proof the stored blob may be someone else's, and is not linked."""
+        stored_size, location = self.stored(digest)
+        if stored_size == size:
+            self.blobs.abort_upload(lease.upload_id)
+            return location
         try:
-            self.blobs.commit_upload(lease.upload_id, digest, size)
+            return self.blobs.commit_upload(lease.upload_id, digest, size)
         except UploadTruncated:
             self._discard_held(lease)
             raise _bytes_lost() from None
         except BlobNotFound:
-            if proven and self.blobs.stat(digest) == size:
-                return
+            stored_size, location = self.stored(digest)
+            if proven and stored_size == size:
+                return location
             self._discard_held(lease)
             raise _unknown_upload(lease.upload_id) from None
 
@@ -381,10 +401,10 @@ class UploadService:
 
     def mount(self, repository: str, digest: Digest, source: str) -> bool:
         """Link ``digest`` from ``source`` into ``repository``; False if the source lacks it."""
-        size = self.metadata.linked_blob_size(source, str(digest))
-        if size is None or self.blobs.stat(digest) is None:
+        record = self.metadata.linked_blob(source, str(digest))
+        if record is None or self.blobs.stat(digest, record.location) is None:
             return False
-        self.metadata.link_blob(repository, str(digest), size)
+        self.metadata.link_blob(repository, str(digest), record.size)
         return True
 
     def expire(self) -> int:

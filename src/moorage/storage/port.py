@@ -44,30 +44,39 @@ class UploadWriter(Protocol):
 class BlobStore(Protocol):
     """Bytes by digest, plus in-progress uploads by id.
 
-    A blob becomes visible (``stat`` finds it) only through :meth:`commit_upload`, which
-    publishes a complete upload atomically; nothing half-written is ever visible. Publishing the
-    same digest twice is harmless (the content is identical by definition).
+    A blob becomes visible (``stat`` finds it) only through :meth:`commit_upload` or a closed
+    :meth:`open_blob` writer, which publish complete, verified bytes atomically; nothing
+    half-written is ever visible. Publishing the same digest twice is harmless (the content is
+    identical by definition).
+
+    A blob lives at its digest's own place, or at a *location*: an opaque string
+    :meth:`commit_upload` returns when the store published the upload's bytes where they were
+    written instead of moving them (an object store cannot rename, and copying costs a second
+    transfer). The caller keeps the location (in the metadata database) and passes it back to
+    every method that reads or deletes the blob; ``location=None`` means the digest's place.
     """
 
-    def stat(self, digest: Digest) -> int | None:
+    def stat(self, digest: Digest, location: str | None = None) -> int | None:
         """The blob's size in bytes, or None when it is not stored."""
 
-    def local_path(self, digest: Digest) -> Path | None:
+    def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         """A filesystem path the server may send directly (zero-copy), or None if remote."""
 
-    def read(self, digest: Digest, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+    def read(
+        self, digest: Digest, first: int = 0, last: int | None = None, location: str | None = None
+    ) -> Iterator[bytes]:
         """Stream bytes ``first..last`` (inclusive; ``last=None`` to the end).
 
         Raises :class:`BlobNotFound` before yielding anything if the blob is missing."""
 
-    def redirect_url(self, digest: Digest) -> str | None:
+    def redirect_url(self, digest: Digest, location: str | None = None) -> str | None:
         """A URL clients may fetch the blob from directly, or None to stream through us."""
 
-    def delete(self, digest: Digest) -> None:
+    def delete(self, digest: Digest, location: str | None = None) -> None:
         """Remove the blob; deleting a missing blob is not an error (idempotent)."""
 
-    def iter_digests(self) -> Iterator[Digest]:
-        """Every stored blob, in no particular order."""
+    def iter_blobs(self) -> Iterator[tuple[Digest, str | None]]:
+        """Every stored blob with its location, in no particular order."""
 
     def open_upload(self, upload_id: str, offset: int) -> UploadWriter:
         """Start appending to upload ``upload_id`` at ``offset`` (0 creates it).
@@ -90,12 +99,17 @@ class BlobStore(Protocol):
     def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
         """Stream the first ``size`` bytes of an upload in progress."""
 
-    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> None:
-        """Publish the first ``size`` bytes of the upload as blob ``digest`` and remove the upload.
+    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> str | None:
+        """Publish the first ``size`` bytes of the upload as blob ``digest``. Afterwards
+        the upload is no longer listed by :meth:`stale_uploads`; :meth:`abort_upload` still
+        removes what it published (for a session that ends without recording the blob).
 
-        The caller has verified the digest while writing. Raises :class:`BlobNotFound` if
-        the upload does not exist, :class:`UploadTruncated` if it holds fewer than ``size``
-        bytes."""
+        Returns the blob's location if the store published it in place, else None (the blob is
+        at the digest's own place). Committing an upload again after it succeeded
+        returns the same location, or raises BlobNotFound once the upload was moved (the caller
+        then finds the blob with :meth:`stat`). The caller has verified the digest
+        while writing. Raises :class:`BlobNotFound` if the upload does not exist,
+        :class:`UploadTruncated` if it holds fewer than ``size`` bytes."""
 
     def abort_upload(self, upload_id: str) -> None:
         """Remove the upload's bytes; idempotent."""

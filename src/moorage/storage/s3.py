@@ -10,16 +10,23 @@ Layout in the bucket, under ``storage.s3.prefix``::
     ├── uploads/
     │   └── 5f0c…(upload id)/
     │       ├── 00000000000000000000       bytes of the append that started at offset 0
-    │       └── 00000000000008388608       … of the append that started at offset 8388608
+    │       ├── 00000000000008388608       … of the append that started at offset 8388608
+    │       └── published                  once the upload is a blob: "<digest>\n<location>"
     └── probe/<uuid>                        written, read and deleted by ``probe()``
 
 Each append is one object, written as a multipart upload with bounded part buffers, so no
 append ever holds a whole blob in memory or on disk. An S3 object exists only once complete,
 so the listing of ``uploads/<id>/`` *is* the upload's durable state: any worker, or the same
-one after a restart, continues from it (see ``segments.py`` for which bytes count). A blob is
-published by one server-side copy when the upload is a single append (a monolithic push or a
-single PATCH: the common case), otherwise by streaming its segments into one multipart upload
-of the blob key; either way it appears atomically, complete or not at all.
+one after a restart, continues from it (see ``segments.py`` for which bytes count).
+
+A monolithic push (``open_blob``) streams straight to the blob's key. An upload session is
+published *in place*: its segments stay where they are, the ``published`` marker keeps the
+sweeper away from them, and ``commit_upload`` returns their location (``segments.py``) for the
+metadata database to keep. S3 cannot rename, and copying to the blob's key would cost a
+second transfer of every byte (moto copies at the speed it receives, halving the push rate;
+S3's own copy runs at a few hundred MiB/s). The exception: with redirects on, a blob of
+several segments is concatenated into the blob's key, because a pre-signed URL names one
+object. Either way the blob appears atomically, complete or not at all.
 """
 
 from __future__ import annotations
@@ -44,8 +51,12 @@ from moorage.storage.s3_errors import classify, is_missing_key
 from moorage.storage.s3_writer import SegmentWriter
 from moorage.storage.segments import (
     Piece,
+    PieceRef,
     Segment,
+    byte_ranges,
     contiguous,
+    decode_location,
+    encode_location,
     extent,
     parse_segment_name,
     segment_name,
@@ -56,9 +67,12 @@ if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
 READ_CHUNK = 1024 * 1024
-# S3's single CopyObject limit; bigger single-append uploads are streamed instead.
-MAX_COPY_BYTES = 5 * 1024**3
 PROBE_PAYLOAD = b"moorage storage probe"
+# The marker object of an upload published in place.
+PUBLISHED = "published"
+# A blob of more appends than this is concatenated at commit rather than kept in place, which
+# bounds the location string (about 25 bytes a piece) and the GETs a pull makes.
+MAX_LOCATION_PIECES = 64
 
 
 class _Failures(AbstractContextManager[None]):
@@ -163,6 +177,11 @@ class S3BlobStore:
             redirect_expiry=timedelta(seconds=s3.redirect_expiry_seconds) if s3.redirect else None,
         )
 
+    @property
+    def root(self) -> str:
+        """The key prefix everything of this store lives under ("" or ending in "/")."""
+        return self._root
+
     # --- keys ---
 
     def _blob_key(self, digest: Digest) -> str:
@@ -182,16 +201,42 @@ class S3BlobStore:
         except FileNotFoundError:
             pass
 
-    def _segments(self, upload_id: str) -> list[Segment]:
+    def _upload_keys(self, upload_id: str) -> list[tuple[str, int]]:
+        """Every object under the upload's directory (segments and marker), with its size."""
+        with self.failures:
+            return [
+                (meta["path"], meta["size"])
+                for batch in obstore.list(self.s3, self._upload_dir(upload_id), chunk_size=1000)
+                for meta in batch
+            ]
+
+    def _listing(self, upload_id: str) -> tuple[list[Segment], bool]:
+        """The upload's segments, and whether it was published in place (it is a blob then,
+        no longer an upload that may be appended to or read as one)."""
         directory = self._upload_dir(upload_id)
         found: list[Segment] = []
-        with self.failures:
-            for batch in obstore.list(self.s3, directory, chunk_size=1000):
-                for meta in batch:
-                    start = parse_segment_name(meta["path"][len(directory) :])
-                    if start is not None:
-                        found.append(Segment(meta["path"], start, meta["size"]))
-        return found
+        published = False
+        for key, size in self._upload_keys(upload_id):
+            name = key[len(directory) :]
+            published = published or name == PUBLISHED
+            start = parse_segment_name(name)
+            if start is not None:
+                found.append(Segment(key, start, size))
+        return found, published
+
+    def _segments(self, upload_id: str) -> list[Segment]:
+        """The segments of an upload in progress ([] once it is a blob)."""
+        segments, published = self._listing(upload_id)
+        return [] if published else segments
+
+    def _location_keys(self, location: str) -> tuple[str, list[PieceRef]]:
+        """The upload directory and pieces of a location; BlobNotFound for a malformed one
+        (the database and the store disagree: nothing there to serve)."""
+        decoded = decode_location(location)
+        if decoded is None:
+            raise BlobNotFound(location[:64])
+        upload_id, refs = decoded
+        return self._upload_dir(upload_id), refs
 
     def _stream(self, key: str, options: GetOptions | None = None) -> Iterator[bytes]:
         """Issue the GET now (so a missing key raises before anything is yielded)."""
@@ -210,17 +255,26 @@ class S3BlobStore:
 
     # --- BlobStore ---
 
-    def stat(self, digest: Digest) -> int | None:
+    def stat(self, digest: Digest, location: str | None = None) -> int | None:
         try:
-            with self.failures:
-                return obstore.head(self.s3, self._blob_key(digest))["size"]
-        except FileNotFoundError:
+            if location is None:
+                with self.failures:
+                    return obstore.head(self.s3, self._blob_key(digest))["size"]
+            directory, refs = self._location_keys(location)
+            with self.failures:  # the first piece stands for all: they are deleted together
+                obstore.head(self.s3, directory + segment_name(refs[0].start))
+            return sum(ref.length for ref in refs)
+        except (FileNotFoundError, BlobNotFound):
             return None
 
-    def local_path(self, digest: Digest) -> Path | None:
+    def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         return None
 
-    def read(self, digest: Digest, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+    def read(
+        self, digest: Digest, first: int = 0, last: int | None = None, location: str | None = None
+    ) -> Iterator[bytes]:
+        if location is not None:
+            return self._read_in_place(location, first, last)
         options: GetOptions = {}
         if last is not None:
             options["range"] = (first, last + 1)
@@ -231,16 +285,53 @@ class S3BlobStore:
         except FileNotFoundError:
             raise BlobNotFound(str(digest)) from None
 
-    def redirect_url(self, digest: Digest) -> str | None:
+    def _read_in_place(self, location: str, first: int, last: int | None) -> Iterator[bytes]:
+        directory, refs = self._location_keys(location)
+        ranges = [
+            (directory + segment_name(start), low, high)
+            for start, low, high in byte_ranges(refs, first, last)
+        ]
+        if not ranges:
+            return iter(())
+        key, low, high = ranges[0]
+        try:  # the first GET now, so that a missing blob raises before anything is yielded
+            head = self._stream(key, {"range": (low, high)})
+        except FileNotFoundError:
+            raise BlobNotFound(location[:64]) from None
+        return self._chain(head, ranges[1:])
+
+    def _chain(self, head: Iterator[bytes], rest: list[tuple[str, int, int]]) -> Iterator[bytes]:
+        yield from head
+        for key, low, high in rest:
+            try:
+                yield from self._stream(key, {"range": (low, high)})
+            except FileNotFoundError:  # deleted under us: the client sees a short read
+                raise BlobNotFound(key) from None
+
+    def redirect_url(self, digest: Digest, location: str | None = None) -> str | None:
         if self._redirect_expiry is None:
             return None
+        key = self._blob_key(digest)
+        if location is not None:
+            directory, refs = self._location_keys(location)
+            if len(refs) != 1:  # kept in place before redirects were turned on
+                return None
+            # A single-piece location is always a whole segment (see commit_upload).
+            key = directory + segment_name(refs[0].start)
         with self.failures:
-            return obstore.sign(self.s3, "GET", self._blob_key(digest), self._redirect_expiry)
+            return obstore.sign(self.s3, "GET", key, self._redirect_expiry)
 
-    def delete(self, digest: Digest) -> None:
-        self.delete_key(self._blob_key(digest))
+    def delete(self, digest: Digest, location: str | None = None) -> None:
+        if location is None:
+            self.delete_key(self._blob_key(digest))
+            return
+        decoded = decode_location(location)
+        if decoded is not None:
+            self.abort_upload(decoded[0])
 
-    def iter_digests(self) -> Iterator[Digest]:
+    def iter_blobs(self) -> Iterator[tuple[Digest, str | None]]:
+        """Blobs at their digest's key, then those published in place (one GET of each
+        marker: this is for rare full sweeps, not for requests)."""
         prefix = f"{self._root}blobs/"
         with self.failures:
             batches = list(obstore.list(self.s3, prefix, chunk_size=1000))
@@ -250,12 +341,32 @@ class S3BlobStore:
                 if len(parts) != 3 or parts[0] not in ALGORITHMS:
                     continue
                 try:
-                    yield Digest.parse(f"{parts[0]}:{parts[2]}")
+                    yield Digest.parse(f"{parts[0]}:{parts[2]}"), None
                 except RegistryError:  # a stray key someone put there
                     continue
+        for marker in self._published_markers():
+            try:
+                with self.failures:
+                    text = bytes(obstore.get(self.s3, marker).bytes()).decode()
+                digest, _, location = text.partition("\n")
+                yield Digest.parse(digest), location
+            except (FileNotFoundError, UnicodeDecodeError, RegistryError):
+                continue  # deleted since the listing, or not ours
+
+    def _published_markers(self) -> list[str]:
+        suffix = f"/{PUBLISHED}"
+        with self.failures:
+            return [
+                meta["path"]
+                for batch in obstore.list(self.s3, f"{self._root}uploads/", chunk_size=1000)
+                for meta in batch
+                if meta["path"].endswith(suffix)
+            ]
 
     def open_upload(self, upload_id: str, offset: int) -> _S3UploadWriter:
-        segments = self._segments(upload_id)
+        segments, published = self._listing(upload_id)
+        if published:  # its segments are a blob now: never write over them
+            raise BlobNotFound(upload_id)
         if offset > 0:
             if not segments:
                 raise BlobNotFound(upload_id)
@@ -295,29 +406,52 @@ class S3BlobStore:
             except FileNotFoundError:  # aborted under us: the caller sees a short read
                 raise BlobNotFound(piece.segment.key) from None
 
-    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> None:
-        segments = self._segments(upload_id)
+    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> str | None:
+        segments, _ = self._listing(upload_id)  # published already: this is a retry
         if not segments:
             raise BlobNotFound(upload_id)
         pieces = contiguous(segments, size)
         if extent(pieces) < size:
             raise UploadTruncated(upload_id)
-        target = self._blob_key(digest)
         whole = [p for p in pieces if p.length > 0]
-        single = len(whole) == 1 and whole[0].segment.size == size
+        if whole and self._keep_in_place(whole):
+            return self._publish_in_place(upload_id, digest, whole, segments)
+        target = self._blob_key(digest)
         try:
             with self.failures:
-                if single and size <= MAX_COPY_BYTES:
-                    # Server-side: no byte passes through us. Same digest, same bytes, so
-                    # overwriting a concurrent twin is harmless (and S3 cannot copy-if-absent).
-                    obstore.copy(self.s3, whole[0].segment.key, target, overwrite=True)
-                elif size == 0:
+                if size == 0:
                     obstore.put(self.s3, target, b"")
                 else:
                     self._concatenate(pieces, target)
         except FileNotFoundError:
             raise BlobNotFound(upload_id) from None
         self.abort_upload(upload_id)
+        return None
+
+    def _keep_in_place(self, pieces: list[Piece]) -> bool:
+        """Whether the pieces can be the blob where they are: each is its whole segment (no
+        bytes of an interrupted append hide in one), and a redirect, which names one object,
+        is possible when redirects are on."""
+        if any(piece.length != piece.segment.size for piece in pieces):
+            return False
+        if self._redirect_expiry is not None:
+            return len(pieces) == 1
+        return len(pieces) <= MAX_LOCATION_PIECES
+
+    def _publish_in_place(
+        self, upload_id: str, digest: Digest, pieces: list[Piece], segments: list[Segment]
+    ) -> str:
+        location = encode_location(upload_id, pieces)
+        used = {piece.segment.key for piece in pieces}
+        for segment in segments:  # left by an append that was started over
+            if segment.key not in used:
+                self.delete_key(segment.key)
+        # Written last: once it exists the sweeper leaves the upload alone, and it names what
+        # the upload became (for a full sweep of the store, see iter_blobs).
+        with self.failures:
+            marker = self._upload_dir(upload_id) + PUBLISHED
+            obstore.put(self.s3, marker, f"{digest}\n{location}".encode())
+        return location
 
     def _concatenate(self, pieces: list[Piece], target: str) -> None:
         """Stream the pieces into one multipart upload of ``target``, a part at a time.
@@ -335,20 +469,23 @@ class S3BlobStore:
         writer.close()
 
     def abort_upload(self, upload_id: str) -> None:
-        for segment in self._segments(upload_id):
-            self.delete_key(segment.key)
+        for key, _ in self._upload_keys(upload_id):
+            self.delete_key(key)
 
     def stale_uploads(self, modified_before: float) -> Iterator[str]:
         prefix = f"{self._root}uploads/"
         newest: dict[str, float] = {}
+        published: set[str] = set()
         with self.failures:
             for batch in obstore.list(self.s3, prefix, chunk_size=1000):
                 for meta in batch:
-                    upload_id = meta["path"][len(prefix) :].split("/", 1)[0]
+                    upload_id, _, name = meta["path"][len(prefix) :].partition("/")
+                    if name == PUBLISHED:
+                        published.add(upload_id)
                     modified = meta["last_modified"].timestamp()
                     newest[upload_id] = max(newest.get(upload_id, modified), modified)
         for upload_id, modified in newest.items():
-            if modified < modified_before:
+            if modified < modified_before and upload_id not in published:
                 yield upload_id
 
     def check(self) -> None:

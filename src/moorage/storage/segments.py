@@ -68,3 +68,53 @@ def contiguous(segments: list[Segment], limit: int | None = None) -> list[Piece]
 
 def extent(pieces: list[Piece]) -> int:
     return sum(piece.length for piece in pieces)
+
+
+# --- a blob published in place: its location is the upload's pieces ------------------------------
+#
+# Copying an upload's bytes to the blob's own key costs a second transfer inside the store (and
+# S3 copies at a few hundred MiB/s at best), so a blob may instead stay where its upload wrote
+# it. Its *location*, kept in the metadata database, names the upload and the pieces that form
+# the blob: ``<upload id>/<start>+<length>[/<start>+<length>...]``.
+
+
+@dataclass(frozen=True)
+class PieceRef:
+    """``length`` bytes from the beginning of the segment that starts at ``start``."""
+
+    start: int
+    length: int
+
+
+def encode_location(upload_id: str, pieces: list[Piece]) -> str:
+    refs = "/".join(f"{piece.segment.start}+{piece.length}" for piece in pieces)
+    return f"{upload_id}/{refs}"
+
+
+def decode_location(location: str) -> tuple[str, list[PieceRef]] | None:
+    """The upload id and pieces of ``location``, or None if it is not one of ours."""
+    upload_id, _, rest = location.partition("/")
+    if not upload_id or not rest or upload_id.strip("0123456789abcdef"):
+        return None
+    refs: list[PieceRef] = []
+    for text in rest.split("/"):
+        start, plus, length = text.partition("+")
+        if not plus or not start.isdigit() or not length.isdigit():
+            return None
+        refs.append(PieceRef(int(start), int(length)))
+    return upload_id, refs
+
+
+def byte_ranges(refs: list[PieceRef], first: int, last: int | None) -> list[tuple[int, int, int]]:
+    """For bytes ``first..last`` (inclusive; None: to the end) of the blob the pieces form:
+    ``(segment start, offset in segment, end offset in segment)`` for each piece they touch."""
+    ranges: list[tuple[int, int, int]] = []
+    position = 0
+    for ref in refs:
+        piece_first, piece_end = position, position + ref.length
+        position = piece_end
+        low = max(first, piece_first)
+        high = piece_end if last is None else min(last + 1, piece_end)
+        if low < high:
+            ranges.append((ref.start, low - piece_first, high - piece_first))
+    return ranges

@@ -36,8 +36,9 @@ class Rules:
             if access == CATALOG_ACCESS and not identity.anonymous:
                 allowed.add("*")
             if identity.limit is not None:
-                allowed &= {a for held in identity.limit if held.name == access.name
-                            for a in held.actions}
+                allowed &= {
+                    a for held in identity.limit if held.name == access.name for a in held.actions
+                }
             if access.actions & allowed:
                 granted.append(Access(access.type, access.name, access.actions & allowed))
         return granted

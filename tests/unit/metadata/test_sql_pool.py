@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.migrate import upgrade
+from moorage.metadata.records import BlobRecord
 from moorage.metadata.sql import POOL_OVERFLOW, POOL_SIZE, SqlMetadataStore, make_engine
 
 READERS = POOL_SIZE + POOL_OVERFLOW + 16  # more threads than connections, like anyio's 40 + more
@@ -26,8 +27,8 @@ def test_more_reading_threads_than_connections_never_wait_for_the_pool(tmp_path:
 
     def reader(_: int) -> int:
         start.wait()
-        sizes = [store.linked_blob_size("r/a", "sha256:" + "a" * 64) for _ in range(20)]
-        return sum(size or 0 for size in sizes)
+        blobs = [store.linked_blob("r/a", "sha256:" + "a" * 64) for _ in range(20)]
+        return sum(blob.size for blob in blobs if blob is not None)
 
     began = time.monotonic()
     with ThreadPoolExecutor(READERS) as pool:
@@ -55,4 +56,4 @@ def test_an_exhausted_pool_is_503_not_a_hang(tmp_path: Path) -> None:
         for conn in held:
             conn.close()
     store.link_blob("r/a", "sha256:" + "a" * 64, 3)  # and it recovers
-    assert store.linked_blob_size("r/a", "sha256:" + "a" * 64) == 3
+    assert store.linked_blob("r/a", "sha256:" + "a" * 64) == BlobRecord(3)

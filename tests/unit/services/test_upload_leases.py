@@ -13,6 +13,7 @@ import pytest
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.migrate import upgrade
+from moorage.metadata.records import BlobRecord
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
@@ -85,7 +86,7 @@ def test_put_holds_the_session_until_the_blob_is_linked(
             416,
         )
     put.complete(digest(DATA))
-    assert store.linked_blob_size(REPO, str(digest(DATA))) == len(DATA)
+    assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
     assert store.get_upload(REPO, session.id) is None
 
 
@@ -108,14 +109,14 @@ def test_an_expired_holder_cannot_record_complete_or_discard(
     assert code_of(stale.finish)[0] is ErrorCode.BLOB_UPLOAD_INVALID
     assert code_of(lambda: stale.complete(digest(b"")))[0] is ErrorCode.BLOB_UPLOAD_INVALID
     assert store.get_upload(REPO, session.id).offset == 100  # type: ignore[union-attr]
-    assert blobs.stat(digest(b"")) is None or store.linked_blob_size(REPO, str(digest(b""))) is None
+    assert blobs.stat(digest(b"")) is None or store.linked_blob(REPO, str(digest(b""))) is None
 
     # The same fencing at the store: an old token changes nothing.
     token = clock.now + 60
     assert store.claim_upload(REPO, session.id, clock.now, token) is not None
     assert not store.extend_lease(session.id, token - 1, token + 60)
     assert not store.release_upload(session.id, token - 1, 0, b"", clock.now)
-    assert not store.complete_upload(session.id, token - 1, REPO, str(digest(b"")), 0)
+    assert not store.complete_upload(session.id, token - 1, REPO, str(digest(b"")), 0, None)
     assert not store.discard_upload(session.id, token - 1)
     assert store.extend_lease(session.id, token, token + 60)
 
@@ -131,7 +132,7 @@ def test_a_slow_request_keeps_its_lease_alive(
     assert code_of(lambda: uploads.begin_append(REPO, session.id, None))[1] == 416
     slow.write(DATA[10:])
     slow.complete(digest(DATA))
-    assert store.linked_blob_size(REPO, str(digest(DATA))) == len(DATA)
+    assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
 
 
 def test_the_sweeper_leaves_a_session_in_use_alone(
@@ -157,7 +158,7 @@ def test_a_session_cancelled_during_its_put_is_unknown_not_a_500(
     put.write(DATA)
     uploads.cancel(REPO, session.id)
     assert code_of(lambda: put.complete(digest(DATA))) == (ErrorCode.BLOB_UPLOAD_UNKNOWN, 404)
-    assert store.linked_blob_size(REPO, str(digest(DATA))) is None
+    assert store.linked_blob(REPO, str(digest(DATA))) is None
 
 
 def test_progress_is_recorded_only_after_the_bytes_are_on_disk(
@@ -196,7 +197,7 @@ def test_a_put_with_no_body_on_truncated_bytes_never_publishes_zeros(
         f.truncate(1000)  # what a power failure can leave
     put = uploads.begin_append(REPO, session.id, None)
     assert code_of(lambda: put.complete(digest(DATA)))[0] is ErrorCode.BLOB_UPLOAD_INVALID
-    assert store.linked_blob_size(REPO, str(digest(DATA))) is None
+    assert store.linked_blob(REPO, str(digest(DATA))) is None
     assert not (tmp_path / "data" / "blobs" / "sha256" / digest(DATA).encoded[:2]).exists()
 
 
@@ -213,7 +214,7 @@ def test_a_put_retried_after_publishing_but_before_the_commit_succeeds(
     blobs.commit_upload(session.id, digest(DATA), len(DATA))  # then the process died
     retry = uploads.begin_append(REPO, session.id, None)
     retry.complete(digest(DATA))
-    assert store.linked_blob_size(REPO, str(digest(DATA))) == len(DATA)
+    assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
 
 
 def test_a_vanished_upload_is_not_linked_to_someone_elses_blob(
@@ -230,4 +231,4 @@ def test_a_vanished_upload_is_not_linked_to_someone_elses_blob(
     blobs.abort_upload(session.id)
     put = uploads.begin_append(REPO, session.id, None)
     assert code_of(lambda: put.complete(digest(DATA)))[0] is ErrorCode.DIGEST_INVALID
-    assert store.linked_blob_size(REPO, str(digest(DATA))) is None
+    assert store.linked_blob(REPO, str(digest(DATA))) is None

@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,61 +46,98 @@ def append(store: BlobStore, upload_id: str, offset: int, *chunks: bytes) -> Non
     writer.close()
 
 
-def publish(store: BlobStore, data: bytes, upload_id: str = "a" * 32) -> Digest:
-    append(store, upload_id, 0, data)
+@dataclass(frozen=True)
+class Stored:
+    """A published blob as the caller keeps it: its digest and the location commit gave."""
+
+    digest: Digest
+    location: str | None
+
+
+def commit(store: BlobStore, upload_id: str, data: bytes) -> Stored:
     digest = digest_of(data)
-    store.commit_upload(upload_id, digest, len(data))
-    return digest
+    return Stored(digest, store.commit_upload(upload_id, digest, len(data)))
 
 
-def read_all(store: BlobStore, digest: Digest, first: int = 0, last: int | None = None) -> bytes:
-    return b"".join(store.read(digest, first, last))
+def publish(store: BlobStore, data: bytes, upload_id: str = "a" * 32) -> Stored:
+    append(store, upload_id, 0, data)
+    return commit(store, upload_id, data)
+
+
+def read_all(store: BlobStore, blob: Stored, first: int = 0, last: int | None = None) -> bytes:
+    return b"".join(store.read(blob.digest, first, last, blob.location))
+
+
+def stat(store: BlobStore, blob: Stored) -> int | None:
+    return store.stat(blob.digest, blob.location)
+
+
+def listed(store: BlobStore) -> list[Stored]:
+    return [Stored(digest, location) for digest, location in store.iter_blobs()]
 
 
 def test_a_blob_is_visible_only_after_commit(store: BlobStore) -> None:
     data = b"layer bytes" * 1000
     digest = digest_of(data)
-    append(store, "u1" * 16, 0, data)
+    append(store, "1f" * 16, 0, data)
     assert store.stat(digest) is None
-    assert digest not in set(store.iter_digests())
-    store.commit_upload("u1" * 16, digest, len(data))
-    assert store.stat(digest) == len(data)
-    assert read_all(store, digest) == data
-    assert digest in set(store.iter_digests())
-    assert store.upload_size("u1" * 16) is None  # the upload is gone once published
+    assert listed(store) == []
+    blob = commit(store, "1f" * 16, data)
+    assert stat(store, blob) == len(data)
+    assert read_all(store, blob) == data
+    assert listed(store) == [blob]
+    assert store.upload_size("1f" * 16) is None  # the upload is gone once published
+
+
+def test_a_published_upload_is_never_swept(store: BlobStore) -> None:
+    blob = publish(store, b"kept for good")
+    assert list(store.stale_uploads(time.time() + 60)) == []
+    assert read_all(store, blob) == b"kept for good"
+
+
+def test_committing_again_after_success_finds_the_same_blob(store: BlobStore) -> None:
+    """A PUT retried after a crash between publishing and recording it."""
+    blob = publish(store, b"published once")
+    try:
+        again = commit(store, "a" * 32, b"published once")
+    except BlobNotFound:  # moved into place: the caller looks the blob up instead
+        again = Stored(blob.digest, None)
+    assert again == blob
+    assert stat(store, again) == len(b"published once")
 
 
 def test_publishing_the_same_blob_twice_is_harmless(store: BlobStore) -> None:
     data = b"same content"
-    publish(store, data, "a" * 32)
-    digest = publish(store, data, "b" * 32)
-    assert read_all(store, digest) == data
-    assert list(store.iter_digests()).count(digest) == 1
+    first = publish(store, data, "a" * 32)
+    second = publish(store, data, "b" * 32)
+    assert read_all(store, first) == data
+    assert read_all(store, second) == data
 
 
 def test_an_empty_blob_can_be_published(store: BlobStore) -> None:
-    digest = publish(store, b"")
-    assert store.stat(digest) == 0
-    assert read_all(store, digest) == b""
+    blob = publish(store, b"")
+    assert stat(store, blob) == 0
+    assert read_all(store, blob) == b""
 
 
 def test_deleting_a_missing_blob_is_not_an_error(store: BlobStore) -> None:
     store.delete(digest_of(b"never stored"))
-    digest = publish(store, b"gone soon")
-    store.delete(digest)
-    store.delete(digest)
-    assert store.stat(digest) is None
+    blob = publish(store, b"gone soon")
+    store.delete(blob.digest, blob.location)
+    store.delete(blob.digest, blob.location)
+    assert stat(store, blob) is None
+    assert listed(store) == []
     with pytest.raises(BlobNotFound):
-        store.read(digest)
+        store.read(blob.digest, location=blob.location)
 
 
 def test_ranged_reads_return_exactly_the_requested_bytes(store: BlobStore) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
-    digest = publish(store, data)
-    assert read_all(store, digest, 0, 0) == data[:1]
-    assert read_all(store, digest, 100, 199) == data[100:200]
-    assert read_all(store, digest, len(data) - 5) == data[-5:]
-    assert read_all(store, digest, 1024 * 1024 - 1, 2 * 1024 * 1024) == data[1048575:2097153]
+    blob = publish(store, data)
+    assert read_all(store, blob, 0, 0) == data[:1]
+    assert read_all(store, blob, 100, 199) == data[100:200]
+    assert read_all(store, blob, len(data) - 5) == data[-5:]
+    assert read_all(store, blob, 1024 * 1024 - 1, 2 * 1024 * 1024) == data[1048575:2097153]
 
 
 def test_reading_a_missing_blob_fails_before_any_bytes(store: BlobStore) -> None:
@@ -117,8 +155,9 @@ def test_appends_from_two_workers_continue_one_upload(stores: StoreFactory) -> N
     data = b"hello there general kenobi"
     assert first_worker.upload_size(upload_id) == len(data)
     assert b"".join(second_worker.read_upload(upload_id, len(data))) == data
-    second_worker.commit_upload(upload_id, digest_of(data), len(data))
-    assert read_all(first_worker, digest_of(data)) == data
+    blob = commit(second_worker, upload_id, data)
+    assert read_all(first_worker, blob) == data
+    assert read_all(first_worker, blob, 3, 14) == data[3:15]  # across appends
 
 
 def test_an_interrupted_append_is_dropped_by_the_next_one(store: BlobStore) -> None:
@@ -129,6 +168,9 @@ def test_an_interrupted_append_is_dropped_by_the_next_one(store: BlobStore) -> N
     append(store, upload_id, 5, b"instead")
     assert store.upload_size(upload_id) == 12
     assert b"".join(store.read_upload(upload_id, 12)) == b"kept instead"
+    blob = commit(store, upload_id, b"kept instead")
+    assert read_all(store, blob) == b"kept instead"
+    assert read_all(store, blob, 4, 8) == b" inst"
 
 
 def test_a_discarded_append_leaves_the_upload_where_it_was(store: BlobStore) -> None:
@@ -164,9 +206,9 @@ def test_committing_more_bytes_than_held_is_refused_and_publishes_nothing(
 
 def test_commit_publishes_only_the_first_size_bytes(store: BlobStore) -> None:
     append(store, "a" * 32, 0, b"wanted", b"-and-a-crash-tail")
-    digest = digest_of(b"wanted")
-    store.commit_upload("a" * 32, digest, 6)
-    assert read_all(store, digest) == b"wanted"
+    blob = commit(store, "a" * 32, b"wanted")
+    assert read_all(store, blob) == b"wanted"
+    assert stat(store, blob) == 6
 
 
 def test_abort_removes_the_upload_and_is_idempotent(store: BlobStore) -> None:
@@ -193,5 +235,5 @@ def test_stale_uploads_lists_only_uploads_idle_since_the_cutoff(store: BlobStore
 def test_check_and_probe_pass_on_a_working_store(store: BlobStore) -> None:
     store.check()
     store.probe()
-    assert list(store.iter_digests()) == []  # the probe left nothing behind
+    assert listed(store) == []  # the probe left nothing behind
     assert list(store.stale_uploads(time.time() + 60)) == []
