@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -62,8 +63,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(bucket: str = "moorage-test") -> Iterator[MotoServer]:
-    """Run ``moto_server`` on a free loopback port with ``bucket`` created."""
+def moto_server(
+    bucket: str = "moorage-test", env: dict[str, str] | None = None
+) -> Iterator[MotoServer]:
+    """Run ``moto_server`` on a free loopback port with ``bucket`` created; ``env`` adds to
+    its environment (``INITIAL_NO_AUTH_ACTION_COUNT`` turns on moto's IAM checks)."""
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
         raise RuntimeError("the S3 tests need moto's server: pip install 'moto[server]'")
     port = free_port()
@@ -72,6 +76,7 @@ def moto_server(bucket: str = "moorage-test") -> Iterator[MotoServer]:
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     try:
         deadline = time.monotonic() + 30

@@ -31,6 +31,7 @@ object. Either way the blob appears atomically, complete or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -502,5 +503,9 @@ class S3BlobStore:
                     raise StorageUnavailable("the probe object read back different bytes")
         except FileNotFoundError:
             raise StorageUnavailable("the probe object vanished after it was written") from None
-        finally:
-            self.delete_key(key)
+        except StorageUnavailable:
+            # Clean up if we can, but report the first failure (the write's), not the delete's.
+            with contextlib.suppress(StorageUnavailable):
+                self.delete_key(key)
+            raise
+        self.delete_key(key)

@@ -12,7 +12,9 @@ import re
 
 from moorage.storage.port import StorageThrottled, StorageUnavailable
 
-_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+# The S3 error code: in the XML body obstore quotes, or as "(code: X)" for a failed key of a
+# batch DeleteObjects.
+_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>|\(code: ([A-Za-z]+)\)")
 _STATUS = re.compile(r"status code: (\d{3})")
 
 _DENIED = {
@@ -35,7 +37,7 @@ _UNREACHABLE = ("error sending request", "dns error", "connection refused", "tim
 
 def s3_error_code(text: str) -> str | None:
     match = _CODE.search(text)
-    return match.group(1) if match else None
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def is_missing_key(text: str) -> bool:

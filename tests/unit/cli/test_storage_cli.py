@@ -15,7 +15,15 @@ from click.testing import CliRunner, Result
 
 from moorage.classic_env import CLASSIC_VARIABLES
 from moorage.cli.main import main
-from tests.support_s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, free_port, moto_server
+from tests.support_s3 import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    FaultyProxy,
+    MotoServer,
+    free_port,
+    moto_server,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +131,65 @@ def test_s3_unreachable_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> No
     assert result.exit_code == 1
     assert "unreachable" in result.output
     assert SECRET_KEY not in result.output
+
+
+# moto checks signatures and IAM policies once its first few requests are spent: these three
+# create the bucket, a user without any policy, and that user's key.
+IAM_SETUP_ACTIONS = "3"
+
+
+@pytest.fixture(scope="module")
+def moto_with_iam() -> Iterator[tuple[MotoServer, str, str]]:
+    """A moto server that enforces IAM, and the key of a user allowed nothing."""
+    import boto3
+
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": IAM_SETUP_ACTIONS}
+    with moto_server("registry-locked", env=env) as server:
+        iam = boto3.client(
+            "iam",
+            endpoint_url=server.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+        iam.create_user(UserName="nobody")
+        key = iam.create_access_key(UserName="nobody")["AccessKey"]
+        yield server, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@pytest.mark.parametrize("credentials", ["unknown key", "wrong secret", "no permission"])
+def test_s3_access_denied_is_named(
+    monkeypatch: pytest.MonkeyPatch, moto_with_iam: tuple[MotoServer, str, str], credentials: str
+) -> None:
+    server, key_id, secret = moto_with_iam
+    s3_env(monkeypatch, server.endpoint, server.bucket)
+    key_id, secret = {
+        "unknown key": ("AKIAUNKNOWNKEY000000", secret),
+        "wrong secret": (key_id, "x" * 40),
+        "no permission": (key_id, secret),
+    }[credentials]
+    monkeypatch.setenv("AWS_KEY", key_id)
+    monkeypatch.setenv("AWS_SECRET", secret)
+    result = check()
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: storage check failed for s3://registry-locked/registry: access denied to "
+        "bucket 'registry-locked' (check the credentials)\n"
+    )
+
+
+def test_s3_wrong_region_is_named(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> None:
+    """moto serves every region, so a proxy gives AWS's answer to a request signed for the
+    wrong one: 400 AuthorizationHeaderMalformed."""
+    proxy = FaultyProxy(moto.endpoint)
+    try:
+        proxy.fail_with = (400, "AuthorizationHeaderMalformed")
+        s3_env(monkeypatch, proxy.endpoint, moto.bucket)
+        result = check()
+    finally:
+        proxy.close()
+    assert result.exit_code == 1
+    assert "wrong region for bucket 'registry-ok' (set storage.s3.region)" in result.output
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_a_limit_cuts_the_last_piece() -> None:
         ("<Code>NoSuchBucket</Code>", "no such bucket: 'bkt'"),
         ("status code: 403 Forbidden: <Code>AccessDenied</Code>", "access denied"),
         ("<Code>SignatureDoesNotMatch</Code>", "access denied"),
+        ("DeleteObjects request failed for key p: Access Denied (code: AccessDenied)", "denied"),
         ("status code: 301 Moved Permanently: <Code>PermanentRedirect</Code>", "wrong region"),
         (
             "<Code>AuthorizationHeaderMalformed</Code> the region 'us-east-1' is wrong",
