@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from moorage.storage.s3 import S3BlobStore
 from tests.support_s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
 
 from .support import OciLayout, RegistryServer, Tool, new_image_layout, podman_tool
@@ -41,10 +42,10 @@ def s3_registry(
         yield server
 
 
-def bucket_keys(moto: MotoServer, prefix: str) -> list[str]:
-    listing = httpx.get(f"{moto.endpoint}/{moto.bucket}?list-type=2&prefix={prefix}/blobs/")
-    listing.raise_for_status()
-    return [part.split("</Key>")[0] for part in listing.text.split("<Key>")[1:]]
+def stored_digests(moto: MotoServer, prefix: str) -> set[str]:
+    """Digests of the blobs in the bucket under ``prefix``, as a full sweep of it finds them."""
+    store = S3BlobStore.from_settings(moto.settings(prefix=prefix))
+    return {str(digest) for digest, _ in store.iter_blobs()}
 
 
 def test_skopeo_round_trip_through_s3(
@@ -57,10 +58,7 @@ def test_skopeo_round_trip_through_s3(
     skopeo("copy", "--dest-tls-verify=false", source.reference("v1"), remote)
 
     # The blobs are objects in the bucket under STORAGE_PATH, none on the local disk.
-    keys = bucket_keys(moto, s3_registry.prefix)  # type: ignore[attr-defined]
-    for digest in image.blob_digests:
-        algorithm, hexdigest = digest.split(":")
-        assert f"{s3_registry.prefix}/blobs/{algorithm}/{hexdigest[:2]}/{hexdigest}" in keys  # type: ignore[attr-defined]
+    assert image.blob_digests <= stored_digests(moto, s3_registry.prefix)  # type: ignore[attr-defined]
     assert not (s3_registry.data_dir / "blobs").exists() or not any(
         (s3_registry.data_dir / "blobs").rglob("*/*/*")
     )
