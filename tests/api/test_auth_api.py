@@ -24,6 +24,7 @@ from tests.api.support import (
     digest_of,
     error_code,
     image_manifest,
+    push_blob,
     push_image,
 )
 
@@ -463,6 +464,7 @@ async def test_immutable_tags_can_be_created_not_moved(authed: httpx.AsyncClient
     authed.auth = creds("writer")
     await push_image(authed, "releases/app", "1.0", seed=b"one")
     config = b'{"architecture":"amd64","os":"linux","seed":"74776f"}'
+    await push_blob(authed, "releases/app", config)
     manifest = image_manifest(digest_of(config), len(config), [])
     response = await authed.put(
         "/v2/releases/app/manifests/1.0", content=manifest, headers={"Content-Type": OCI_MANIFEST}
@@ -471,8 +473,32 @@ async def test_immutable_tags_can_be_created_not_moved(authed: httpx.AsyncClient
     assert error_code(response) == "DENIED"
     tags = await authed.get("/v2/releases/app/tags/list")
     assert tags.json()["tags"] == ["1.0"]
+    # Refused whole: the manifest it carried was not stored either.
+    refused = digest_of(manifest)
+    assert (await authed.head(f"/v2/releases/app/manifests/{refused}")).status_code == 404
+    # The same push again (a retrying CI job) is no move: it succeeds.
+    again, _ = await push_image(authed, "releases/app", "1.0", seed=b"one")
+    current = await authed.get("/v2/releases/app/manifests/1.0")
+    assert current.headers["docker-content-digest"] == again
     authed.auth = creds("root")
     await push_image(authed, "releases/app", "1.0", seed=b"admin-moves-it")
+
+
+async def test_an_immutable_tag_cannot_be_moved_by_a_tag_query(authed: httpx.AsyncClient) -> None:
+    """``PUT /manifests/<digest>?tag=1.0`` names the tag in the query, not in the path."""
+    authed.auth = creds("writer")
+    await push_image(authed, "releases/app", "2.0", seed=b"first")
+    config = b'{"architecture":"amd64","os":"linux","seed":"7371"}'
+    await push_blob(authed, "releases/app", config)
+    manifest = image_manifest(digest_of(config), len(config), [])
+    response = await authed.put(
+        f"/v2/releases/app/manifests/{digest_of(manifest)}?tag=2.0&tag=2.1",
+        content=manifest,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert response.status_code == 403
+    assert error_code(response) == "DENIED"
+    assert (await authed.get("/v2/releases/app/tags/list")).json()["tags"] == ["2.0"]
 
 
 async def test_api_tokens_work_as_passwords_within_their_scope(

@@ -6,6 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from moorage.api.auth import identity_of
 from moorage.api.body import read_limited
 from moorage.api.context import Registry, point_read
 
@@ -24,6 +25,8 @@ async def get_manifest(registry: Registry, request: Request, name: str, referenc
 
 async def put_manifest(registry: Registry, request: Request, name: str, reference: str) -> Response:
     payload = await read_limited(request, registry.manifest_max_bytes)
+    gate = registry.gate
+    immutable = gate.enabled and not gate.may_overwrite_tag(identity_of(request), name)
     record = await run_in_threadpool(
         registry.manifests.put,
         name,
@@ -31,6 +34,7 @@ async def put_manifest(registry: Registry, request: Request, name: str, referenc
         payload,
         request.headers.get("content-type"),
         request.query_params.getlist("tag"),
+        immutable,
     )
     headers = {
         "Location": f"/v2/{name}/manifests/{record.digest}",

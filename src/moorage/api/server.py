@@ -15,9 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from moorage.api import discovery, health, manifests
+from moorage.api import discovery, health
 from moorage.api.auth import enforce, identify, remember_identity, token_get, token_post
-from moorage.api.context import Registry, point_read
+from moorage.api.context import Registry
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
@@ -120,18 +120,6 @@ def _without_unpullable_mount(registry: Registry, request: Request, identity: Id
     return Request(scope, request.receive)
 
 
-async def _refuse_tag_overwrite(registry: Registry, request: Request, name: str, ref: str) -> None:
-    """Immutable tags (a policy rule): a manifest PUT may create a tag, not move one."""
-    tags = request.query_params.getlist("tag")
-    if ":" not in ref:  # a tag, not a digest
-        tags.append(ref)
-    for tag in tags:
-        if await point_read(registry, registry.metadata.get_manifest, name, tag, False):
-            raise RegistryError(
-                ErrorCode.DENIED, f"tag {tag[:128]!r} exists and is immutable", {"tag": tag[:128]}
-            )
-
-
 def build_app(
     registry: Registry,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
@@ -166,10 +154,6 @@ def build_app(
                 remember_identity(request, identity)
                 if route.action == PUSH and request.method == "POST":
                     routed = _without_unpullable_mount(registry, request, identity)
-                if route.handler is manifests.put_manifest and not gate.may_overwrite_tag(
-                    identity, route.name
-                ):
-                    await _refuse_tag_overwrite(registry, request, route.name, route.reference)
             return await route.handler(registry, routed, route.name, route.reference)
 
         return await _guarded(request, call)

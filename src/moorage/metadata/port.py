@@ -25,6 +25,14 @@ class UploadBusy(Exception):
         self.offset = offset
 
 
+class TagTaken(Exception):
+    """Tags that already name another manifest, where tags may be created but not moved."""
+
+    def __init__(self, tags: list[str]) -> None:
+        super().__init__(tags)
+        self.tags = tags
+
+
 class MetadataStore(Protocol):
     # --- blobs -----------------------------------------------------------------------------
     def link_blob(self, repository: str, digest: str, size: int) -> None:
@@ -51,12 +59,18 @@ class MetadataStore(Protocol):
         manifest: ManifestRecord,
         references: ManifestReferences,
         tags: list[str],
+        keep_tags: bool = False,
     ) -> list[str]:
         """Store the manifest (idempotent by digest) and point ``tags`` at it, moving them
         from any manifest they named before; safe to run concurrently for the same manifest
         or tag. In the same transaction, checks that the repository has every referenced blob
         (except ``foreign_blobs``) and child manifest: if not, stores nothing and returns the
-        missing digests (sorted), else returns []."""
+        missing digests (sorted), else returns [].
+
+        ``keep_tags`` (immutable tags): a tag may be created, or set again to the manifest it
+        names, but not moved; if one would move, stores nothing and raises :class:`TagTaken`.
+        Decided in the transaction that writes the tags, so a concurrent push cannot slip a
+        tag in between the check and the write."""
 
     def get_manifest(
         self, repository: str, reference: str, by_digest: bool

@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata import schema as s
-from moorage.metadata.port import UploadBusy
+from moorage.metadata.port import TagTaken, UploadBusy
 from moorage.metadata.records import (
     BlobRecord,
     ManifestRecord,
@@ -194,6 +194,7 @@ class SqlMetadataStore:
                 s.manifests,
                 s.manifest_blobs,
                 s.manifest_children,
+                s.tags,
             )
         }
         upsert_blob = dialect_insert(s.blobs)
@@ -356,6 +357,7 @@ class SqlMetadataStore:
         manifest: ManifestRecord,
         references: ManifestReferences,
         tags: list[str],
+        keep_tags: bool = False,
     ) -> list[str]:
         now = time.time()
         with self._write() as conn:
@@ -407,16 +409,28 @@ class SqlMetadataStore:
                         for d in set(references.manifests)
                     ],
                 )
-            for tag in tags:
-                conn.execute(
-                    self._upsert_tag,
-                    {
-                        "repository_id": repository_id,
-                        "name": tag,
-                        "manifest_id": manifest_id,
-                        "updated_at": now,
-                    },
+            rows = [
+                {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id}
+                for tag in tags
+            ]
+            if not keep_tags:
+                for row in rows:
+                    conn.execute(self._upsert_tag, {**row, "updated_at": now})
+                return []
+            # Insert what is new and leave the rest; then any tag naming another manifest was
+            # there first (or won a concurrent insert): raising rolls this push back whole.
+            for row in rows:
+                conn.execute(self._insert_ignore[s.tags], {**row, "updated_at": now})
+            taken = conn.execute(
+                select(s.tags.c.name).where(
+                    s.tags.c.repository_id == repository_id,
+                    s.tags.c.name.in_(tags),
+                    s.tags.c.manifest_id != manifest_id,
                 )
+            ).scalars()
+            moved = sorted(taken)
+            if moved:
+                raise TagTaken(moved)
         return []
 
     @staticmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moorage.errors import ErrorCode, RegistryError
-from moorage.metadata.port import MetadataStore
+from moorage.metadata.port import MetadataStore, TagTaken
 from moorage.metadata.records import ManifestRecord, ManifestReferences
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, is_digest_like
 from moorage.oci.manifest import parse_manifest
@@ -26,8 +26,12 @@ class ManifestService:
         payload: bytes,
         content_type: str | None,
         extra_tags: list[str] = [],  # noqa: B006 - never mutated
+        immutable_tags: bool = False,
     ) -> ManifestRecord:
-        """Validate and store a manifest under a tag or its digest (plus ``?tag=`` tags)."""
+        """Validate and store a manifest under a tag or its digest (plus ``?tag=`` tags).
+
+        ``immutable_tags``: tags may be created (or pushed again with the same manifest, as a
+        retrying CI job does) but not moved to another manifest; that is DENIED."""
         tags = [parse_tag(tag) for tag in extra_tags]
         if is_digest_like(reference):
             expected = Digest.parse(reference)
@@ -58,7 +62,15 @@ class ManifestService:
             tuple(sorted(child_refs)),
             tuple(sorted({str(d.digest) for d in parsed.blobs if d.urls})),
         )
-        missing = self.metadata.put_manifest(repository, record, references, tags)
+        try:
+            missing = self.metadata.put_manifest(
+                repository, record, references, tags, keep_tags=immutable_tags
+            )
+        except TagTaken as taken:
+            tag = taken.tags[0][:128]
+            raise RegistryError(
+                ErrorCode.DENIED, f"tag {tag!r} exists and is immutable", {"tag": tag}
+            ) from None
         if missing:
             raise RegistryError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN,

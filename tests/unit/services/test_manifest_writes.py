@@ -36,6 +36,56 @@ def _manifest(config: str, layer: str) -> bytes:
     return json.dumps(body).encode()
 
 
+class TagLandsFirst(SqlMetadataStore):
+    """Another push creates the tag after the service parsed the manifest, just before the
+    write: the race an immutable-tag check made before the write could not see."""
+
+    rival = b""
+
+    def put_manifest(
+        self,
+        repository: str,
+        manifest: ManifestRecord,
+        references: ManifestReferences,
+        tags: list[str],
+        keep_tags: bool = False,
+    ) -> list[str]:
+        if self.rival:
+            rival, self.rival = self.rival, b""
+            ManifestService(self, True).put(repository, "v1", rival, OCI_MANIFEST)
+        return super().put_manifest(repository, manifest, references, tags, keep_tags)
+
+
+def test_an_immutable_tag_created_during_a_push_is_not_moved(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    store = TagLandsFirst(engine)
+    config, layer, other = _digest(b"c"), _digest(b"l"), _digest(b"o")
+    for blob in (config, layer, other):
+        store.link_blob(REPO, blob, 1)
+    store.rival = _manifest(config, other)
+    mine = _manifest(config, layer)
+    with pytest.raises(RegistryError) as info:
+        ManifestService(store, True).put(REPO, "v1", mine, OCI_MANIFEST, immutable_tags=True)
+    assert info.value.code is ErrorCode.DENIED
+    tagged = store.get_manifest(REPO, "v1", False)
+    assert tagged is not None and tagged.payload == _manifest(config, other)
+    assert store.get_manifest(REPO, _digest(mine), True) is None  # rolled back whole
+
+
+def test_an_immutable_tag_may_be_pushed_again_unchanged(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    store = SqlMetadataStore(engine)
+    config, layer = _digest(b"c"), _digest(b"l")
+    store.link_blob(REPO, config, 1)
+    store.link_blob(REPO, layer, 1)
+    service = ManifestService(store, True)
+    for _ in range(2):
+        service.put(REPO, "v1", _manifest(config, layer), OCI_MANIFEST, immutable_tags=True)
+    assert store.get_manifest(REPO, "v1", False) is not None
+
+
 class DeleteLandsFirst(SqlMetadataStore):
     """A blob DELETE that commits after the service looked, just before the manifest write."""
 
@@ -47,9 +97,10 @@ class DeleteLandsFirst(SqlMetadataStore):
         manifest: ManifestRecord,
         references: ManifestReferences,
         tags: list[str],
+        keep_tags: bool = False,
     ) -> list[str]:
         self.unlink_blob(repository, self.victim)
-        return super().put_manifest(repository, manifest, references, tags)
+        return super().put_manifest(repository, manifest, references, tags, keep_tags)
 
 
 def test_a_blob_deleted_during_a_manifest_put_is_never_left_referenced(tmp_path: Path) -> None:
