@@ -52,6 +52,9 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     def user_exists(name: str) -> bool:
         return htpasswd is not None and htpasswd.has_user(name)
 
+    def credential_of(name: str) -> str | None:
+        return htpasswd.stored_hash(name) if htpasswd is not None else None
+
     authenticators: list[Authenticator] = [
         ApiTokenAuthenticator(ApiTokenStore(engine), user_exists)
     ]
@@ -83,7 +86,7 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
         token.service,
         issuer,
         verifier,
-        user_exists,
+        credential_of,
         realm=auth.realm,
     )
 

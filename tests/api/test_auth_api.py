@@ -15,7 +15,7 @@ import pytest
 
 from moorage.auth.access import parse_scope
 from moorage.auth.api_tokens import ApiTokenStore
-from moorage.auth.htpasswd import add_user
+from moorage.auth.htpasswd import add_user, set_password
 from moorage.auth.policy import load_policy
 from moorage.metadata.sql import make_engine
 from tests.api.support import (
@@ -408,6 +408,33 @@ async def test_oauth2_password_and_refresh_grants(
     assert unknown.status_code == 400
     wrong_service = await authed.get("/token", params={"service": "elsewhere"})
     assert wrong_service.status_code == 400
+
+
+async def test_a_refresh_token_ends_with_a_password_change_and_binds_its_client(
+    authed: httpx.AsyncClient, auth_files: dict[str, Path]
+) -> None:
+    login = {
+        "grant_type": "password",
+        "username": "writer",
+        "password": password("writer"),
+        "service": "moorage",
+        "client_id": "ci-robot",
+        "access_type": "offline",
+    }
+    refresh = (await authed.post("/token", data=login)).json()["refresh_token"]
+    grant = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh,
+        "service": "moorage",
+        "client_id": "ci-robot",
+    }
+    assert (await authed.post("/token", data=grant)).status_code == 200
+    other_client = await authed.post("/token", data={**grant, "client_id": "someone-else"})
+    assert other_client.status_code == 401
+    set_password(auth_files["htpasswd"], "writer", "a new password")
+    after_change = await authed.post("/token", data=grant)
+    assert after_change.status_code == 401
+    assert after_change.json()["errors"][0]["code"] == "UNAUTHORIZED"
 
 
 async def test_catalog_lists_only_pullable_repositories(authed: httpx.AsyncClient) -> None:

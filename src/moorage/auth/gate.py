@@ -9,6 +9,7 @@ endpoint and one made on a Basic-authenticated /v2 request never disagree.
 from __future__ import annotations
 
 import enum
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -44,14 +45,28 @@ class IssuedToken(Protocol):
     def issued_at(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class RefreshClaims:
+    """What a verified refresh token says: whose it is, which client it was issued to, and
+    the tag of the subject's credential at the time (see ``Issuer.credential_binding``)."""
+
+    subject: str
+    client_id: str
+    credential_binding: str
+
+
 class Issuer(Protocol):
     def issue(
         self, subject: str | None, audience: str, access: Sequence[Access]
     ) -> IssuedToken: ...
 
-    def issue_refresh(self, subject: str, audience: str, client_id: str) -> str: ...
+    def issue_refresh(
+        self, subject: str, audience: str, client_id: str, credential: str
+    ) -> str: ...
 
-    def verify_refresh(self, token: str, audience: str) -> str: ...
+    def verify_refresh(self, token: str, audience: str) -> RefreshClaims: ...
+
+    def credential_binding(self, credential: str) -> str: ...
 
 
 class Verifier(Protocol):
@@ -81,9 +96,10 @@ class AccessGate:
     service: str
     issuer: Issuer | None = None
     verifier: Verifier | None = None
-    # Whether a user still exists, asked before a refresh token is honoured (a user removed
-    # from the htpasswd file must not keep minting tokens).
-    user_exists: Callable[[str], bool] = lambda _: True
+    # A user's stored credential (password hash), or None once the user is gone: a refresh
+    # token is honoured only while it is unchanged, so removing a user or changing their
+    # password ends the refresh tokens they hold.
+    credential_of: Callable[[str], str | None] = lambda _: None
     # The realm named in Basic challenges.
     realm: str = "moorage"
     _decisions: dict[tuple[Identity, tuple[Access, ...]], Decision] = field(
@@ -188,7 +204,11 @@ class AccessGate:
         # An API token's scopes would not survive a refresh, and its secret is long-lived
         # anyway, so only password logins get refresh tokens.
         if offline and identity.name is not None and identity.via is Via.PASSWORD:
-            refresh = self.issuer.issue_refresh(identity.name, self.service, client_id)
+            credential = self.credential_of(identity.name)
+            if credential is not None:
+                refresh = self.issuer.issue_refresh(
+                    identity.name, self.service, client_id, credential
+                )
         return TokenGrant(issued.token, issued.expires_in, issued.issued_at, granted, refresh)
 
     def refresh(
@@ -198,12 +218,19 @@ class AccessGate:
         if self.issuer is None:
             raise ValueError("the token service is off")
         try:
-            subject = self.issuer.verify_refresh(refresh_token, self.service)
+            claims = self.issuer.verify_refresh(refresh_token, self.service)
         except Exception as error:
             raise RefreshRefused("invalid refresh token") from error
-        if not self.user_exists(subject):
-            raise RefreshRefused("invalid refresh token")
-        grant = self.issue(Identity(subject, Via.PASSWORD), requested, client_id=client_id)
+        credential = self.credential_of(claims.subject)
+        if credential is None or not hmac.compare_digest(
+            claims.credential_binding, self.issuer.credential_binding(credential)
+        ):
+            raise RefreshRefused("invalid refresh token")  # user removed, or password changed
+        if not hmac.compare_digest(claims.client_id, client_id):
+            raise RefreshRefused("invalid refresh token")  # issued to another client
+        grant = self.issue(
+            Identity(claims.subject, Via.PASSWORD), requested, client_id=client_id
+        )
         return TokenGrant(
             grant.token, grant.expires_in, grant.issued_at, grant.granted, refresh_token
         )

@@ -309,6 +309,11 @@ class HtpasswdAuthenticator:
         """Whether ``username`` has an entry we accept (one dict probe, for per-request use)."""
         return self._current().hashes.get(username) is not None
 
+    def stored_hash(self, username: str) -> str | None:
+        """The hash ``username`` has in the file now (None: no accepted entry); it changes
+        when the password does. Never to be logged or sent anywhere."""
+        return self._current().hashes.get(username)
+
     def users(self) -> list[str]:
         """Users with an entry we accept, as of the latest load."""
         return [user for user, hashed in self._current().hashes.items() if hashed is not None]

@@ -14,8 +14,10 @@ that key's type implies, and the issuer is the one that key is trusted for.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
+import hmac
 import json
 import math
 import secrets
@@ -28,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 
 from moorage.auth.access import Access
+from moorage.auth.gate import RefreshClaims
 from moorage.auth.identity import Identity, Via
 from moorage.auth.signing_key import KeyFileError, PublicKey, SigningKey
 from moorage.auth.trusted_issuer import (
@@ -45,6 +49,9 @@ ACCESS_TYPES = frozenset({"jwt", "at+jwt"})  # header `typ` values of an access 
 REFRESH_TYPE = "moorage-refresh+jwt"
 TOKEN_USE = "token_use"  # noqa: S105 - a claim name
 REFRESH_USE = "refresh"
+# A refresh token's tag of its subject's password hash (see credential_binding).
+CREDENTIAL_CLAIM = "crd"
+
 # Longer than any token we or a sane issuer produce (an x5c chain included); refused unparsed.
 MAX_TOKEN_LENGTH = 16 * 1024
 DEFAULT_LEEWAY_SECONDS = 30
@@ -97,6 +104,12 @@ class TokenIssuer:
         self._refresh_expiry = refresh_expiry_seconds
         self._leeway = leeway_seconds
         self._clock = clock
+        # Secret like the key it comes from, and the same in every worker and after restarts.
+        self._binding_key = key.private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     def issue(self, subject: str | None, audience: str, access: Sequence[Access]) -> IssuedToken:
         """An access token for ``subject`` (None: anonymous) granting exactly ``access``."""
@@ -109,19 +122,29 @@ class TokenIssuer:
         issued_at = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime(RFC3339)
         return IssuedToken(token, self._expiry, issued_at)
 
-    def issue_refresh(self, subject: str, audience: str, client_id: str) -> str:
-        """A long-lived token that only buys new access tokens for ``subject``."""
+    def credential_binding(self, credential: str) -> str:
+        """An opaque tag of the subject's stored credential (its password hash), kept in a
+        refresh token so that a password change ends it. Keyed with our private key: the
+        token is readable by its holder, and an unsalted hash ({SHA}) must not leak."""
+        secret = hashlib.sha256(b"moorage refresh binding\0" + self._binding_key).digest()
+        tag = hmac.digest(secret, credential.encode(), "sha256")[:16]
+        return base64.urlsafe_b64encode(tag).decode().rstrip("=")
+
+    def issue_refresh(self, subject: str, audience: str, client_id: str, credential: str) -> str:
+        """A long-lived token that only buys new access tokens for ``subject``, while the
+        subject's stored credential is still ``credential``, and for ``client_id`` only."""
         if not subject:
             raise ValueError("refresh tokens are for authenticated subjects only")
         now = int(self._clock())
         claims = self._registered_claims(subject, audience, now, self._refresh_expiry)
         claims[TOKEN_USE] = REFRESH_USE
         claims["client_id"] = client_id
+        claims[CREDENTIAL_CLAIM] = self.credential_binding(credential)
         headers = {"typ": REFRESH_TYPE, "kid": self._key.kid}
         return jwt.encode(claims, self._key.private_key, algorithm=self._key.alg, headers=headers)
 
-    def verify_refresh(self, token: str, audience: str) -> str:
-        """The subject of a refresh token we issued for ``audience``; raises InvalidToken."""
+    def verify_refresh(self, token: str, audience: str) -> RefreshClaims:
+        """The claims of a refresh token we issued for ``audience``; raises InvalidToken."""
         header = _header(token)
         if header.get("typ") != REFRESH_TYPE:
             raise InvalidToken("not a refresh token")
@@ -134,7 +157,10 @@ class TokenIssuer:
         subject = _subject(claims)
         if subject is None:
             raise InvalidToken("refresh token without a subject")
-        return subject
+        client_id, binding = claims.get("client_id", ""), claims.get(CREDENTIAL_CLAIM)
+        if not isinstance(client_id, str) or not isinstance(binding, str):
+            raise InvalidToken("refresh token without its client or credential")
+        return RefreshClaims(subject, client_id, binding)
 
     def _registered_claims(
         self, subject: str, audience: str, now: int, lifetime: int

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from moorage.auth.access import CATALOG_ACCESS, Access, covers, parse_scope, repository
-from moorage.auth.gate import AccessGate, Decision, RefreshRefused
+from moorage.auth.gate import AccessGate, Decision, RefreshClaims, RefreshRefused
 from moorage.auth.identity import ANONYMOUS, Identity, Via
 
 ALICE = Identity("alice", Via.PASSWORD)
@@ -66,18 +66,27 @@ class FakeIssuer:
         self.issued.append((subject, audience, list(access)))
         return Issued(f"jwt-{len(self.issued)}", 300, "2026-11-28T00:00:00Z")
 
-    def issue_refresh(self, subject: str, audience: str, client_id: str) -> str:
-        return f"refresh:{subject}"
+    def issue_refresh(self, subject: str, audience: str, client_id: str, credential: str) -> str:
+        return f"refresh:{subject}:{client_id}:{credential}"
 
-    def verify_refresh(self, token: str, audience: str) -> str:
-        if not token.startswith("refresh:"):
+    def verify_refresh(self, token: str, audience: str) -> RefreshClaims:
+        kind, subject, client_id, credential = token.split(":")
+        if kind != "refresh":
             raise ValueError("bad")
-        return token.removeprefix("refresh:")
+        return RefreshClaims(subject, client_id, self.credential_binding(credential))
+
+    def credential_binding(self, credential: str) -> str:
+        return f"tag-{credential}"
+
+
+# Each user's stored password hash, as the htpasswd file has it now.
+CREDENTIALS = {"alice": "hash-1"}
 
 
 def gate(enabled: bool = True) -> tuple[AccessGate, FakeIssuer]:
     issuer = FakeIssuer()
-    return AccessGate(enabled, [Passwords()], Rules(), "moorage", issuer, None), issuer
+    g = AccessGate(enabled, [Passwords()], Rules(), "moorage", issuer, None, CREDENTIALS.get)
+    return g, issuer
 
 
 def test_auth_off_allows_everything_even_anonymous_deletes() -> None:
@@ -145,18 +154,33 @@ def test_issue_to_anonymous_is_an_empty_grant_not_an_error() -> None:
 
 def test_refresh_tokens_only_for_password_logins() -> None:
     g, _ = gate()
-    assert g.issue(ALICE, [], offline=True).refresh_token == "refresh:alice"
+    assert g.issue(ALICE, [], offline=True).refresh_token == "refresh:alice::hash-1"
     robot = Identity("alice", Via.API_TOKEN, (repository("team/app", "pull"),))
     assert g.issue(robot, [], offline=True).refresh_token is None
 
 
 def test_refresh_reissues_for_the_subject_and_refuses_garbage() -> None:
     g, _ = gate()
-    grant = g.refresh("refresh:alice", [parse_scope("repository:team/app:push")])
+    grant = g.refresh("refresh:alice::hash-1", [parse_scope("repository:team/app:push")])
     assert covers(grant.granted, repository("team/app", "push"))
-    assert grant.refresh_token == "refresh:alice"
+    assert grant.refresh_token == "refresh:alice::hash-1"
     with pytest.raises(RefreshRefused):
         g.refresh("forged", [])
+
+
+@pytest.mark.parametrize(
+    ("token", "client_id", "why"),
+    [
+        ("refresh:alice::hash-0", "", "the password changed since"),
+        ("refresh:bob::hash-1", "", "the user is gone"),
+        ("refresh:alice:docker:hash-1", "", "issued to another client"),
+        ("refresh:alice::hash-1", "podman", "asked for by another client"),
+    ],
+)
+def test_refresh_is_refused(token: str, client_id: str, why: str) -> None:
+    g, _ = gate()
+    with pytest.raises(RefreshRefused):
+        g.refresh(token, [], client_id=client_id)
 
 
 def test_login_tries_each_authenticator() -> None:

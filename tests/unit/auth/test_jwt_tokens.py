@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from moorage.auth import jwt_tokens
 from moorage.auth.access import Access, repository
+from moorage.auth.gate import RefreshClaims
 from moorage.auth.identity import Identity, Via
 from moorage.auth.jwt_tokens import (
     InvalidToken,
@@ -45,6 +46,7 @@ ISSUER = "moorage"
 SERVICE = "registry.example.com"
 EXTERNAL = "auth.example.com"
 PULL_PUSH = [repository("team/app", "pull", "push")]
+HASH = "{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M="  # alice's password hash, unsalted: must not leak
 
 
 class FakeClock:
@@ -326,7 +328,7 @@ def test_our_x5c_alone_identifies_our_key(
 
 
 def test_refresh_token_is_not_an_access_token(issuer: TokenIssuer, verifier: TokenVerifier) -> None:
-    refresh = issuer.issue_refresh("alice", SERVICE, "docker")
+    refresh = issuer.issue_refresh("alice", SERVICE, "docker", HASH)
 
     assert refused(verifier, refresh) == "not an access token"
     assert "access" not in jwt.decode(refresh, options={"verify_signature": False})
@@ -343,19 +345,36 @@ def test_refresh_claim_under_an_access_typ_is_still_refused(
 
 
 def test_refresh_token_round_trips_and_access_token_is_not_one(issuer: TokenIssuer) -> None:
-    refresh = issuer.issue_refresh("alice", SERVICE, "docker")
+    refresh = issuer.issue_refresh("alice", SERVICE, "docker", HASH)
 
-    assert issuer.verify_refresh(refresh, SERVICE) == "alice"
+    assert issuer.verify_refresh(refresh, SERVICE) == RefreshClaims(
+        "alice", "docker", issuer.credential_binding(HASH)
+    )
     with pytest.raises(InvalidToken):
         issuer.verify_refresh(refresh, "other-registry")
     with pytest.raises(InvalidToken, match="not a refresh token"):
         issuer.verify_refresh(issuer.issue("alice", SERVICE, PULL_PUSH).token, SERVICE)
     with pytest.raises(ValueError):
-        issuer.issue_refresh("", SERVICE, "docker")
+        issuer.issue_refresh("", SERVICE, "docker", HASH)
+
+
+def test_a_refresh_token_carries_a_keyed_tag_of_the_credential_not_the_credential(
+    issuer: TokenIssuer, key: SigningKey, tmp_path: Path
+) -> None:
+    refresh = issuer.issue_refresh("alice", SERVICE, "docker", HASH)
+    payload = json.dumps(jwt.decode(refresh, options={"verify_signature": False}))
+    assert HASH not in payload
+    assert hashlib.sha256(HASH.encode()).hexdigest() not in payload
+    assert issuer.credential_binding(HASH) != issuer.credential_binding(HASH + "x")
+    # The same key gives the same tag (other workers, restarts); another key another one.
+    again = TokenIssuer(key, ISSUER, 300, 86400)
+    assert again.credential_binding(HASH) == issuer.credential_binding(HASH)
+    other = TokenIssuer(load_or_create(None, None, tmp_path), ISSUER, 300, 86400)
+    assert other.credential_binding(HASH) != issuer.credential_binding(HASH)
 
 
 def test_refresh_token_expires(key: SigningKey, clock: FakeClock, issuer: TokenIssuer) -> None:
-    refresh = issuer.issue_refresh("alice", SERVICE, "docker")
+    refresh = issuer.issue_refresh("alice", SERVICE, "docker", HASH)
     clock.now += 86400 + 3600
 
     with pytest.raises(InvalidToken, match="expired"):
