@@ -63,7 +63,7 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
     if request.method == "GET":
         # A pre-signed object store URL: the bytes never pass through us. A (valid) Range
         # header goes on to the store with the client. HEAD is answered here.
-        redirect = registry.storage.redirect_url(digest, info.location)
+        redirect = registry.blobs.redirect_url(info)
         if redirect is not None:
             return RedirectResponse(redirect, 307, headers)
 
@@ -79,15 +79,15 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
         headers["Content-Range"] = byte_range.content_range(info.size)
         headers["Content-Length"] = str(byte_range.length)
         chunks = await run_in_threadpool(
-            registry.storage.read, digest, byte_range.first, byte_range.last, info.location
+            registry.blobs.read, info, byte_range.first, byte_range.last
         )
         return StreamingResponse(iterate_in_threadpool(chunks), 206, headers, OCTET_STREAM)
 
-    path: Path | None = registry.storage.local_path(digest, info.location)
+    path: Path | None = registry.blobs.local_path(info)
     if path is not None:
         return _WholeFileResponse(path, headers=headers, media_type=OCTET_STREAM)
     headers["Content-Length"] = str(info.size)
-    chunks = await run_in_threadpool(registry.storage.read, digest, 0, None, info.location)
+    chunks = await run_in_threadpool(registry.blobs.read, info)
     return StreamingResponse(iterate_in_threadpool(chunks), 200, headers, OCTET_STREAM)
 
 

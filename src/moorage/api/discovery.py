@@ -28,8 +28,8 @@ def _next_link(path: str, page: Page, n: int) -> dict[str, str]:
 
 async def list_tags(registry: Registry, request: Request, name: str, _: str) -> Response:
     query = request.query_params
-    page = await run_in_threadpool(registry.listing.tags, name, query.get("n"), query.get("last"))
     n = registry.listing.limits.resolve(query.get("n"))
+    page = await run_in_threadpool(registry.listing.tags, name, n, query.get("last"))
     return json_response(
         {"name": name, "tags": page.items}, headers=_next_link(f"/v2/{name}/tags/list", page, n)
     )
@@ -39,10 +39,8 @@ async def catalog(registry: Registry, request: Request) -> Response:
     query = request.query_params
     gate = registry.gate
     visible = gate.pull_filter(identity_of(request)) if gate.enabled else None
-    page = await run_in_threadpool(
-        registry.listing.catalog, query.get("n"), query.get("last"), visible
-    )
     n = registry.listing.limits.resolve(query.get("n"))
+    page = await run_in_threadpool(registry.listing.catalog, n, query.get("last"), visible)
     return json_response({"repositories": page.items}, headers=_next_link("/v2/_catalog", page, n))
 
 
@@ -50,8 +48,9 @@ async def referrers(registry: Registry, request: Request, name: str, reference: 
     subject = Digest.parse(reference)
     query = request.query_params
     artifact_type = query.get("artifactType") or None
+    n = registry.listing.limits.resolve(query.get("n"))
     page = await run_in_threadpool(
-        registry.listing.referrers, name, subject, artifact_type, query.get("n"), query.get("last")
+        registry.listing.referrers, name, subject, artifact_type, n, query.get("last")
     )
     manifests = []
     for referrer in page.referrers:
@@ -69,7 +68,7 @@ async def referrers(registry: Registry, request: Request, name: str, reference: 
     if artifact_type is not None:
         headers["OCI-Filters-Applied"] = "artifactType"
     if page.next_last is not None:
-        params = {"n": str(registry.listing.limits.resolve(query.get("n"))), "last": page.next_last}
+        params = {"n": str(n), "last": page.next_last}
         if artifact_type is not None:
             params["artifactType"] = artifact_type
         headers.update(_link(f"/v2/{name}/referrers/{subject}", params))

@@ -228,9 +228,7 @@ class AccessGate:
             raise RefreshRefused("invalid refresh token")  # user removed, or password changed
         if not hmac.compare_digest(claims.client_id, client_id):
             raise RefreshRefused("invalid refresh token")  # issued to another client
-        grant = self.issue(
-            Identity(claims.subject, Via.PASSWORD), requested, client_id=client_id
-        )
+        grant = self.issue(Identity(claims.subject, Via.PASSWORD), requested, client_id=client_id)
         return TokenGrant(
             grant.token, grant.expires_in, grant.issued_at, grant.granted, refresh_token
         )

@@ -23,7 +23,6 @@ import stat
 import tempfile
 import threading
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from passlib.context import CryptContext  # type: ignore[import-untyped]
 
 from moorage.auth.credential_cache import CredentialCache
 from moorage.auth.identity import Identity, Via
+from moorage.auth.usernames import validate_username
 
 log = logging.getLogger("moorage.auth")
 
@@ -60,7 +60,6 @@ _DEFAULT_PROFILE = ("bcrypt", NEW_ENTRY_BCRYPT_COST)
 # bcrypt only ever reads this many bytes of a password; Apache truncates silently, and the
 # `bcrypt` package (>= 5) refuses longer input.
 BCRYPT_MAX_PASSWORD_BYTES = 72
-MAX_USERNAME_LENGTH = 255
 
 
 class HtpasswdFileError(Exception):
@@ -107,20 +106,6 @@ def _parse_line(raw: bytes) -> HtpasswdLine:
         return HtpasswdLine(raw, user.decode(), rest.split(b":", 1)[0].decode())
     except UnicodeDecodeError:
         return HtpasswdLine(raw, malformed=True)
-
-
-def validate_username(user: str) -> None:
-    """Raise ValueError unless ``user`` can be written to (and read back from) the file."""
-    if not user:
-        raise ValueError("username must not be empty")
-    if len(user) > MAX_USERNAME_LENGTH:
-        raise ValueError(f"username must be at most {MAX_USERNAME_LENGTH} characters")
-    if ":" in user:
-        raise ValueError("username must not contain ':' (it separates the user from the hash)")
-    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in user):
-        raise ValueError("username must not contain whitespace or control characters")
-    if user.startswith("#"):
-        raise ValueError("username must not start with '#' (the line would be a comment)")
 
 
 def validate_new_password(password: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from moorage.auth import htpasswd
+from moorage.auth.usernames import validate_username
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, load_settings
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -78,7 +79,7 @@ def _run(action: Callable[[], None]) -> None:
 
 def _check_username(user: str) -> None:
     try:
-        htpasswd.validate_username(user)
+        validate_username(user)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from moorage.api.forwarded import parse_trusted
-from moorage.auth.htpasswd import validate_username
+from moorage.auth.usernames import validate_username
 
 # Where the installer puts things on the instance (the unit names the same paths).
 CONFIG_PATH = "/etc/moorage/moorage.yaml"

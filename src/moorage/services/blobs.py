@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.port import MetadataStore
@@ -22,6 +24,16 @@ def _unknown(digest: Digest) -> RegistryError:
     return RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
 
 
+def find_linked(
+    metadata: MetadataStore, blobs: BlobStore, repository: str, digest: Digest
+) -> BlobInfo | None:
+    """The blob if ``repository`` may use it: linked to it, and its bytes in storage."""
+    record = metadata.linked_blob(repository, str(digest))
+    if record is None or blobs.stat(digest, record.location) is None:
+        return None
+    return BlobInfo(digest, record.size, record.location)
+
+
 class BlobService:
     def __init__(self, metadata: MetadataStore, blobs: BlobStore, delete_enabled: bool) -> None:
         self.metadata = metadata
@@ -30,10 +42,22 @@ class BlobService:
 
     def stat(self, repository: str, digest: Digest) -> BlobInfo:
         """The blob if ``repository`` may serve it: linked to it and present in storage."""
-        record = self.metadata.linked_blob(repository, str(digest))
-        if record is None or self.blobs.stat(digest, record.location) is None:
+        info = find_linked(self.metadata, self.blobs, repository, digest)
+        if info is None:
             raise _unknown(digest)
-        return BlobInfo(digest, record.size, record.location)
+        return info
+
+    def redirect_url(self, info: BlobInfo) -> str | None:
+        """Where clients may fetch the blob directly, or None to serve it ourselves."""
+        return self.blobs.redirect_url(info.digest, info.location)
+
+    def local_path(self, info: BlobInfo) -> Path | None:
+        """A file the server may send as it is (zero-copy), or None."""
+        return self.blobs.local_path(info.digest, info.location)
+
+    def read(self, info: BlobInfo, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+        """Bytes ``first..last`` (inclusive) of the blob."""
+        return self.blobs.read(info.digest, first, last, info.location)
 
     def delete(self, repository: str, digest: Digest) -> None:
         """Unlink the blob from the repository. Storage is reclaimed by garbage collection."""

@@ -26,19 +26,20 @@ class ListingService:
         self.metadata = metadata
         self.limits = limits
 
-    def tags(self, repository: str, n: str | None, last: str | None) -> Page:
-        size = self.limits.resolve(n)
+    # ``size``: the page size, from ``self.limits.resolve`` (the caller needs it for the
+    # next page's link too, so it resolves the client's ``n`` once).
+
+    def tags(self, repository: str, size: int, last: str | None) -> Page:
         rows = self.metadata.list_tags(repository, size + 1, last)
         if rows is None:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
         return page_of(rows, size)
 
     def catalog(
-        self, n: str | None, last: str | None, visible: Callable[[str], bool] | None = None
+        self, size: int, last: str | None, visible: Callable[[str], bool] | None = None
     ) -> Page:
         """A page of repository names; with ``visible``, only those it accepts (the caller's
         pullable repositories), still full pages with a correct cursor."""
-        size = self.limits.resolve(n)
         if visible is None:
             return page_of(self.metadata.list_repositories(size + 1, last), size)
         found: list[str] = []
@@ -56,10 +57,9 @@ class ListingService:
         repository: str,
         subject: Digest,
         artifact_type: str | None,
-        n: str | None,
+        size: int,
         last: str | None,
     ) -> ReferrersPage:
-        size = self.limits.resolve(n)
         rows = self.metadata.referrers(repository, str(subject), artifact_type, size + 1, last)
         page = page_of([row.digest for row in rows], size)
         return ReferrersPage(rows[: len(page.items)], page.next_last)

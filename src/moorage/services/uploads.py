@@ -22,6 +22,7 @@ from moorage.metadata.port import MetadataStore, UploadBusy
 from moorage.metadata.records import UploadSession
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
+from moorage.services.blobs import find_linked
 from moorage.services.hashing import new_hasher, resume_hasher
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
 from moorage.storage.port import BlobNotFound, BlobStore, UploadTruncated, UploadWriter
@@ -401,10 +402,10 @@ class UploadService:
 
     def mount(self, repository: str, digest: Digest, source: str) -> bool:
         """Link ``digest`` from ``source`` into ``repository``; False if the source lacks it."""
-        record = self.metadata.linked_blob(source, str(digest))
-        if record is None or self.blobs.stat(digest, record.location) is None:
+        info = find_linked(self.metadata, self.blobs, source, digest)
+        if info is None:
             return False
-        self.metadata.link_blob(repository, str(digest), record.size)
+        self.metadata.link_blob(repository, str(digest), info.size)
         return True
 
     def expire(self) -> int:
