@@ -101,22 +101,28 @@ def main() -> None:
                     writer.write(chunk)
                 writer.close()
 
-            def moorage_staged_push() -> None:
-                # A session upload (POST, PATCH, PUT): staged, then copied inside S3.
+            published: list[str | None] = []
+
+            def moorage_staged_push(published: list[str | None] = published) -> None:
+                # A session upload (POST, PATCH, PUT): published where it was written.
                 writer = store.open_upload("b" * 32, 0)
                 for chunk in chunks(mib):
                     writer.write(chunk)
                 writer.close()
-                store.commit_upload("b" * 32, digest, mib * MIB)
+                published.append(store.commit_upload("b" * 32, digest, mib * MIB))
 
             record("direct push", timed(direct_push))
             record("moorage push", timed(moorage_push))
             store.delete(digest)
             record("moorage staged", timed(moorage_staged_push))
             record("direct pull", timed(lambda: drain(iter(obstore.get(s3, "direct/blob")))))
-            record("moorage pull", timed(lambda: drain(store.read(digest))))
+            record(
+                "moorage pull",
+                timed(lambda: drain(store.read(digest, location=published[-1]))),  # noqa: B023
+            )
             obstore.delete(s3, "direct/blob")
             store.delete(digest)
+            store.delete(digest, published[-1])
     for operation, ours_name in (
         ("push", "moorage push"),
         ("push", "moorage staged"),
