@@ -19,7 +19,7 @@ show up in pytest's "deselected" count and never count as passing.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        token_run = callspec is not None and callspec.params.get("auth_mode") == "token-auth"
+        token_run = callspec is not None and callspec.params.get("auth_mode") != "open"
         in_process = item.get_closest_marker("in_process_only") is not None
         (dropped if in_process or token_run else kept).append(item)
     if dropped:
@@ -78,10 +78,11 @@ def htpasswd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["open", "token-auth"])
+@pytest.fixture(params=["open", "token-auth", "open-postgres"])
 def auth_mode(request: pytest.FixtureRequest) -> str:
-    """Each in-process test runs twice: with no auth, and with htpasswd + the token flow (the
-    client doing what docker and podman do). Against CONFORMANCE_URL, only as configured."""
+    """Each in-process test runs three times: with no auth, with htpasswd + the token flow
+    (the client doing what docker and podman do), and with no auth on PostgreSQL instead of
+    SQLite. Against CONFORMANCE_URL, only as configured."""
     mode: str = request.param
     return mode
 
@@ -111,7 +112,19 @@ async def _in_process_registry(
 
 
 @pytest.fixture
-def registry_factory(tmp_path: Path, auth_mode: str, htpasswd_file: Path) -> RegistryFactory:
+def database_url(auth_mode: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The registry's database: "" (SQLite in its data dir) or a fresh PostgreSQL database."""
+    if auth_mode != "open-postgres":
+        yield ""
+        return
+    with request.getfixturevalue("postgres").fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def registry_factory(
+    tmp_path: Path, auth_mode: str, htpasswd_file: Path, database_url: str
+) -> RegistryFactory:
     """Build a registry client; keyword arguments are settings overrides (in process only).
 
     ``async with registry_factory(delete_enabled=False) as client: ...``
@@ -124,7 +137,9 @@ def registry_factory(tmp_path: Path, auth_mode: str, htpasswd_file: Path) -> Reg
             return _remote_registry(CONFORMANCE_URL)
         data_dir = tmp_path / "registry-data"
         data_dir.mkdir(exist_ok=True)
-        if auth_mode == "open":
+        if database_url:
+            overrides.setdefault("database", {"url": database_url})
+        if auth_mode != "token-auth":
             return _in_process_registry(data_dir, **overrides)
         return _in_process_registry(
             data_dir,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event
@@ -56,8 +55,8 @@ class TagLandsFirst(SqlMetadataStore):
         return super().put_manifest(repository, manifest, references, tags, keep_tags)
 
 
-def test_an_immutable_tag_created_during_a_push_is_not_moved(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_an_immutable_tag_created_during_a_push_is_not_moved(database_url: str) -> None:
+    engine = make_engine(database_url)
     upgrade(engine)
     store = TagLandsFirst(engine)
     config, layer, other = _digest(b"c"), _digest(b"l"), _digest(b"o")
@@ -73,8 +72,8 @@ def test_an_immutable_tag_created_during_a_push_is_not_moved(tmp_path: Path) -> 
     assert store.get_manifest(REPO, _digest(mine), True) is None  # rolled back whole
 
 
-def test_an_immutable_tag_may_be_pushed_again_unchanged(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_an_immutable_tag_may_be_pushed_again_unchanged(database_url: str) -> None:
+    engine = make_engine(database_url)
     upgrade(engine)
     store = SqlMetadataStore(engine)
     config, layer = _digest(b"c"), _digest(b"l")
@@ -103,8 +102,8 @@ class DeleteLandsFirst(SqlMetadataStore):
         return super().put_manifest(repository, manifest, references, tags, keep_tags)
 
 
-def test_a_blob_deleted_during_a_manifest_put_is_never_left_referenced(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_a_blob_deleted_during_a_manifest_put_is_never_left_referenced(database_url: str) -> None:
+    engine = make_engine(database_url)
     upgrade(engine)
     store = DeleteLandsFirst(engine)
     config, layer = _digest(b"c"), _digest(b"l")
@@ -117,10 +116,10 @@ def test_a_blob_deleted_during_a_manifest_put_is_never_left_referenced(tmp_path:
     assert store.get_manifest(REPO, "v1", False) is None
 
 
-def test_manifest_and_tag_writes_are_upserts(tmp_path: Path) -> None:
+def test_manifest_and_tag_writes_are_upserts(database_url: str) -> None:
     # Select-then-insert lets two concurrent pushes both insert on PostgreSQL, and one fails
     # on the unique key; an ON CONFLICT upsert (rendered for either database) cannot.
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    engine = make_engine(database_url)
     upgrade(engine)
     store = SqlMetadataStore(engine)
     config, layer = _digest(b"c"), _digest(b"l")

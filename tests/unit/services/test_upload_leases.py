@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,10 +39,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqlMetadataStore:
-    engine = make_engine(f"sqlite:///{tmp_path / 'moorage.db'}")
+def store(database_url: str) -> Iterator[SqlMetadataStore]:
+    engine = make_engine(database_url)
     upgrade(engine)
-    return SqlMetadataStore(engine)
+    yield SqlMetadataStore(engine)
+    engine.dispose()
 
 
 @pytest.fixture
