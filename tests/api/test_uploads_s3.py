@@ -109,3 +109,43 @@ async def test_the_sweeper_leaves_published_uploads_alone(
     assert leftover == []
     response = await client.get(f"/v2/s3/swept/blobs/{digest}")
     assert response.status_code == 200 and response.content == DATA
+
+
+async def upload_patched(client: httpx.AsyncClient, repo: str, data: bytes) -> str:
+    """An upload session holding ``data`` in one PATCH, not yet completed: its PUT URL."""
+    location = await start(client, repo)
+    response = await patch(client, location, 0, data)
+    assert response.status_code == 202
+    return f"{response.headers['location']}?digest={digest_of(data)}".replace("??", "?")
+
+
+def upload_ids(bucket: S3BlobStore) -> set[str]:
+    return {key.split("/")[1] for key in object_keys(bucket) if key.startswith("uploads/")}
+
+
+async def test_two_uploads_of_one_blob_finishing_together_keep_one_copy(
+    client: httpx.AsyncClient, bucket: S3BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await upload_patched(client, "s3/race", DATA)
+    second = await upload_patched(client, "s3/race", DATA)
+    assert (await client.put(first)).status_code == 201
+    kept = {first.split("?")[0].rsplit("/", 1)[1]}
+    # The second PUT looked for the blob before the first one recorded it:
+    monkeypatch.setattr(UploadService, "stored", lambda self, digest: (None, None))
+    assert (await client.put(second)).status_code == 201
+    monkeypatch.undo()
+    assert upload_ids(bucket) == kept  # the second copy was dropped, not leaked
+    response = await client.get(f"/v2/s3/race/blobs/{digest_of(DATA)}")
+    assert response.status_code == 200 and response.content == DATA
+
+
+async def test_a_blob_whose_recorded_bytes_were_lost_is_replaced_by_a_new_push(
+    client: httpx.AsyncClient, bucket: S3BlobStore
+) -> None:
+    digest = await push_in_chunks(client, "s3/lost", DATA, len(DATA))
+    for upload in upload_ids(bucket):  # the bucket lost them (someone deleted the objects)
+        bucket.abort_upload(upload)
+    assert (await client.get(f"/v2/s3/lost/blobs/{digest}")).status_code == 404
+    assert await push_in_chunks(client, "s3/lost", DATA, len(DATA)) == digest
+    response = await client.get(f"/v2/s3/lost/blobs/{digest}")
+    assert response.status_code == 200 and response.content == DATA

@@ -129,8 +129,10 @@ class MetadataStore(Protocol):
         size: int,
         location: str | None,
     ) -> bool:
-        """In one transaction: :meth:`store_blob` the finished blob and end the session;
-        nothing at all when the lease is not ``token``."""
+        """In one transaction: link the finished blob to the repository and end the session;
+        nothing at all when the lease is not ``token``. With ``location=None`` (the bytes are
+        at the digest's own place) this is :meth:`store_blob`; a location is recorded only if
+        the blob has none yet (compare :meth:`blob` afterwards)."""
 
     def discard_upload(self, upload_id: str, token: float) -> bool:
         """End the session this holder owns."""

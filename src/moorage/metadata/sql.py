@@ -173,10 +173,6 @@ def _session(row: Any) -> UploadSession:
     )
 
 
-class _Keep:
-    """For ``_link_blob``: leave an existing blob's location as it is."""
-
-
 class SqlMetadataStore:
     """A :class:`~moorage.metadata.port.MetadataStore` over an SQLAlchemy engine."""
 
@@ -299,11 +295,11 @@ class SqlMetadataStore:
     # --- blobs -------------------------------------------------------------------------------
     def link_blob(self, repository: str, digest: str, size: int) -> None:
         with self._write() as conn:
-            self._link_blob(conn, repository, digest, size)
+            self._link_blob(conn, repository, digest, size, None, replace=False)
 
     def store_blob(self, repository: str, digest: str, size: int, location: str | None) -> None:
         with self._write() as conn:
-            self._link_blob(conn, repository, digest, size, location)
+            self._link_blob(conn, repository, digest, size, location, replace=True)
 
     def _link_blob(
         self,
@@ -311,15 +307,16 @@ class SqlMetadataStore:
         repository: str,
         digest: str,
         size: int,
-        location: str | type[_Keep] | None = _Keep,
+        location: str | None,
+        *,
+        replace: bool,
     ) -> None:
+        """Record the blob (at ``location`` when new; also when it exists, if ``replace``)
+        and link it to the repository."""
         now = time.time()
         repository_id = self._ensure_repository(conn, repository)
-        row = {"digest": digest, "size": size, "created_at": now}
-        if location is _Keep:
-            conn.execute(self._insert_ignore[s.blobs], row)
-        else:
-            conn.execute(self._upsert_blob, {**row, "location": location})
+        row = {"digest": digest, "size": size, "created_at": now, "location": location}
+        conn.execute(self._upsert_blob if replace else self._insert_ignore[s.blobs], row)
         conn.execute(
             self._insert_ignore[s.repository_blobs],
             {"repository_id": repository_id, "digest": digest, "created_at": now},
@@ -642,7 +639,10 @@ class SqlMetadataStore:
             ended = conn.execute(delete(s.uploads).where(self._held(upload_id, token)))
             if ended.rowcount == 0:
                 return False
-            self._link_blob(conn, repository, digest, size, location)
+            # Bytes at the digest's own place are always valid, so they may replace whatever
+            # was recorded; bytes kept in place never displace a recorded location (someone
+            # may be reading it): the caller settles that (UploadService._settle).
+            self._link_blob(conn, repository, digest, size, location, replace=location is None)
             return True
 
     def discard_upload(self, upload_id: str, token: float) -> bool:

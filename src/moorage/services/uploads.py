@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from moorage.errors import ErrorCode, RegistryError
@@ -45,6 +45,15 @@ def _bytes_lost() -> RegistryError:
         ErrorCode.BLOB_UPLOAD_INVALID,
         "the upload's stored bytes were lost; start the upload again",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Where a completed upload's blob is (its location, None: the digest's own place), and
+    whether this upload's bytes are it (else an equal blob stored before is)."""
+
+    location: str | None
+    ours: bool
 
 
 class ByteSink(Protocol):
@@ -122,15 +131,17 @@ class Append:
                 raise _digest_mismatch(digest)
             self._renew()  # publishing under an expired lease could race a new holder
             proven = digest.algorithm == session.algorithm
-            location = uploads._publish(self._lease, digest, size, proven)
+            published = uploads._publish(self._lease, digest, size, proven)
         except BaseException:
             self.abort()  # unless the session was discarded: back to where it was, unlocked
             raise
         self._end(
             lambda token: uploads.metadata.complete_upload(
-                session.id, token, session.repository, str(digest), size, location
+                session.id, token, session.repository, str(digest), size, published.location
             )
         )
+        if published.ours and published.location is not None:
+            uploads._settle(session.repository, digest, size, published.location)
 
     def abort(self) -> None:
         """Drop this request's bytes; the session stays where it was before."""
@@ -348,8 +359,8 @@ class UploadService:
         location = record.location if record is not None else None
         return self.blobs.stat(digest, location), location
 
-    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> str | None:
-        """Make the verified upload blob ``digest``; returns the blob's location.
+    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> Published:
+        """Make the verified upload blob ``digest``; returns where the blob is.
 
         A blob already stored is kept and the upload's bytes dropped: a layer pushed again
         costs no second copy in the store.
@@ -361,18 +372,30 @@ class UploadService:
         stored_size, location = self.stored(digest)
         if stored_size == size:
             self.blobs.abort_upload(lease.upload_id)
-            return location
+            return Published(location, ours=False)
         try:
-            return self.blobs.commit_upload(lease.upload_id, digest, size)
+            return Published(self.blobs.commit_upload(lease.upload_id, digest, size), ours=True)
         except UploadTruncated:
             self._discard_held(lease)
             raise _bytes_lost() from None
         except BlobNotFound:
             stored_size, location = self.stored(digest)
             if proven and stored_size == size:
-                return location
+                return Published(location, ours=False)
             self._discard_held(lease)
             raise _unknown_upload(lease.upload_id) from None
+
+    def _settle(self, repository: str, digest: Digest, size: int, location: str) -> None:
+        """After an upload published in place was recorded: if another upload of the same
+        blob was recorded first (two pushes finishing at once), keep that one and drop ours,
+        which nobody can be reading; if the recorded one's bytes are gone, ours replace it."""
+        record = self.metadata.blob(str(digest))
+        if record is None or record.location == location:
+            return
+        if self.blobs.stat(digest, record.location) is not None:
+            self.blobs.delete(digest, location)
+        else:
+            self.metadata.store_blob(repository, str(digest), size, location)
 
     def _lost(self, upload_id: str) -> RegistryError:
         """The error for a request whose lease ran out under it."""

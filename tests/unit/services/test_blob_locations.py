@@ -53,3 +53,11 @@ def test_bytes_written_again_at_the_digests_place_replace_the_location(
     store.store_blob("team/other", DIGEST, 7, None)  # a monolithic push after the bytes were lost
     assert store.blob(DIGEST) == BlobRecord(7, None)
     assert store.linked_blob("team/app", DIGEST) == BlobRecord(7, None)
+
+
+def test_a_second_upload_never_displaces_a_recorded_location(store: SqlMetadataStore) -> None:
+    """Someone may be reading the recorded one; the service settles who keeps what."""
+    completed(store, "team/app", IN_PLACE)
+    store.delete_upload("f" * 32)
+    completed(store, "team/app", "fedcba9876543210fedcba9876543210/0+7")
+    assert store.blob(DIGEST) == BlobRecord(7, IN_PLACE)
