@@ -15,6 +15,7 @@ import pytest
 from moorage.config import S3Settings
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.services.uploads import UploadService
+from moorage.storage.port import StorageUnavailable
 from moorage.storage.s3 import S3BlobStore
 from tests.api.support import digest_of, served_by_object_store
 from tests.api.test_uploads_api import patch, start
@@ -148,4 +149,16 @@ async def test_a_blob_whose_recorded_bytes_were_lost_is_replaced_by_a_new_push(
     assert (await client.get(f"/v2/s3/lost/blobs/{digest}")).status_code == 404
     assert await push_in_chunks(client, "s3/lost", DATA, len(DATA)) == digest
     response = await client.get(f"/v2/s3/lost/blobs/{digest}")
+    assert response.status_code == 200 and response.content == DATA
+
+
+async def test_a_store_failing_while_settling_a_race_does_not_fail_the_push(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object) -> None:
+        raise StorageUnavailable("s3 is having a moment")
+
+    monkeypatch.setattr(UploadService, "_settle", failing)
+    digest = await push_in_chunks(client, "s3/settle", DATA, len(DATA))
+    response = await client.get(f"/v2/s3/settle/blobs/{digest}")
     assert response.status_code == 200 and response.content == DATA

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import time
 import uuid
@@ -25,7 +26,15 @@ from moorage.oci.ranges import ByteRange
 from moorage.services.blobs import find_linked
 from moorage.services.hashing import new_hasher, resume_hasher
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
-from moorage.storage.port import BlobNotFound, BlobStore, UploadTruncated, UploadWriter
+from moorage.storage.port import (
+    BlobNotFound,
+    BlobStore,
+    StorageUnavailable,
+    UploadTruncated,
+    UploadWriter,
+)
+
+log = logging.getLogger("moorage.uploads")
 
 _UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
 
@@ -141,7 +150,12 @@ class Append:
             )
         )
         if published.ours and published.location is not None:
-            uploads._settle(session.repository, digest, size, published.location)
+            try:
+                uploads._settle(session.repository, digest, size, published.location)
+            except StorageUnavailable as error:
+                # The blob is recorded and served; a failure here costs at most an unreferenced
+                # copy, never the client's push (its session is already gone: no retry).
+                log.warning("could not settle the location of %s: %s", digest, error)
 
     def abort(self) -> None:
         """Drop this request's bytes; the session stays where it was before."""
