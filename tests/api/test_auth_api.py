@@ -487,12 +487,17 @@ async def test_mount_needs_pull_on_the_source_and_reveals_nothing(
     assert mounted.status_code == 201
 
 
+async def other_manifest(client: httpx.AsyncClient, repo: str, seed: bytes) -> bytes:
+    """A manifest whose blobs ``repo`` has, different from any ``push_image`` made."""
+    config = b'{"architecture":"amd64","os":"linux","seed":"' + seed.hex().encode() + b'"}'
+    await push_blob(client, repo, config)
+    return image_manifest(digest_of(config), len(config), [])
+
+
 async def test_immutable_tags_can_be_created_not_moved(authed: httpx.AsyncClient) -> None:
     authed.auth = creds("writer")
     await push_image(authed, "releases/app", "1.0", seed=b"one")
-    config = b'{"architecture":"amd64","os":"linux","seed":"74776f"}'
-    await push_blob(authed, "releases/app", config)
-    manifest = image_manifest(digest_of(config), len(config), [])
+    manifest = await other_manifest(authed, "releases/app", b"two")
     response = await authed.put(
         "/v2/releases/app/manifests/1.0", content=manifest, headers={"Content-Type": OCI_MANIFEST}
     )
@@ -515,9 +520,7 @@ async def test_an_immutable_tag_cannot_be_moved_by_a_tag_query(authed: httpx.Asy
     """``PUT /manifests/<digest>?tag=1.0`` names the tag in the query, not in the path."""
     authed.auth = creds("writer")
     await push_image(authed, "releases/app", "2.0", seed=b"first")
-    config = b'{"architecture":"amd64","os":"linux","seed":"7371"}'
-    await push_blob(authed, "releases/app", config)
-    manifest = image_manifest(digest_of(config), len(config), [])
+    manifest = await other_manifest(authed, "releases/app", b"sq")
     response = await authed.put(
         f"/v2/releases/app/manifests/{digest_of(manifest)}?tag=2.0&tag=2.1",
         content=manifest,

@@ -4,24 +4,11 @@ replaced when the bytes are written again at the digest's own place."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from moorage.metadata.migrate import upgrade
 from moorage.metadata.records import BlobRecord, UploadSession
-from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.metadata.sql import SqlMetadataStore
 
 DIGEST = "sha256:" + "ab" * 32
 IN_PLACE = "0123456789abcdef0123456789abcdef/0+3/3+4"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlMetadataStore]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield SqlMetadataStore(engine)
-    engine.dispose()
 
 
 def completed(store: SqlMetadataStore, repository: str, location: str | None) -> None:

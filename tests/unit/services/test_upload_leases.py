@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from moorage.errors import ErrorCode, RegistryError
-from moorage.metadata.migrate import upgrade
 from moorage.metadata.records import BlobRecord
-from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.metadata.sql import SqlMetadataStore
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
 from moorage.services.uploads import UploadService
@@ -36,14 +35,6 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlMetadataStore]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield SqlMetadataStore(engine)
-    engine.dispose()
 
 
 @pytest.fixture
