@@ -1,16 +1,26 @@
 """Hostile requests (issue 9, item 4), in process: escapes that alias a path segment, bodies
-trickled byte by byte, and oversized headers.
+trickled byte by byte, oversized headers, and manifests two parsers would read differently.
 The same defects against a real ``moorage serve`` are in tests/e2e/test_hostile_requests.py."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.api.support import OCI_MANIFEST, ClientFactory, digest_of, error_code, push_blob
+from tests.api.support import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ClientFactory,
+    digest_of,
+    error_code,
+    image_manifest,
+    push_blob,
+    push_image,
+)
 
 # Long enough for a loaded test machine to deliver a piece, short enough to keep tests quick.
 IDLE_TIMEOUT = 0.5
@@ -166,3 +176,75 @@ async def test_headers_over_the_limit_get_431(make_client: ClientFactory) -> Non
 async def test_the_default_header_limit_is_16_kib(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v2/", headers={"X-Padding": "a" * 15_000})).status_code == 200
     assert (await client.get("/v2/", headers={"X-Padding": "a" * 64 * 1024})).status_code == 431
+
+
+# --- d: manifests two parsers would read differently -------------------------------------------
+
+
+async def _image_parts(client: httpx.AsyncClient, repo: str) -> tuple[str, int, str, int]:
+    config, layer = b'{"architecture":"amd64","os":"linux"}', b"a layer of twenty b."
+    return (
+        await push_blob(client, repo, config),
+        len(config),
+        await push_blob(client, repo, layer),
+        len(layer),
+    )
+
+
+async def _put(
+    client: httpx.AsyncClient, repo: str, body: bytes, media_type: str
+) -> httpx.Response:
+    return await client.put(
+        f"/v2/{repo}/manifests/t", content=body, headers={"Content-Type": media_type}
+    )
+
+
+async def test_a_duplicated_key_is_refused(client: httpx.AsyncClient) -> None:
+    config, config_size, layer, layer_size = await _image_parts(client, "dup/keys")
+    good = image_manifest(config, config_size, [(layer, layer_size)]).decode()
+    # Python's json keeps the last of two keys, Go's the last too but other parsers the first:
+    # the registry and a scanner behind it could then see different images.
+    doubled = good.replace('"schemaVersion": 2', '"layers": [], "schemaVersion": 2', 1)
+    response = await _put(client, "dup/keys", doubled.encode(), OCI_MANIFEST)
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "MANIFEST_INVALID"
+    assert response.json()["errors"][0]["detail"] == {"key": "layers"}
+    assert (await client.get("/v2/dup/keys/manifests/t")).status_code == 404
+
+
+async def test_a_layer_size_that_is_not_the_blobs_is_refused(client: httpx.AsyncClient) -> None:
+    config, config_size, layer, layer_size = await _image_parts(client, "size/layer")
+    for body in (
+        image_manifest(config, config_size, [(layer, layer_size + 1)]),
+        image_manifest(config, config_size, [(layer, layer_size - 1)]),
+        image_manifest(config, config_size + 1, [(layer, layer_size)]),
+    ):
+        response = await _put(client, "size/layer", body, OCI_MANIFEST)
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "MANIFEST_INVALID"
+        detail = response.json()["errors"][0]["detail"]
+        assert detail["digest"] in (config, layer)
+        assert detail["size"] != detail["stored"]
+    right = image_manifest(config, config_size, [(layer, layer_size)])
+    assert (await _put(client, "size/layer", right, OCI_MANIFEST)).status_code == 201
+
+
+async def test_a_child_manifest_size_that_is_not_its_length_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    child, child_bytes = await push_image(client, "size/index", tag=None)
+
+    def index(size: int) -> bytes:
+        child_descriptor = {"mediaType": OCI_MANIFEST, "digest": child, "size": size}
+        body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child_descriptor]}
+        return json.dumps(body).encode()
+
+    response = await _put(client, "size/index", index(len(child_bytes) + 7), OCI_INDEX)
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "MANIFEST_INVALID"
+    assert response.json()["errors"][0]["detail"] == {
+        "digest": child,
+        "size": len(child_bytes) + 7,
+        "stored": len(child_bytes),
+    }
+    assert (await _put(client, "size/index", index(len(child_bytes)), OCI_INDEX)).status_code == 201
