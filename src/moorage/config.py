@@ -108,6 +108,13 @@ class LimitsSettings(_Section):
     page_size_max: int = Field(1000, gt=0)
     page_size_default: int = Field(1000, gt=0)
     upload_expiry_seconds: int = Field(24 * 3600, gt=0)
+    # A request body that goes this long without a byte arriving is answered 408 (a partial
+    # upload chunk is dropped): a client trickling a body would otherwise hold its connection,
+    # and an upload session, for as long as it liked.
+    body_idle_timeout_seconds: float = Field(30.0, gt=0)
+    # Request headers larger than this in total (names, values, ": " and CRLF) get 431. Below
+    # 1 KiB ordinary requests would fail; granian refuses heads over ~400 KiB by itself.
+    header_max_bytes: int = Field(16 * 1024, ge=1024)
 
 
 class TokenSettings(_Section):

@@ -47,6 +47,8 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert s.limits.page_size_max == 1000
     assert s.limits.page_size_default == 1000
     assert s.limits.upload_expiry_seconds == 86400
+    assert s.limits.body_idle_timeout_seconds == 30
+    assert s.limits.header_max_bytes == 16 * 1024
     assert s.delete_enabled is True
     assert s.workers == 1
     assert s.log_level == "info"
@@ -158,6 +160,8 @@ def test_explicit_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
         ("limits:\n  manifest_max_bytes: 0\n", "limits.manifest_max_bytes"),
         ("limits:\n  page_size_max: -5\n", "limits.page_size_max"),
         ("limits:\n  upload_expiry_seconds: soon\n", "limits.upload_expiry_seconds"),
+        ("limits:\n  body_idle_timeout_seconds: 0\n", "limits.body_idle_timeout_seconds"),
+        ("limits:\n  header_max_bytes: 512\n", "limits.header_max_bytes"),
         ("workers: 0\n", "workers"),
         ("workers: 65\n", "workers"),
         ("delete_enabled: perhaps\n", "delete_enabled"),
@@ -184,6 +188,7 @@ def test_every_offending_key_is_named(tmp_path: Path) -> None:
         ("MOORAGE_LISTEN__PORT", "99999", "listen.port"),
         ("MOORAGE_LISTEN__BOGUS", "1", "listen.bogus"),
         ("MOORAGE_LIMITS__MANIFEST_MAX_BYTES", "0", "limits.manifest_max_bytes"),
+        ("MOORAGE_LIMITS__BODY_IDLE_TIMEOUT_SECONDS", "-1", "limits.body_idle_timeout_seconds"),
         ("MOORAGE_DELETE_ENABLED", "perhaps", "delete_enabled"),
     ],
 )
