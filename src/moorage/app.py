@@ -134,6 +134,7 @@ def build_registry(settings: Settings) -> Registry:
         # lookup off the event loop.
         inline_point_reads=engine.dialect.name == "sqlite"
         and settings.storage.backend == "filesystem",
+        accel_redirect=settings.storage.accel_redirect,
     )
 
 

@@ -283,3 +283,42 @@ def test_a_bad_trusted_proxy_is_named() -> None:
     with pytest.raises(ConfigError, match=r"proxy\.trusted.*'proxy\.example' is not an IP"):
         load_settings(proxy={"trusted": ["10.0.0.0/8", "proxy.example"]})
     assert load_settings(proxy={"trusted": ["10.0.0.1", "::1", "10.1.2.3/8"]}).proxy.trusted
+
+
+# --- storage.accel_redirect (X-Accel-Redirect behind nginx) ----------------------------------
+
+
+def test_accel_redirect_is_off_by_default_and_set_by_file_or_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().storage.accel_redirect is None
+    path = write(tmp_path, "storage:\n  accel_redirect: /_moorage_blobs/\n")
+    assert load_settings(path).storage.accel_redirect == "/_moorage_blobs/"
+    monkeypatch.setenv("MOORAGE_STORAGE__ACCEL_REDIRECT", "/internal/blobs/")
+    assert load_settings(path).storage.accel_redirect == "/internal/blobs/"
+    monkeypatch.setenv("MOORAGE_STORAGE__ACCEL_REDIRECT", "")
+    assert load_settings().storage.accel_redirect is None
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "_moorage_blobs/",
+        "/_moorage_blobs",
+        "/a/../b/",
+        "/./",
+        "/x?y/",
+        "@blobs",
+        "/a b/",
+        "/%2e%2e/",
+    ],
+)
+def test_a_bad_accel_redirect_prefix_is_named(prefix: str) -> None:
+    assert config_error(storage={"accel_redirect": prefix}).startswith("storage.accel_redirect: ")
+
+
+def test_accel_redirect_needs_the_filesystem_backend() -> None:
+    message = config_error(
+        storage={"backend": "s3", "s3": {"bucket": "b"}, "accel_redirect": "/_moorage_blobs/"}
+    )
+    assert "storage.accel_redirect works only with the filesystem backend" in message
