@@ -23,7 +23,7 @@ OCTET_STREAM = "application/octet-stream"
 
 class _WholeFileResponse(FileResponse):
     """A FileResponse that never interprets Range itself (we already did): it hands the path to
-    the server (ASGI pathsend, zero-copy in granian) or streams it."""
+    the server (ASGI pathsend: granian reads and sends it, no byte through Python) or streams it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # This runs after the handler returned, outside the error boundary: a blob deleted

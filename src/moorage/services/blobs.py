@@ -52,7 +52,7 @@ class BlobService:
         return self.blobs.redirect_url(info.digest, info.location)
 
     def local_path(self, info: BlobInfo) -> Path | None:
-        """A file the server may send as it is (zero-copy), or None."""
+        """A file the HTTP server may send as it is (no byte through Python), or None."""
         return self.blobs.local_path(info.digest, info.location)
 
     def relative_path(self, info: BlobInfo) -> str | None:

@@ -60,7 +60,7 @@ class BlobStore(Protocol):
         """The blob's size in bytes, or None when it is not stored."""
 
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
-        """A filesystem path the server may send directly (zero-copy), or None if remote."""
+        """A filesystem path the HTTP server may send directly, or None if remote."""
 
     def relative_path(self, digest: Digest, location: str | None = None) -> str | None:
         """The blob's file below the store's ``blobs/`` directory (``sha256/ab/ab12…``), built
