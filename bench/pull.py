@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -53,6 +54,7 @@ ACCEL_SERVER = """
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $http_host;
+        proxy_set_header X-Sendfile-Type X-Accel-Redirect;
         proxy_buffering off;
         location /v2/ {{ proxy_pass http://moorage_accel; }}
         location {prefix} {{
@@ -160,6 +162,21 @@ def parse_strace_summary(text: str) -> dict[str, int]:
         if len(cols) >= 5 and cols[0][0].isdigit() and cols[3].isdigit() and cols[-1] != "total":
             counts[cols[-1]] = int(cols[3])
     return counts
+
+
+def check_accel(server: servers.ManagedServer, path: str) -> None:
+    """The accel instance must answer what nginx passes on with a redirect, or the row would
+    measure Moorage's bytes proxied through nginx."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"X-Sendfile-Type": "X-Accel-Redirect"})
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    target = resp.getheader("X-Accel-Redirect")
+    if resp.status != 200 or body or not target or not target.startswith(ACCEL_PREFIX):
+        raise RuntimeError(f"{server.name} did not answer with X-Accel-Redirect: {resp.status}")
 
 
 def push(url: str, blob: BlobSource) -> None:
@@ -334,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 
             encoded = blob.digest.split(":", 1)[1]
             path = f"/v2/{REPO}/blobs/{blob.digest}"
+            check_accel(accel, path)
             static = f"http://127.0.0.1:{static_port}/blobs/sha256/{encoded[:2]}/{encoded}"
             half = size // 2
             targets = [

@@ -90,9 +90,10 @@ class StorageSettings(_Section):
     # Blobs (filesystem backend), the SQLite database and the token signing key live here.
     data_dir: Path = Path("moorage-data")
     s3: S3Settings = S3Settings()
-    # Behind nginx: answer an authorized blob GET with `X-Accel-Redirect: <prefix><alg>/<2 hex>/
-    # <hex>` and no body, so that nginx sends the file itself from an `internal` location that
-    # aliases <data_dir>/blobs/ (docs/deploy/nginx.md). None: Moorage sends the bytes.
+    # Behind nginx: answer an authorized blob GET that nginx passed on with `X-Sendfile-Type:
+    # X-Accel-Redirect` with `X-Accel-Redirect: <prefix><alg>/<2 hex>/<hex>` and no body, so that
+    # nginx sends the file itself from an `internal` location that aliases <data_dir>/blobs/
+    # (docs/deploy/nginx.md). None: Moorage sends the bytes.
     accel_redirect: str | None = None
 
     @field_validator("accel_redirect")

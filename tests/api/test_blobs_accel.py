@@ -1,6 +1,7 @@
-"""storage.accel_redirect: an authorized blob GET is answered with X-Accel-Redirect and no body,
-for nginx to send the file; everything else (HEAD, refusals, unknown blobs, bad ranges) is
-answered as without it. tests/e2e/test_nginx.py runs the same through a real nginx."""
+"""storage.accel_redirect: an authorized blob GET that nginx passed on (X-Sendfile-Type) is
+answered with X-Accel-Redirect and no body, for nginx to send the file; everything else (HEAD,
+refusals, unknown blobs, bad ranges, requests that did not come through nginx) is answered as
+without it. tests/e2e/test_nginx.py runs the same through a real nginx."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from moorage.auth.htpasswd import add_user
 from tests.api.support import ClientFactory, digest_of, error_code, push_blob
 
 PREFIX = "/_moorage_blobs/"
+# What the documented nginx.conf sends with every request it passes on.
+VIA_NGINX = {"X-Sendfile-Type": "X-Accel-Redirect"}
 DATA = bytes(range(256)) * 40  # 10240 bytes
 POLICY = """
 admins: [root]
@@ -40,7 +43,7 @@ async def test_get_names_the_blob_file_for_nginx_and_sends_no_bytes(
 ) -> None:
     async with make_client(storage=accel) as client:
         digest = await push_blob(client, "team/app", DATA)
-        got = await client.get(f"/v2/team/app/blobs/{digest}")
+        got = await client.get(f"/v2/team/app/blobs/{digest}", headers=VIA_NGINX)
     assert got.status_code == 200
     assert got.content == b""
     encoded = digest.removeprefix("sha256:")
@@ -63,7 +66,7 @@ async def test_sha512_blobs_are_named_under_their_algorithm(
     async with make_client(storage=accel) as client:
         pushed = await client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", content=DATA)
         assert pushed.status_code == 201, pushed.text
-        got = await client.get(f"/v2/team/app/blobs/{digest}")
+        got = await client.get(f"/v2/team/app/blobs/{digest}", headers=VIA_NGINX)
     encoded = digest.removeprefix("sha512:")
     assert got.headers["x-accel-redirect"] == f"{PREFIX}sha512/{encoded[:2]}/{encoded}"
     assert blob_file(accel, got.headers["x-accel-redirect"]).read_bytes() == DATA
@@ -74,8 +77,9 @@ async def test_a_valid_range_goes_to_nginx_and_a_bad_one_is_refused_here(
 ) -> None:
     async with make_client(storage=accel) as client:
         digest = await push_blob(client, "team/app", DATA)
-        ranged = await client.get(f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=5-9"})
-        bad = await client.get(f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=99999-"})
+        url = f"/v2/team/app/blobs/{digest}"
+        ranged = await client.get(url, headers={"Range": "bytes=5-9", **VIA_NGINX})
+        bad = await client.get(url, headers={"Range": "bytes=99999-", **VIA_NGINX})
     # nginx sees the client's Range header on the internal redirect and answers the 206 itself.
     assert ranged.status_code == 200 and ranged.content == b""
     assert "x-accel-redirect" in ranged.headers
@@ -90,7 +94,7 @@ async def test_head_is_answered_here_with_the_size(
 ) -> None:
     async with make_client(storage=accel) as client:
         digest = await push_blob(client, "team/app", DATA)
-        head = await client.head(f"/v2/team/app/blobs/{digest}")
+        head = await client.head(f"/v2/team/app/blobs/{digest}", headers=VIA_NGINX)
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(DATA))
     assert head.headers["docker-content-digest"] == digest
@@ -102,8 +106,10 @@ async def test_unknown_or_unlinked_blobs_get_404_and_no_redirect(
 ) -> None:
     async with make_client(storage=accel) as client:
         digest = await push_blob(client, "team/secret", DATA)
-        unlinked = await client.get(f"/v2/team/app/blobs/{digest}")
-        unknown = await client.get(f"/v2/team/app/blobs/{digest_of(b'never pushed')}")
+        unlinked = await client.get(f"/v2/team/app/blobs/{digest}", headers=VIA_NGINX)
+        unknown = await client.get(
+            f"/v2/team/app/blobs/{digest_of(b'never pushed')}", headers=VIA_NGINX
+        )
     for response in (unlinked, unknown):
         assert response.status_code == 404
         assert error_code(response) == "BLOB_UNKNOWN"
@@ -126,12 +132,15 @@ async def test_refused_callers_get_no_redirect(
                 f"/v2/{repo}/blobs/uploads/?digest={digest}", content=DATA, auth=("root", "root-pw")
             )
             assert pushed.status_code == 201, pushed.text
+        url = f"/v2/team/app/blobs/{digest}"
         refused = [
-            await client.get(f"/v2/team/app/blobs/{digest}"),
-            await client.get(f"/v2/team/app/blobs/{digest}", auth=("alice", "wrong")),
-            await client.get(f"/v2/other/app/blobs/{digest}", auth=("alice", "alice-pw")),
+            await client.get(url, headers=VIA_NGINX),
+            await client.get(url, auth=("alice", "wrong"), headers=VIA_NGINX),
+            await client.get(
+                f"/v2/other/app/blobs/{digest}", auth=("alice", "alice-pw"), headers=VIA_NGINX
+            ),
         ]
-        allowed = await client.get(f"/v2/team/app/blobs/{digest}", auth=("alice", "alice-pw"))
+        allowed = await client.get(url, auth=("alice", "alice-pw"), headers=VIA_NGINX)
     for response in refused:
         assert response.status_code in (401, 403), response.text
         assert "x-accel-redirect" not in response.headers
@@ -139,8 +148,23 @@ async def test_refused_callers_get_no_redirect(
     assert "x-accel-redirect" in allowed.headers
 
 
+async def test_a_request_that_did_not_come_through_nginx_gets_the_bytes(
+    make_client: ClientFactory, accel: dict[str, Any]
+) -> None:
+    async with make_client(storage=accel) as client:
+        digest = await push_blob(client, "team/app", DATA)
+        plain = await client.get(f"/v2/team/app/blobs/{digest}")
+        other = await client.get(
+            f"/v2/team/app/blobs/{digest}", headers={"X-Sendfile-Type": "X-Sendfile"}
+        )
+    for got in (plain, other):
+        assert got.status_code == 200
+        assert got.content == DATA
+        assert "x-accel-redirect" not in got.headers
+
+
 async def test_without_the_option_bytes_are_sent_as_before(client: httpx.AsyncClient) -> None:
     digest = await push_blob(client, "team/app", DATA)
-    got = await client.get(f"/v2/team/app/blobs/{digest}")
+    got = await client.get(f"/v2/team/app/blobs/{digest}", headers=VIA_NGINX)
     assert got.content == DATA
     assert "x-accel-redirect" not in got.headers

@@ -431,15 +431,23 @@ BASIC = (USER, PASSWORD)
 
 
 def accel_variant(conf: str, blobs_dir: Path) -> dict[str, str]:
-    """The replacement that switches on the commented internal location between the markers
-    of docs/deploy/nginx.conf, aliased to ``blobs_dir``."""
-    begin, end = conf.find(ACCEL_BEGIN), conf.find(ACCEL_END)
-    assert 0 <= begin < end, "docs/deploy/nginx.conf lost its accel_redirect block"
-    block = conf[begin:end]
-    lines = block.splitlines(keepends=True)[1:]  # the marker line stays a comment
-    switched_on = "".join(line.replace("# ", "", 1) for line in lines)
-    assert DOCUMENTED_BLOBS_DIR in switched_on
-    return {block: ACCEL_BEGIN + "\n" + switched_on.replace(DOCUMENTED_BLOBS_DIR, f"{blobs_dir}/")}
+    """Replacements that switch on the commented blocks between the accel_redirect markers of
+    docs/deploy/nginx.conf (the X-Sendfile-Type header and the internal location), with the
+    location aliased to ``blobs_dir``."""
+    variant = {}
+    begin = conf.find(ACCEL_BEGIN)
+    while begin >= 0:
+        end = conf.find(ACCEL_END, begin)
+        assert end > begin, "an accel_redirect block of docs/deploy/nginx.conf has no end"
+        block = conf[begin:end]
+        lines = block.splitlines(keepends=True)[1:]  # the marker line stays a comment
+        switched_on = "".join(line.replace("# ", "", 1) for line in lines)
+        switched_on = switched_on.replace(DOCUMENTED_BLOBS_DIR, f"{blobs_dir}/")
+        variant[block] = ACCEL_BEGIN + "\n" + switched_on
+        begin = conf.find(ACCEL_BEGIN, end)
+    assert len(variant) == 2, "docs/deploy/nginx.conf lost an accel_redirect block"
+    assert any(str(blobs_dir) in on for on in variant.values())
+    return variant
 
 
 @pytest.fixture(scope="module")
@@ -498,9 +506,13 @@ def test_accel_skopeo_round_trip_is_sent_by_nginx(
     creds = f"{USER}:{PASSWORD}"
     image = skopeo_round_trip(skopeo, proxy.host, proxy.pki.cert_dir, tmp_path, "accel/demo", creds)
     layer = image.layers[0]
-    # Moorage itself answered the layer GET with the redirect and no bytes...
+    # Moorage itself answers what nginx passes on with the redirect and no bytes...
     with backend.client() as direct:
-        answer = direct.get(f"/v2/accel/demo/blobs/{layer.digest}", auth=BASIC)
+        answer = direct.get(
+            f"/v2/accel/demo/blobs/{layer.digest}",
+            auth=BASIC,
+            headers={"X-Sendfile-Type": "X-Accel-Redirect"},
+        )
     assert answer.status_code == 200, describe_response(answer)
     assert answer.content == b""
     encoded = layer.digest.split(":", 1)[1]
@@ -595,6 +607,19 @@ def test_accel_internal_location_is_404_for_clients(
                 got = client.get(path, auth=auth)
                 assert got.status_code == 404, describe_response(got)
                 assert ACCEL_BYTES[:64] not in got.content
+
+
+def test_accel_a_client_that_reaches_moorage_directly_still_gets_the_bytes(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str
+) -> None:
+    """Only requests nginx passed on (X-Sendfile-Type) are redirected: a job on the host that
+    talks to 127.0.0.1:5000 itself is sent the blob by Moorage."""
+    backend, _ = accel
+    with backend.client() as direct:
+        got = direct.get(f"/v2/accel/app/blobs/{accel_blob}", auth=BASIC)
+    assert got.status_code == 200, describe_response(got)
+    assert "x-accel-redirect" not in got.headers
+    assert got.content == ACCEL_BYTES
 
 
 def test_accel_head_is_answered_by_moorage(

@@ -39,10 +39,21 @@ class _WholeFileResponse(FileResponse):
         await super().__call__({**scope, "headers": headers}, receive, send)
 
 
-def _accel_redirect(registry: Registry, info: BlobInfo) -> str | None:
-    """The internal nginx URI of the blob's file when storage.accel_redirect is on and the blob
-    is a local file. Built from the parsed digest alone, so it cannot name any other file."""
+# Sent by a proxy that can send files itself (nginx: `proxy_set_header X-Sendfile-Type
+# X-Accel-Redirect`, as Rack::Sendfile expects it). Without it the bytes are sent from here, so
+# a client that reaches Moorage directly (a job on the same host) still gets its blob; one that
+# forges it only gets an empty answer for itself.
+SENDFILE_TYPE = "x-sendfile-type"
+ACCEL_REDIRECT = "x-accel-redirect"
+
+
+def _accel_redirect(registry: Registry, request: Request, info: BlobInfo) -> str | None:
+    """The internal nginx URI of the blob's file when storage.accel_redirect is on, the request
+    came through the proxy that sends files, and the blob is a local file. Built from the parsed
+    digest alone, so it cannot name any other file."""
     if registry.accel_redirect is None:
+        return None
+    if request.headers.get(SENDFILE_TYPE, "").strip().lower() != ACCEL_REDIRECT:
         return None
     relative = registry.blobs.relative_path(info)
     return None if relative is None else registry.accel_redirect + relative
@@ -76,7 +87,7 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
         redirect = registry.blobs.redirect_url(info)
         if redirect is not None:
             return RedirectResponse(redirect, 307, headers)
-        accel = _accel_redirect(registry, info)
+        accel = _accel_redirect(registry, request, info)
         if accel is not None:
             # nginx sends the file itself (sendfile), and the client's Range header with it:
             # the request was authorized and the range checked above, and nginx's internal
