@@ -11,8 +11,12 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
+from moorage.api import request_log
 from moorage.api.context import Registry
 from moorage.api.forwarded import TrustedProxyHeaders
+from moorage.api.metrics_endpoint import MetricsEndpoint
+from moorage.api.observe import Recorder
+from moorage.api.request_metrics import record_request_metrics
 from moorage.api.server import build_app
 from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
 from moorage.auth.gate import AccessGate
@@ -31,6 +35,10 @@ from moorage.services.pagination import PageLimits
 from moorage.services.uploads import UploadService
 from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.port import BlobStore
+from moorage.telemetry import metrics
+from moorage.telemetry.exposition import exposition
+from moorage.telemetry.inventory import InventoryCollector
+from moorage.telemetry.log_format import configure_logging
 
 log = logging.getLogger("moorage")
 
@@ -110,7 +118,8 @@ def build_registry(settings: Settings) -> Registry:
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    metadata = SqlMetadataStore(engine)
+    observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
+    metadata = SqlMetadataStore(engine, observe)
     storage = build_blob_store(settings)
     if settings.storage.backend == "s3":
         # A missing bucket or wrong credentials stop start-up with StorageUnavailable naming
@@ -143,6 +152,7 @@ async def _sweep_expired_uploads(registry: Registry) -> None:
         try:
             removed = await run_in_threadpool(registry.uploads.expire)
             if removed:
+                metrics.UPLOAD_SESSIONS.labels("abandoned").inc(removed)
                 log.info("expired upload sessions", extra={"count": removed})
         except Exception:
             log.exception("upload expiry sweep failed")
@@ -152,6 +162,7 @@ async def _sweep_expired_uploads(registry: Registry) -> None:
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for ``settings`` (default: from the config file and environment)."""
     settings = settings or load_settings()
+    configure_logging(settings.log.level, settings.log.format)
     registry = build_registry(settings)
 
     @contextlib.asynccontextmanager
@@ -162,7 +173,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             sweeper.cancel()
 
-    app = build_app(registry, lifespan)
+    recorders: list[Recorder] = []
+    endpoint = None
+    if settings.metrics.enabled:
+        recorders.append(record_request_metrics)
+        inventory = InventoryCollector(
+            registry.metadata.inventory, settings.metrics.inventory_refresh_seconds
+        )
+        token = settings.metrics.token
+        endpoint = MetricsEndpoint(
+            exposition([inventory]), token.get_secret_value() if token else None
+        )
+    if request_log.enabled():
+        recorders.append(request_log.log_request)
+    app = build_app(registry, lifespan, recorders, endpoint)
     # Behind a TLS-terminating proxy (docs/deploy/nginx.md), believe its X-Forwarded-* headers.
     if settings.proxy.trusted:
         app.add_middleware(TrustedProxyHeaders, trusted=settings.proxy.trusted)

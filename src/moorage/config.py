@@ -201,6 +201,27 @@ class ProxySettings(_Section):
         return entries
 
 
+class MetricsSettings(_Section):
+    """``GET /metrics`` on the main port. Metrics tell who pushes what and when, so the endpoint
+    answers loopback callers only (after the trusted-proxy rules), or, with ``token`` set,
+    whoever sends it as a bearer token."""
+
+    enabled: bool = True
+    token: SecretStr | None = None
+    # Repository, manifest and tag counts are recounted at most this often (per worker).
+    inventory_refresh_seconds: float = Field(30.0, ge=0)
+
+
+LogLevel = Literal["critical", "error", "warning", "warn", "info", "debug", "notset"]
+
+
+class LogSettings(_Section):
+    # One line per request is logged at info; `warning` silences those lines.
+    level: LogLevel = "info"
+    # `text` is readable on a terminal; `json` is one object per line for log collectors.
+    format: Literal["text", "json"] = "text"
+
+
 class Settings(BaseSettings):
     """Everything Moorage can be told; every field has a safe default."""
 
@@ -219,9 +240,25 @@ class Settings(BaseSettings):
     allow_anonymous_network: bool = False
     delete_enabled: bool = True
     workers: int = Field(1, ge=1, le=64)
-    log_level: Literal["critical", "error", "warning", "warn", "info", "debug", "notset"] = "info"
-    # One line per request from the HTTP server (costs throughput on small requests).
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # granian's own access log, beside Moorage's request log (which knows routes and users).
     access_log: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_log_level(cls, data: Any) -> Any:
+        # Before the `log` section, the level was the top-level `log_level`; files, variables
+        # (MOORAGE_LOG_LEVEL is not read: only MOORAGE_LOG__LEVEL) and callers that still say
+        # so keep working. An explicit `log.level` wins.
+        if isinstance(data, dict) and "log_level" in data:
+            data = dict(data)
+            level = data.pop("log_level")
+            section = data.get("log")
+            section = dict(section) if isinstance(section, dict) else {}
+            section.setdefault("level", level)
+            data["log"] = section
+        return data
 
     @property
     def auth_enabled(self) -> bool:

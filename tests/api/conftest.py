@@ -44,11 +44,14 @@ def make_client(
         mounts[moto.endpoint] = httpx.AsyncHTTPTransport()
 
     @asynccontextmanager
-    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async def factory(
+        peer: tuple[str, int] = ("127.0.0.1", 123), **overrides: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        """``peer``: the address the app sees the requests come from."""
         overrides.setdefault("storage", storage)
         app = create_app(load_settings(**overrides))
         async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+            transport = httpx.ASGITransport(app=app, client=peer)
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://registry",

@@ -51,7 +51,7 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert s.limits.header_max_bytes == 16 * 1024
     assert s.delete_enabled is True
     assert s.workers == 1
-    assert s.log_level == "info"
+    assert s.log.level == "info"
     assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'moorage-data' / 'moorage.db'}"
 
 
@@ -81,7 +81,7 @@ log_level: debug
     assert s.limits.page_size_max == 1000  # untouched keys keep their defaults
     assert s.delete_enabled is False
     assert s.workers == 4
-    assert s.log_level == "debug"
+    assert s.log.level == "debug"
 
 
 def test_file_named_by_moorage_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +114,7 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert s.listen.host == "0.0.0.0"  # the rest of the file's section survives
     assert s.workers == 8
     assert s.delete_enabled is False
-    assert s.log_level == "debug"
+    assert s.log.level == "debug"
 
 
 def test_flags_override_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,10 +128,10 @@ def test_flags_override_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_flags_override_env_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOORAGE_LOG_LEVEL", "warning")
+    monkeypatch.setenv("MOORAGE_LOG__LEVEL", "warning")
     monkeypatch.setenv("MOORAGE_LISTEN__HOST", "10.0.0.1")
-    s = load_settings(log_level="error", listen={"port": 9000})
-    assert s.log_level == "error"
+    s = load_settings(log={"level": "error"}, listen={"port": 9000})
+    assert s.log.level == "error"
     assert (s.listen.host, s.listen.port) == ("10.0.0.1", 9000)
 
 
@@ -322,3 +322,30 @@ def test_accel_redirect_needs_the_filesystem_backend() -> None:
         storage={"backend": "s3", "s3": {"bucket": "b"}, "accel_redirect": "/_moorage_blobs/"}
     )
     assert "storage.accel_redirect works only with the filesystem backend" in message
+
+
+# --- log and metrics sections --------------------------------------------------------------------
+
+
+def test_log_and_metrics_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "log:\n  format: json\nmetrics:\n  token: s3cret\n")
+    monkeypatch.setenv("MOORAGE_LOG__LEVEL", "warning")
+    monkeypatch.setenv("MOORAGE_METRICS__ENABLED", "false")
+    s = load_settings(path)
+    assert (s.log.level, s.log.format) == ("warning", "json")
+    assert s.metrics.enabled is False
+    assert s.metrics.token is not None and s.metrics.token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)
+
+
+def test_top_level_log_level_still_read_unless_log_level_is_given(tmp_path: Path) -> None:
+    old = write(tmp_path, "log_level: debug\n")
+    assert load_settings(old).log.level == "debug"
+    both = write(tmp_path, "log_level: debug\nlog:\n  level: error\n")
+    assert load_settings(both).log.level == "error"
+    assert load_settings(log_level="critical").log.level == "critical"
+
+
+def test_bad_log_format_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="log.format"):
+        load_settings(write(tmp_path, "log:\n  format: xml\n"))

@@ -17,13 +17,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.body import read_at_most
+from moorage.api.request_state import IDENTITY_KEY
 from moorage.api.responses import json_response
 from moorage.auth.access import Access, ScopeError, parse_scopes
 from moorage.auth.gate import AccessGate, Decision, RefreshRefused
 from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.errors import ErrorCode, RegistryError
+from moorage.telemetry.metrics import AUTHENTICATIONS, AUTHORIZATION_REFUSALS
 
 log = logging.getLogger("moorage.auth")
+
+# The authentication outcomes counted (moorage_authentications_total).
+AUTH_SUCCESS = AUTHENTICATIONS.labels("success")
+AUTH_WRONG_CREDENTIALS = AUTHENTICATIONS.labels("wrong_credentials")
+AUTH_TOKEN_REFUSED = AUTHENTICATIONS.labels("token_refused")
+_REFUSAL_REASONS = {
+    Decision.DENY: "denied",
+    Decision.INSUFFICIENT_SCOPE: "insufficient_scope",
+    Decision.CHALLENGE: "authentication_required",
+}
 
 TOKEN_PATH = "/token"  # noqa: S105 - a URL path, not a secret
 # A token request form is a few hundred bytes; anything near this is not one.
@@ -114,13 +126,19 @@ async def _authenticate(gate: AccessGate, request: Request) -> Identity:
         credentials = _basic_credentials(value)
         identity = await _login(gate, *credentials) if credentials else None
         if identity is None:
+            AUTH_WRONG_CREDENTIALS.inc()
             raise _CredentialsRefused("invalid username or password")
+        AUTH_SUCCESS.inc()
         return identity
     if scheme == "bearer" and gate.tokens_enabled:
         try:
-            return gate.bearer(value)
+            identity = gate.bearer(value)
         except Exception as error:  # the verifier's refusal; its reason is safe to show
+            AUTH_TOKEN_REFUSED.inc()
             raise _CredentialsRefused(f"invalid token: {error}", "invalid_token") from None
+        AUTH_SUCCESS.inc()
+        return identity
+    AUTH_WRONG_CREDENTIALS.inc()  # credentials we cannot check are as good as wrong ones
     raise _CredentialsRefused("unsupported authorization scheme")
 
 
@@ -140,6 +158,7 @@ def enforce(
     decision = gate.decide(identity, needed)
     if decision is Decision.ALLOW:
         return
+    AUTHORIZATION_REFUSALS.labels(_REFUSAL_REASONS[decision]).inc()
     if decision is Decision.DENY:
         raise RegistryError(ErrorCode.DENIED, None, _denial_detail(needed))
     error = "insufficient_scope" if decision is Decision.INSUFFICIENT_SCOPE else None
@@ -183,6 +202,7 @@ async def token_get(gate: AccessGate, request: Request) -> Response:
         identity = await _authenticate(gate, request)
     except _CredentialsRefused as refused:
         raise _token_refused(gate, refused.message) from None
+    remember_identity(request, identity)
     if identity.via is Via.BEARER:
         # A token must not mint fresh tokens: that would make a stolen one immortal.
         raise _token_refused(gate, "log in with a password or an API token, not a bearer token")
@@ -222,14 +242,19 @@ async def token_post(gate: AccessGate, request: Request) -> Response:
     if grant_type == "password":
         identity = await _login(gate, field("username"), field("password"))
         if identity is None:
+            AUTH_WRONG_CREDENTIALS.inc()
             raise _token_refused(gate, "invalid username or password")
+        AUTH_SUCCESS.inc()
+        remember_identity(request, identity)
         offline = field("access_type") == "offline"
         grant = gate.issue(identity, requested, offline=offline, client_id=client_id)
     elif grant_type == "refresh_token":
         try:
             grant = gate.refresh(field("refresh_token"), requested, client_id=client_id)
         except RefreshRefused:
+            AUTH_TOKEN_REFUSED.inc()
             raise _token_refused(gate, "invalid refresh token") from None
+        AUTH_SUCCESS.inc()
     else:
         raise _token_error("grant_type must be password or refresh_token")
     body: dict[str, object] = {
@@ -241,11 +266,6 @@ async def token_post(gate: AccessGate, request: Request) -> Response:
     if grant.refresh_token:
         body["refresh_token"] = grant.refresh_token
     return json_response(body, headers={"Cache-Control": "no-store"})
-
-
-# Where the request's identity is kept in the ASGI scope (cheaper than Starlette's
-# request.state, which builds an object per request).
-IDENTITY_KEY = "moorage.identity"
 
 
 def remember_identity(request: Request, identity: Identity) -> None:

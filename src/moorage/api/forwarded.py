@@ -1,10 +1,12 @@
-"""Believe X-Forwarded-Proto / -Host / -For only from the proxies the operator trusts.
+"""Believe X-Forwarded-Proto / -Host / -For and X-Request-ID only from the proxies the operator
+trusts.
 
 Behind a TLS-terminating proxy (nginx on the same host, see docs/deploy/nginx.md) the server sees
 ``http://127.0.0.1:5000`` while clients use ``https://registry.example.com``. Anything that builds
 a URL from the request (``request.url``, ``base_url``, a token realm) must name the public one, so
 this middleware rewrites the ASGI scope from the proxy's headers: ``scheme``, the Host header and
-``server``, and ``client``. Anyone can send those headers, so they are applied only when the
+``server``, and ``client``; a proxy's X-Request-ID becomes the request's id (in the logs and
+the response). Anyone can send those headers, so they are applied only when the
 direct peer is a trusted proxy; from anyone else they are ignored, and so is any value that does
 not parse (a wrong guess is worse than the proxy's own view).
 
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from moorage.api.request_state import REQUEST_ID_HEADER, REQUEST_ID_KEY, acceptable_request_id
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -176,4 +180,9 @@ class TrustedProxyHeaders:
         if client is not None:
             # The original port belongs to the proxy's connection, not the client's.
             scope["client"] = (client, 0)
+
+        request_ids = _header_values(headers, REQUEST_ID_HEADER)
+        request_id = acceptable_request_id(request_ids[0].strip()) if request_ids else None
+        if request_id is not None:
+            scope[REQUEST_ID_KEY] = request_id
         return scope

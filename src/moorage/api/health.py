@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,16 +23,24 @@ async def alive(_: Request) -> Response:
 
 
 async def ready(registry: Registry) -> Response:
-    """Ready when the database and the blob store both answer."""
-    problems: dict[str, str] = {}
+    """Ready (200) when the database and the blob store both answer, else 503. The body names
+    each dependency with its status and how long it took to answer, or the kind of error (not
+    its message, which could hold an address or a bucket name):
+    ``{"status": "ready", "checks": {"database": {"status": "ok", "duration_ms": 0.4}, ...}}``.
+    """
+    checks: dict[str, dict[str, Any]] = {}
     for component, check in (
         ("database", registry.metadata.check),
         ("storage", registry.storage.check),
     ):
+        start = time.perf_counter()
         try:
             await run_in_threadpool(check)
         except Exception as error:  # any failure means not ready; say which part, not why
-            problems[component] = type(error).__name__
-    if problems:
-        return json_response({"status": "unavailable", "failing": problems}, 503)
-    return json_response({"status": "ready"})
+            checks[component] = {"status": "failing", "error": type(error).__name__}
+        else:
+            elapsed = round((time.perf_counter() - start) * 1000, 3)
+            checks[component] = {"status": "ok", "duration_ms": elapsed}
+    if all(check["status"] == "ok" for check in checks.values()):
+        return json_response({"status": "ready", "checks": checks})
+    return json_response({"status": "unavailable", "checks": checks}, 503)

@@ -22,6 +22,8 @@ StartHandler = Callable[[Registry, Request, str], Awaitable[Response]]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
+    # What logs and metrics name the route by: bounded, unlike the path or the repository.
+    template: str
     pattern: re.Pattern[str]
     methods: dict[str, Handler]
     # The repository action each method needs: the one table every authorization decision on a
@@ -31,6 +33,7 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class ResolvedRoute:
+    template: str
     handler: Handler
     name: str
     reference: str
@@ -41,12 +44,21 @@ def _start_upload(registry: Registry, request: Request, name: str, _: str) -> Aw
     return uploads.start_upload(registry, request, name)
 
 
+UPLOAD_START = "/v2/{name}/blobs/uploads/"
+UPLOAD_SESSION = "/v2/{name}/blobs/uploads/{uuid}"
+BLOB = "/v2/{name}/blobs/{digest}"
+MANIFEST = "/v2/{name}/manifests/{reference}"
+
 _NAME = r"(?P<name>.+?)"
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
-        re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"), {"POST": _start_upload}, {"POST": PUSH}
+        UPLOAD_START,
+        re.compile(rf"^{_NAME}/blobs/uploads/?(?P<ref>)$"),
+        {"POST": _start_upload},
+        {"POST": PUSH},
     ),
     Endpoint(
+        UPLOAD_SESSION,
         re.compile(rf"^{_NAME}/blobs/uploads/(?P<ref>[^/]+)$"),
         {
             "GET": uploads.upload_status,
@@ -57,11 +69,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {"GET": PUSH, "PATCH": PUSH, "PUT": PUSH, "DELETE": PUSH},
     ),
     Endpoint(
+        BLOB,
         re.compile(rf"^{_NAME}/blobs/(?P<ref>[^/]+)$"),
         {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
         {"GET": PULL, "HEAD": PULL, "DELETE": DELETE},
     ),
     Endpoint(
+        MANIFEST,
         re.compile(rf"^{_NAME}/manifests/(?P<ref>[^/]+)$"),
         {
             "GET": manifests.get_manifest,
@@ -72,9 +86,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {"GET": PULL, "HEAD": PULL, "PUT": PUSH, "DELETE": DELETE},
     ),
     Endpoint(
-        re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"), {"GET": discovery.list_tags}, {"GET": PULL}
+        "/v2/{name}/tags/list",
+        re.compile(rf"^{_NAME}/tags/list(?P<ref>)$"),
+        {"GET": discovery.list_tags},
+        {"GET": PULL},
     ),
     Endpoint(
+        "/v2/{name}/referrers/{digest}",
         re.compile(rf"^{_NAME}/referrers/(?P<ref>[^/]+)$"),
         {"GET": discovery.referrers},
         {"GET": PULL},
@@ -97,6 +115,10 @@ def resolve(path: str, method: str) -> ResolvedRoute:
                 headers={"Allow": ", ".join(endpoint.methods)},
             )
         return ResolvedRoute(
-            handler, parse_name(match.group("name")), match.group("ref"), endpoint.actions[method]
+            endpoint.template,
+            handler,
+            parse_name(match.group("name")),
+            match.group("ref"),
+            endpoint.actions[method],
         )
     raise RegistryError(ErrorCode.NAME_UNKNOWN, "no such API endpoint", {"path": path[:256]})

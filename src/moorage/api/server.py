@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +18,8 @@ from moorage.api import discovery, health
 from moorage.api.auth import enforce, identify, remember_identity, token_get, token_post
 from moorage.api.context import Registry
 from moorage.api.guards import RequestGuards
+from moorage.api.observe import ObserveRequests, Recorder
+from moorage.api.request_state import REPOSITORY_KEY, REQUEST_ID_KEY, ROUTE_KEY
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
@@ -73,7 +74,9 @@ async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
         failure = RegistryError(code, str(error), status=503, headers={"Retry-After": "1"})
         return error_response(failure, head)
     except Exception:
-        request_id = uuid.uuid4().hex
+        # The id the request observer gave this request: the client sees it in the body and
+        # the X-Request-ID header, and the log has it beside the traceback and the request line.
+        request_id = request.scope[REQUEST_ID_KEY]
         log.exception(
             "unhandled error",
             extra={"request_id": request_id, "method": request.method, "path": request.url.path},
@@ -103,7 +106,11 @@ def _without_unpullable_mount(registry: Registry, request: Request, identity: Id
 def build_app(
     registry: Registry,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    recorders: Sequence[Recorder] = (),
+    metrics: Callable[[Request], Awaitable[Response]] | None = None,
 ) -> Starlette:
+    """The app; ``recorders`` get a record of every request (log, metrics), and ``metrics``
+    (None: no such route) answers ``GET /metrics``."""
     gate = registry.gate
 
     async def v2_root(request: Request) -> Response:
@@ -117,8 +124,8 @@ def build_app(
         async def call() -> Response:
             needed = [CATALOG_ACCESS]
             identity = await identify(gate, request, needed)
+            remember_identity(request, identity)  # before enforce: a refusal's log names them
             enforce(gate, request, identity, needed)
-            remember_identity(request, identity)
             return await discovery.catalog(registry, request)
 
         return await _guarded(request, call)
@@ -126,12 +133,14 @@ def build_app(
     async def v2_dispatch(request: Request) -> Response:
         async def call() -> Response:
             route = resolve(request.path_params["path"], request.method)
+            request.scope[ROUTE_KEY] = route.template
+            request.scope[REPOSITORY_KEY] = route.name
             routed = request
             if gate.enabled:
                 needed = [repository(route.name, route.action)]
                 identity = await identify(gate, request, needed)
+                remember_identity(request, identity)  # before enforce: a refusal's log names them
                 enforce(gate, request, identity, needed)
-                remember_identity(request, identity)
                 if route.action == PUSH and request.method == "POST":
                     routed = _without_unpullable_mount(registry, request, identity)
             return await route.handler(registry, routed, route.name, route.reference)
@@ -157,6 +166,13 @@ def build_app(
         Route("/healthz", health.alive, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
     ]
+    if metrics is not None:
+        endpoint = metrics
+
+        async def metrics_route(request: Request) -> Response:
+            return await _guarded(request, lambda: endpoint(request))
+
+        routes.append(Route("/metrics", metrics_route, methods=["GET"]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -175,4 +191,6 @@ def build_app(
         body_idle_timeout=registry.body_idle_timeout_seconds,
     )
     app.add_middleware(ApiVersionHeader)
+    # Outermost of these, so that it sees every response and every other layer sees the id.
+    app.add_middleware(ObserveRequests, recorders=recorders)
     return app

@@ -229,7 +229,7 @@ def serve(
         port=settings.listen.port,
         interface=Interfaces.ASGI,
         workers=settings.workers,
-        log_level=settings.log_level,  # type: ignore[arg-type]  # granian's enum takes these
+        log_level=settings.log.level,  # type: ignore[arg-type]  # granian's enum takes these
         respawn_failed_workers=True,
         log_access=settings.access_log,
         ssl_cert=tls[0] if tls else None,

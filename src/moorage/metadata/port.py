@@ -11,6 +11,7 @@ from typing import Protocol
 
 from moorage.metadata.records import (
     BlobRecord,
+    Inventory,
     ManifestRecord,
     ManifestReferences,
     ReferrerRecord,
@@ -168,3 +169,7 @@ class MetadataStore(Protocol):
 
     def check(self) -> None:
         """Raise if the database is unreachable."""
+
+    def inventory(self) -> Inventory:
+        """Count repositories, manifests, tags and open upload sessions, and add up stored
+        blob sizes. Each is a scan of its table: call it seldom (the metrics cache it)."""

@@ -60,3 +60,14 @@ class UploadSession:
     hash_state: bytes
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """How much the registry holds: counts of rows, and the bytes of every stored blob."""
+
+    repositories: int
+    manifests: int
+    tags: int
+    upload_sessions: int
+    blob_bytes: int

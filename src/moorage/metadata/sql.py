@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from moorage.metadata import schema as s
 from moorage.metadata.port import TagTaken, UploadBusy
 from moorage.metadata.records import (
     BlobRecord,
+    Inventory,
     ManifestRecord,
     ManifestReferences,
     ReferrerRecord,
@@ -192,8 +193,12 @@ def _session(row: Any) -> UploadSession:
 class SqlMetadataStore:
     """A :class:`~moorage.metadata.port.MetadataStore` over an SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, observe_transaction: Callable[[float], None] | None = None
+    ) -> None:
         self.engine = engine
+        # Called with each write transaction's seconds (the metrics' latency histogram).
+        self._observe_transaction = observe_transaction
         # INSERT ... ON CONFLICT DO NOTHING, in each database's own syntax: idempotent links
         # without a savepoint per statement.
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -265,6 +270,22 @@ class SqlMetadataStore:
 
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[Connection]:
+        """A connection in a write transaction, committed on success, rolled back on error,
+        timed (waiting for the writer included) when an observer was given."""
+        observe = self._observe_transaction
+        if observe is None:
+            with self._transaction(durable) as conn:
+                yield conn
+            return
+        start = time.perf_counter()
+        try:
+            with self._transaction(durable) as conn:
+                yield conn
+        finally:
+            observe(time.perf_counter() - start)
+
+    @contextmanager
+    def _transaction(self, durable: bool) -> Iterator[Connection]:
         """A connection in a write transaction, committed on success, rolled back on error.
 
         ``durable=False`` is for upload-session progress only: the commit survives a crash of
@@ -713,6 +734,20 @@ class SqlMetadataStore:
     def check(self) -> None:
         with self._read() as conn:
             conn.execute(text("SELECT 1"))
+
+    def inventory(self) -> Inventory:
+        count = func.count()
+        with self._read() as conn:
+            row = conn.execute(
+                select(
+                    select(count).select_from(s.repositories).scalar_subquery(),
+                    select(count).select_from(s.manifests).scalar_subquery(),
+                    select(count).select_from(s.tags).scalar_subquery(),
+                    select(count).select_from(s.uploads).scalar_subquery(),
+                    select(func.coalesce(func.sum(s.blobs.c.size), 0)).scalar_subquery(),
+                )
+            ).one()
+        return Inventory(*(int(value) for value in row))
 
 
 def _is_postgres(conn: Connection) -> bool:
