@@ -49,6 +49,7 @@ INSTALL_HINTS: dict[str, str] = {
     "buildah": "apt-get install buildah",
     "umoci": "apt-get install umoci",
     "docker-registry": "apt-get install docker-registry",
+    "prometheus": "apt-get install prometheus (./scripts/test installs it)",
     "moorage": "python3 -m venv .venv && .venv/bin/pip install -e '.[test]'",
     "oras": ".venv/bin/pip install -e '.[test]' (or .venv/bin/pip install oras)",
 }

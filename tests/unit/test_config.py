@@ -347,5 +347,5 @@ def test_top_level_log_level_still_read_unless_log_level_is_given(tmp_path: Path
 
 
 def test_bad_log_format_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="log.format"):
+    with pytest.raises(ConfigError, match=r"log\.format"):
         load_settings(write(tmp_path, "log:\n  format: xml\n"))

@@ -208,6 +208,18 @@ def serve(
     _check_trusted_proxies(settings)
     _ensure_port_free(settings.listen.host, settings.listen.port)
 
+    # Before anything imports prometheus-client (the migration below imports the app): it
+    # reads the variable once, and every worker must write its figures to the same directory.
+    from moorage.telemetry.multiprocess_dir import prepare_multiprocess_dir
+
+    remove_metrics_dir = prepare_multiprocess_dir()
+    try:
+        _serve(settings, tls)
+    finally:
+        remove_metrics_dir()
+
+
+def _serve(settings: Settings, tls: tuple[Path, Path] | None) -> None:
     # Migrate once here, before workers start, so they never race each other to do it.
     problem = _prepare(settings)
     if problem:
