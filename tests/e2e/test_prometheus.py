@@ -149,7 +149,7 @@ def test_prometheus_stores_what_every_worker_counted(
     expected = {
         f'sum(moorage_http_requests_total{{{manifests},method="GET",status="2xx"}})': PULLS,
         f'sum(moorage_http_requests_total{{{manifests},method="PUT",status="2xx"}})': 1,
-        f"sum(moorage_http_request_duration_seconds_count{{{manifests},method=\"GET\"}})": PULLS,
+        f'sum(moorage_http_request_duration_seconds_count{{{manifests},method="GET"}})': PULLS,
         "sum(moorage_blob_received_bytes_total)": sizes["received"],
         "sum(moorage_blob_sent_bytes_total)": sizes["sent"],
         'sum(moorage_upload_sessions_total{event="started"})': 1,

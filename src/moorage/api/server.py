@@ -115,7 +115,9 @@ def build_app(
 
     async def v2_root(request: Request) -> Response:
         async def call() -> Response:
-            enforce(gate, request, await identify(gate, request), ())
+            identity = await identify(gate, request)
+            remember_identity(request, identity)
+            enforce(gate, request, identity, ())
             return json_response({})
 
         return await _guarded(request, call)

@@ -81,17 +81,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, separators=(",", ":"))
 
 
-class _MooragesHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler this module installed, so configuring again replaces it."""
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at each record, not the one it was made with (a
+    test's capture, or a program that redirects it, would leave a closed stream behind). Its
+    class also marks the handler this module installed, so configuring again replaces it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass  # StreamHandler.__init__ assigns one; sys.stderr is always used instead
 
 
 def configure_logging(level: str, format: Literal["text", "json"]) -> None:
     """Send the ``moorage`` loggers' records at ``level`` and above to stderr, one per line.
     Idempotent: each app (and each test) that calls it replaces the previous set-up."""
     logger = logging.getLogger("moorage")
-    for handler in [h for h in logger.handlers if isinstance(h, _MooragesHandler)]:
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
         logger.removeHandler(handler)
-    handler = _MooragesHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
     logger.addHandler(handler)
     logger.setLevel(_LEVELS[level])
