@@ -165,14 +165,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     configure_logging(settings.log.level, settings.log.format)
     registry = build_registry(settings)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(_sweep_expired_uploads(registry))
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-
     recorders: list[Recorder] = []
     endpoint = None
     if settings.metrics.enabled:
@@ -184,8 +176,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         endpoint = MetricsEndpoint(
             exposition([inventory]), token.get_secret_value() if token else None
         )
-    if request_log.enabled():
-        recorders.append(request_log.log_request)
+    requests_log = request_log.RequestLog(settings.log.format) if request_log.enabled() else None
+    if requests_log is not None:
+        recorders.append(requests_log)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_expired_uploads(registry))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            if requests_log is not None:
+                requests_log.flush()
+
     app = build_app(registry, lifespan, recorders, endpoint)
     # Behind a TLS-terminating proxy (docs/deploy/nginx.md), believe its X-Forwarded-* headers.
     if settings.proxy.trusted:

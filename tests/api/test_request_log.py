@@ -14,10 +14,17 @@ import pytest
 
 from moorage.auth.htpasswd import add_user
 from moorage.services.manifests import ManifestService
+from moorage.telemetry import line_writer
 from tests.api.support import ClientFactory, digest_of, error_code, push_blob, push_image
 
 FIELDS = {"request_id", "client", "method", "route", "status", "bytes_in", "bytes_out",
           "duration_ms"}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def unbatched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each line written at once (they are batched for speed; see test_line_writer.py)."""
+    monkeypatch.setattr(line_writer, "CHUNK_BYTES", 1)
 
 
 def request_lines(captured: str) -> list[dict[str, Any]]:

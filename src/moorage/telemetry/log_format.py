@@ -12,7 +12,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
+
+Fields = Mapping[str, Any]
 
 # What every LogRecord has; anything else on a record was given in ``extra=`` and is a field.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -33,52 +36,71 @@ _NEEDS_QUOTES = frozenset(' "=\\\n\r\t')
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
-    """The record's ``extra=`` values, in the order they were given; None values left out."""
-    return {
-        key: value
-        for key, value in record.__dict__.items()
-        if key not in _STANDARD and value is not None
-    }
+    """The record's ``extra=`` values, in the order they were given."""
+    return {key: value for key, value in record.__dict__.items() if key not in _STANDARD}
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
+# The formatted second, kept while it lasts: strftime is the dearest part of a short line.
+_second: tuple[int, str] = (-1, "")
+
+
+def timestamp(created: float) -> str:
+    """``2026-12-06T00:14:50.123Z`` (UTC, milliseconds) for a Unix time."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
 
 
 def _text_value(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
-    if not text or any(char in _NEEDS_QUOTES for char in text):
-        return json.dumps(text)
-    return text
+    if text and _NEEDS_QUOTES.isdisjoint(text):
+        return text
+    return json.dumps(text)
 
 
-class TextFormatter(logging.Formatter):
-    """``2026-12-06T00:14:50.123Z info request request_id=... status=200 ...``"""
-
-    def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname.lower(), record.getMessage()]
-        parts.extend(f"{key}={_text_value(value)}" for key, value in fields_of(record).items())
-        line = " ".join(parts)
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+def text_line(created: float, level: str, logger: str, message: str, fields: Fields) -> str:
+    """``2026-12-06T00:14:50.123Z info request request_id=... status=200 ...`` (None values
+    left out; the logger's name too: the message says what it is)."""
+    pairs = [f"{key}={_text_value(value)}" for key, value in fields.items() if value is not None]
+    head = f"{timestamp(created)} {level} {message}"
+    return f"{head} {' '.join(pairs)}" if pairs else head
 
 
-class JsonFormatter(logging.Formatter):
+def json_line(created: float, level: str, logger: str, message: str, fields: Fields) -> str:
     """``{"time": ..., "level": "info", "logger": ..., "message": "request", ...fields}``"""
+    document: dict[str, Any] = {
+        "time": timestamp(created),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    document.update((key, value) for key, value in fields.items() if value is not None)
+    return json.dumps(document, default=str, separators=(",", ":"))
+
+
+LineFormat = Callable[[float, str, str, str, Fields], str]
+LINE_FORMATS: dict[str, LineFormat] = {"text": text_line, "json": json_line}
+
+
+class LineFormatter(logging.Formatter):
+    """A logging Formatter for either line format; a traceback goes into the line (JSON: the
+    ``traceback`` field) or, in text, on the lines after it."""
+
+    def __init__(self, format: str) -> None:
+        super().__init__()
+        self._line = LINE_FORMATS[format]
+        self._json = format == "json"
 
     def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "time": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        document.update(fields_of(record))
-        if record.exc_info:
-            document["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str, separators=(",", ":"))
+        fields = fields_of(record)
+        traceback = self.formatException(record.exc_info) if record.exc_info else None
+        if traceback is not None and self._json:
+            fields["traceback"] = traceback
+        level = record.levelname.lower()
+        line = self._line(record.created, level, record.name, record.getMessage(), fields)
+        return line if traceback is None or self._json else f"{line}\n{traceback}"
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -102,7 +124,7 @@ def configure_logging(level: str, format: Literal["text", "json"]) -> None:
     for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
         logger.removeHandler(handler)
     handler = _StderrHandler()
-    handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
+    handler.setFormatter(LineFormatter(format))
     logger.addHandler(handler)
     logger.setLevel(_LEVELS[level])
     # Records still propagate: granian configures only its own loggers, so the root has no
