@@ -16,7 +16,7 @@ from moorage.api.context import Registry
 from moorage.api.forwarded import TrustedProxyHeaders
 from moorage.api.metrics_endpoint import MetricsEndpoint
 from moorage.api.observe import Recorder
-from moorage.api.request_metrics import record_request_metrics
+from moorage.api.request_metrics import RequestMetrics
 from moorage.api.server import build_app
 from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
 from moorage.auth.gate import AccessGate
@@ -167,14 +167,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     recorders: list[Recorder] = []
     endpoint = None
-    if settings.metrics.enabled:
-        recorders.append(record_request_metrics)
+    requests_metrics = RequestMetrics() if settings.metrics.enabled else None
+    if requests_metrics is not None:
+        recorders.append(requests_metrics)
         inventory = InventoryCollector(
             registry.metadata.inventory, settings.metrics.inventory_refresh_seconds
         )
         token = settings.metrics.token
         endpoint = MetricsEndpoint(
-            exposition([inventory]), token.get_secret_value() if token else None
+            exposition([inventory]),
+            token.get_secret_value() if token else None,
+            requests_metrics.flush,
         )
     requests_log = request_log.RequestLog(settings.log.format) if request_log.enabled() else None
     if requests_log is not None:
@@ -187,8 +190,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             sweeper.cancel()
-            if requests_log is not None:
-                requests_log.flush()
+            for recorder in (requests_metrics, requests_log):
+                if recorder is not None:
+                    recorder.flush()
 
     app = build_app(registry, lifespan, recorders, endpoint)
     # Behind a TLS-terminating proxy (docs/deploy/nginx.md), believe its X-Forwarded-* headers.

@@ -24,7 +24,7 @@ FIELDS = {"request_id", "client", "method", "route", "status", "bytes_in", "byte
 @pytest.fixture(autouse=True)
 def unbatched(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each line written at once (they are batched for speed; see test_line_writer.py)."""
-    monkeypatch.setattr(line_writer, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(line_writer, "BATCH", 1)
 
 
 def request_lines(captured: str) -> list[dict[str, Any]]:

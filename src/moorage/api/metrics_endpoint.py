@@ -24,10 +24,15 @@ _LOOPBACK = parse_trusted(["127.0.0.0/8", "::1"])
 
 
 class MetricsEndpoint:
-    """``render`` produces the exposition (it reads files: it runs on a worker thread)."""
+    """``render`` produces the exposition (it reads files: it runs on a worker thread);
+    ``publish`` first adds what this worker gathered and has not published yet (on the event
+    loop's thread, where it was gathered)."""
 
-    def __init__(self, render: Callable[[], bytes], token: str | None) -> None:
+    def __init__(
+        self, render: Callable[[], bytes], token: str | None, publish: Callable[[], None]
+    ) -> None:
         self._render = render
+        self._publish = publish
         self._expected = f"Bearer {token}".encode() if token else None
 
     def _authorize(self, request: Request) -> None:
@@ -46,6 +51,7 @@ class MetricsEndpoint:
 
     async def __call__(self, request: Request) -> Response:
         self._authorize(request)
+        self._publish()
         body = await run_in_threadpool(self._render)
         # generate_latest writes the classic 0.0.4 text format (names are plain ASCII), which
         # every Prometheus parses.

@@ -31,13 +31,16 @@ class RequestLog:
 
     def __init__(self, format: str) -> None:
         self._line = LINE_FORMATS[format]
-        self._writer = LineWriter()
+        self._writer = LineWriter(self._render)
+
+    def __call__(self, record: RequestRecord) -> None:
+        self._writer.write(record)
 
     def flush(self) -> None:
         """Write the lines still gathered (at shutdown)."""
         self._writer.flush()
 
-    def __call__(self, record: RequestRecord) -> None:
+    def _render(self, record: RequestRecord) -> str:
         fields = {
             "request_id": record.request_id,
             "client": record.client,
@@ -51,5 +54,4 @@ class RequestLog:
             "duration_ms": round(record.seconds * 1000, 3),
             "error": record.error,
         }
-        line = self._line(record.started, "info", LOGGER, "request", fields)
-        self._writer.write(line)
+        return self._line(record.started, "info", LOGGER, "request", fields)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from moorage.telemetry import line_writer
-from moorage.telemetry.line_writer import CHUNK_BYTES, LineWriter
+from moorage.telemetry.line_writer import BATCH, CHUNK_BYTES, LineWriter
 
 
 @pytest.fixture
@@ -29,8 +29,12 @@ def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[bytes]:
     return seen
 
 
+def same(line: str) -> str:
+    return line
+
+
 async def test_lines_wait_for_the_delay_then_go_out_in_one_write(writes: list[bytes]) -> None:
-    writer = LineWriter()
+    writer = LineWriter(same)
     for number in range(3):
         writer.write(f"line {number}")
     assert writes == []
@@ -38,19 +42,19 @@ async def test_lines_wait_for_the_delay_then_go_out_in_one_write(writes: list[by
     assert writes == [b"line 0\nline 1\nline 2\n"]
 
 
-async def test_a_full_chunk_goes_out_at_once_in_whole_lines(writes: list[bytes]) -> None:
-    writer = LineWriter()
-    line = "x" * 199
-    for _ in range(CHUNK_BYTES // 200 + 1):
-        writer.write(line)
-    assert writes, "4 KiB waiting: written without waiting for the timer"
+async def test_a_full_batch_goes_out_at_once_in_chunks_of_whole_lines(
+    writes: list[bytes],
+) -> None:
+    writer = LineWriter(lambda number: f"{number:0>299}")  # 300 bytes a line with its newline
+    for number in range(BATCH):
+        writer.write(number)
+    assert len(writes) == -(-BATCH * 300 // (CHUNK_BYTES // 300 * 300)), "not waiting for the timer"
     assert all(len(chunk) <= CHUNK_BYTES and chunk.endswith(b"\n") for chunk in writes)
-    assert b"".join(writes) == f"{line}\n".encode() * (CHUNK_BYTES // 200 + 1)
-    writer.flush()
+    assert b"".join(writes) == b"".join(f"{n:0>299}\n".encode() for n in range(BATCH))
 
 
 def test_without_an_event_loop_a_line_is_written_at_once(writes: list[bytes]) -> None:
-    LineWriter().write("alone")
+    LineWriter(same).write("alone")
     assert writes == [b"alone\n"]
 
 

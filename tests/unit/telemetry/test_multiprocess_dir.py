@@ -24,7 +24,9 @@ def test_the_cli_does_not_import_prometheus_client_before_serve_sets_the_directo
 
 
 def test_a_fresh_directory_is_made_and_removed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(MULTIPROCESS_VARIABLE, raising=False)
+    # setenv first, so that the variable the function sets is undone after the test.
+    monkeypatch.setenv(MULTIPROCESS_VARIABLE, "")
+    monkeypatch.delenv(MULTIPROCESS_VARIABLE)
     remove = prepare_multiprocess_dir()
     directory = Path(os.environ[MULTIPROCESS_VARIABLE])
     assert directory.is_dir() and not any(directory.iterdir())
