@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.support import error_code
+from moorage.storage.filesystem import FilesystemBlobStore
+from tests.api.support import ClientFactory, error_code
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,29 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["status"] == "ready"
+    body = ready.json()
+    assert body["status"] == "ready"
+    for dependency in ("database", "storage"):
+        assert body["checks"][dependency]["status"] == "ok"
+        assert body["checks"][dependency]["duration_ms"] >= 0
+
+
+async def test_readiness_names_the_failing_dependency(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(_: object) -> None:
+        raise OSError("disk at /secret/path is gone")
+
+    async with make_client() as client:
+        monkeypatch.setattr(FilesystemBlobStore, "check", unreachable)
+        response = await client.get("/readyz")
+        assert (await client.get("/healthz")).status_code == 200  # liveness checks nothing
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["storage"] == {"status": "failing", "error": "OSError"}
+    assert "secret" not in response.text
 
 
 async def test_v2_root_answers_with_api_version(client: httpx.AsyncClient) -> None:
