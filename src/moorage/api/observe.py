@@ -29,6 +29,9 @@ log = logging.getLogger("moorage.api")
 
 # The route of a request no route matched (a bounded label, unlike its path).
 UNMATCHED = "unmatched"
+# The status recorded for a request whose client went away before any response (nginx's
+# convention): a 4xx, so that clients hanging up never look like server errors.
+CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,10 @@ class ObserveRequests:
 
         try:
             await self.app(scope, counting_receive, observing_send)
+        except BaseException as failure:
+            if not status:  # nothing was sent: say why
+                status = 500 if isinstance(failure, Exception) else CLIENT_CLOSED
+            raise
         finally:
             identity = scope.get(IDENTITY_KEY)
             client = scope.get("client")
@@ -123,7 +130,7 @@ class ObserveRequests:
                 method=scope["method"],
                 route=_route(scope),
                 repository=scope.get(REPOSITORY_KEY),
-                status=status or 500,  # nothing sent: the app raised
+                status=status,
                 bytes_in=bytes_in,
                 bytes_out=bytes_out,
                 seconds=time.perf_counter() - start,
