@@ -1,0 +1,447 @@
+"""The :class:`~moorage.metadata.gc_port.GcStore` on SQLAlchemy Core (SQLite and PostgreSQL).
+
+Each batch of candidates is one write transaction of the registry's metadata store (the same
+writer lock on SQLite). On PostgreSQL every row a decision rests on is locked ``FOR UPDATE SKIP
+LOCKED``: a row a request holds (a manifest PUT share-locks the links it checks, a blob push
+locks the blob row) is skipped, so the collector never waits for, nor deadlocks with, a request;
+the request sees the collector's outcome once it commits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, delete, exists, func, literal, select, tuple_
+
+from moorage.metadata import gc_queue
+from moorage.metadata import schema as s
+from moorage.metadata.gc_port import Candidate, Collected, DeleteBytes, ManifestPolicy, Orphan
+from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST
+from moorage.metadata.sql import SqlMetadataStore, _batches
+
+_r, _b, _rb, _m, _mb, _mc, _t, _o = (
+    s.gc_reviews,
+    s.blobs,
+    s.repository_blobs,
+    s.manifests,
+    s.manifest_blobs,
+    s.manifest_children,
+    s.tags,
+    s.gc_orphans,
+)
+
+# A batch's transaction holds SQLite's writer lock: end it after this long even if candidates
+# remain, so pushes wait at most about this much for the collector.
+BATCH_SECONDS = 0.2
+
+
+class _Rollback(Exception):
+    """Ends a dry run's transaction without committing it."""
+
+
+def _review(c: Candidate) -> Any:
+    return (
+        (_r.c.kind == c.kind) & (_r.c.repository_id == c.repository_id) & (_r.c.digest == c.digest)
+    )
+
+
+def _one(conn: Connection, query: Any) -> bool:
+    return conn.execute(select(literal(1)).where(query).limit(1)).first() is not None
+
+
+def _referenced_in(repository_id: int, digest: str) -> Any:
+    """A manifest of the repository references blob ``digest`` (config or layer)."""
+    return exists(
+        select(literal(1))
+        .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
+        .where(_m.c.repository_id == repository_id, _mb.c.digest == digest)
+    )
+
+
+def _blob_in_use(digest: str) -> Any:
+    """Some repository links blob ``digest`` or some manifest references it."""
+    return exists(select(literal(1)).where(_rb.c.digest == digest)) | exists(
+        select(literal(1)).where(_mb.c.digest == digest)
+    )
+
+
+class SqlGcStore:
+    def __init__(self, store: SqlMetadataStore, batch_seconds: float = BATCH_SECONDS) -> None:
+        self._store = store
+        self._batch_seconds = batch_seconds
+
+    @contextmanager
+    def _transaction(self, dry_run: bool) -> Iterator[Connection]:
+        # The registry's own write transaction: on SQLite its writer lock and connection, so
+        # the collector and requests take turns like any two writers.
+        try:
+            with self._store._write() as conn:
+                yield conn
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+
+    def _each_in_transactions(
+        self,
+        candidates: Sequence[Candidate],
+        dry_run: bool,
+        review: Callable[[Connection, Candidate], None],
+    ) -> None:
+        """Run ``review`` on each candidate, several to a transaction: a transaction ends
+        once it has held the lock for ``batch_seconds`` (on SQLite a push waits at most about
+        that long for the collector) and the next one takes the remaining candidates."""
+        remaining = list(candidates)
+        while remaining:
+            deadline = time.monotonic() + self._batch_seconds
+            with self._transaction(dry_run) as conn:
+                while remaining:
+                    review(conn, remaining.pop(0))
+                    if time.monotonic() > deadline:
+                        break
+
+    @staticmethod
+    def _lock_review(conn: Connection, c: Candidate) -> float | None:
+        """Lock the review; its start of grace, or None if it is gone or busy."""
+        query = select(_r.c.touched_at).where(_review(c)).with_for_update(skip_locked=True)
+        value = conn.execute(query).scalar_one_or_none()
+        return None if value is None else float(value)
+
+    @staticmethod
+    def _drop_review(conn: Connection, c: Candidate) -> None:
+        conn.execute(delete(_r).where(_review(c)))
+
+    @staticmethod
+    def _repository_name(conn: Connection, repository_id: int, cache: dict[int, str]) -> str:
+        if repository_id not in cache:
+            name = conn.execute(
+                select(s.repositories.c.name).where(s.repositories.c.id == repository_id)
+            ).scalar_one_or_none()
+            cache[repository_id] = name or f"#{repository_id}"
+        return cache[repository_id]
+
+    # --- the queue ----------------------------------------------------------------------------
+    def due(
+        self, kind: str, due_before: float, after: Candidate | None, limit: int
+    ) -> list[Candidate]:
+        query = select(_r.c.repository_id, _r.c.digest).where(
+            _r.c.kind == kind, _r.c.touched_at <= due_before
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(_r.c.repository_id, _r.c.digest) > tuple_(after.repository_id, after.digest)
+            )
+        query = query.order_by(_r.c.repository_id, _r.c.digest).limit(limit)
+        with self._store._read() as conn:
+            rows = conn.execute(query).all()
+        return [Candidate(kind, row.repository_id, row.digest) for row in rows]
+
+    # --- manifests ------------------------------------------------------------------------------
+    def collect_manifests(
+        self,
+        candidates: Sequence[Candidate],
+        due_before: float,
+        policy: ManifestPolicy,
+        now: float,
+        dry_run: bool,
+    ) -> list[Collected]:
+        collected: list[Collected] = []
+        names: dict[int, str] = {}
+
+        def review(conn: Connection, c: Candidate) -> None:
+            touched = self._lock_review(conn, c)
+            if touched is None or touched > due_before:
+                return
+            where = (_m.c.repository_id == c.repository_id) & (_m.c.digest == c.digest)
+            row = conn.execute(
+                select(
+                    _m.c.id,
+                    _m.c.subject_digest,
+                    _m.c.created_at,
+                    func.length(_m.c.payload).label("size"),
+                )
+                .where(where)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                if not _one(conn, exists(select(literal(1)).where(where))):
+                    self._drop_review(conn, c)  # deleted already
+                return  # else busy: a request holds it
+            repository = self._repository_name(conn, c.repository_id, names)
+            if not self._manifest_is_garbage(conn, c, row, repository, policy, now):
+                self._drop_review(conn, c)  # alive: queued again when that changes
+                return
+            gc_queue.remove_manifest(conn, c.repository_id, row.id, c.digest, now)
+            self._drop_review(conn, c)
+            collected.append(Collected(MANIFEST, c.digest, int(row.size), repository))
+
+        self._each_in_transactions(candidates, dry_run, review)
+        return collected
+
+    @staticmethod
+    def _manifest_is_garbage(
+        conn: Connection,
+        c: Candidate,
+        row: Any,
+        repository: str,
+        policy: ManifestPolicy,
+        now: float,
+    ) -> bool:
+        if _one(conn, exists(select(literal(1)).where(_t.c.manifest_id == row.id))):
+            return False  # tagged
+        parent = (
+            select(literal(1))
+            .select_from(_mc.join(_m, _m.c.id == _mc.c.manifest_id))
+            .where(_m.c.repository_id == c.repository_id, _mc.c.child_digest == c.digest)
+        )
+        if _one(conn, exists(parent)):
+            return False  # an image of an index that is still there
+        if row.subject_digest is not None:
+            subject = exists(
+                select(literal(1)).where(
+                    _m.c.repository_id == c.repository_id, _m.c.digest == row.subject_digest
+                )
+            )
+            return policy.referrers and not _one(conn, subject)
+        age = policy.untagged_age(repository)
+        return age is not None and row.created_at <= now - age
+
+    def enqueue_untagged(self, policy: ManifestPolicy, now: float) -> int:
+        untagged = (
+            select(_m.c.repository_id, s.repositories.c.name, _m.c.digest, _m.c.created_at)
+            .select_from(_m.join(s.repositories, s.repositories.c.id == _m.c.repository_id))
+            .where(
+                ~exists(select(literal(1)).where(_t.c.manifest_id == _m.c.id)),
+                _m.c.subject_digest.is_(None),
+            )
+        )
+        with self._store._read() as conn:
+            rows = conn.execute(untagged).all()
+        old: dict[int, list[str]] = {}
+        for row in rows:
+            age = policy.untagged_age(row.name)
+            if age is not None and row.created_at <= now - age:
+                old.setdefault(row.repository_id, []).append(row.digest)
+        # Due at once: the rule's age is the grace here (checked again at review).
+        return self._enqueue_missing(MANIFEST, old, 0.0)
+
+    def _enqueue_missing(self, kind: str, digests: dict[int, list[str]], touched_at: float) -> int:
+        count = 0
+        for repository_id, found in digests.items():
+            for batch in _batches(found):
+                with self._store._write() as conn:
+                    gc_queue.enqueue_if_absent(conn, kind, repository_id, batch, touched_at)
+                count += len(batch)
+        return count
+
+    # --- links ----------------------------------------------------------------------------------
+    def collect_links(
+        self, candidates: Sequence[Candidate], due_before: float, now: float, dry_run: bool
+    ) -> list[Collected]:
+        collected: list[Collected] = []
+        names: dict[int, str] = {}
+
+        def review(conn: Connection, c: Candidate) -> None:
+            touched = self._lock_review(conn, c)
+            if touched is None or touched > due_before:
+                return
+            where = (_rb.c.repository_id == c.repository_id) & (_rb.c.digest == c.digest)
+            # Locked before the reference check: a manifest PUT share-locks the links it relies
+            # on, so either it committed (and the check sees its manifest), or it holds the lock
+            # (skipped here), or it will find the link gone.
+            link = conn.execute(
+                select(_rb.c.digest).where(where).with_for_update(skip_locked=True)
+            ).first()
+            if link is None:
+                if not _one(conn, exists(select(literal(1)).where(where))):
+                    self._drop_review(conn, c)
+                return
+            if _one(conn, _referenced_in(c.repository_id, c.digest)):
+                self._drop_review(conn, c)  # in use: queued again when its manifest goes
+                return
+            conn.execute(delete(_rb).where(where))
+            self._drop_review(conn, c)
+            # Perhaps the blob's last link: due at once (no client can reach it by a link).
+            gc_queue.enqueue(conn, BLOB, 0, (c.digest,), 0.0)
+            size = conn.execute(
+                select(_b.c.size).where(_b.c.digest == c.digest)
+            ).scalar_one_or_none()
+            repository = self._repository_name(conn, c.repository_id, names)
+            collected.append(Collected(LINK, c.digest, int(size or 0), repository))
+            if dry_run and not _one(conn, _blob_in_use(c.digest)):
+                collected.append(Collected(BLOB, c.digest, int(size or 0)))
+
+        self._each_in_transactions(candidates, dry_run, review)
+        return collected
+
+    # --- blobs ----------------------------------------------------------------------------------
+    def collect_blobs(
+        self, candidates: Sequence[Candidate], delete_bytes: DeleteBytes, dry_run: bool
+    ) -> list[Collected]:
+        collected: list[Collected] = []
+
+        def review(conn: Connection, c: Candidate) -> None:
+            if self._lock_review(conn, c) is None:
+                return
+            where = _b.c.digest == c.digest
+            row = conn.execute(
+                select(_b.c.size, _b.c.location).where(where).with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                if not _one(conn, exists(select(literal(1)).where(where))):
+                    self._drop_review(conn, c)
+                return  # else a push holds the row: it is linking it
+            if _one(conn, _blob_in_use(c.digest)):
+                self._drop_review(conn, c)
+                return
+            conn.execute(delete(_b).where(where))
+            self._drop_review(conn, c)
+            # The bytes go inside the transaction, after the row's deletion: a push of this
+            # digest that found the bytes before now waits for the row (it is locked) and, once
+            # this commits, finds them gone (services.blobs.confirm_stored); a crash before the
+            # commit brings the row back, unreachable (no link) and still queued.
+            if not dry_run:
+                delete_bytes(c.digest, row.location)
+            collected.append(Collected(BLOB, c.digest, int(row.size)))
+
+        self._each_in_transactions(candidates, dry_run, review)
+        return collected
+
+    # --- the full sweep -----------------------------------------------------------------------
+    def enqueue_unreferenced(self, now: float) -> int:
+        link_queued = exists(
+            select(literal(1)).where(
+                _r.c.kind == LINK,
+                _r.c.repository_id == _rb.c.repository_id,
+                _r.c.digest == _rb.c.digest,
+            )
+        )
+        link_used = exists(
+            select(literal(1))
+            .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
+            .where(_m.c.repository_id == _rb.c.repository_id, _mb.c.digest == _rb.c.digest)
+        )
+        links = select(_rb.c.repository_id, _rb.c.digest).where(~link_used, ~link_queued)
+        blob_queued = exists(
+            select(literal(1)).where(
+                _r.c.kind == BLOB, _r.c.repository_id == 0, _r.c.digest == _b.c.digest
+            )
+        )
+        blobs = select(literal(0).label("repository_id"), _b.c.digest).where(
+            ~exists(select(literal(1)).where(_rb.c.digest == _b.c.digest)),
+            ~exists(select(literal(1)).where(_mb.c.digest == _b.c.digest)),
+            ~blob_queued,
+        )
+        subject = _m.alias("subject")
+        referrers = select(_m.c.repository_id, _m.c.digest).where(
+            _m.c.subject_digest.is_not(None),
+            ~exists(
+                select(literal(1)).where(
+                    subject.c.repository_id == _m.c.repository_id,
+                    subject.c.digest == _m.c.subject_digest,
+                )
+            ),
+            ~exists(
+                select(literal(1)).where(
+                    _r.c.kind == MANIFEST,
+                    _r.c.repository_id == _m.c.repository_id,
+                    _r.c.digest == _m.c.digest,
+                )
+            ),
+        )
+        count = 0
+        # Links start their grace now (nobody knows when a client last saw them); blobs with
+        # no link are due at once; referrers of a missing subject get the grace too (a
+        # subject may be pushed after its referrers).
+        for kind, query, touched_at in (
+            (LINK, links, now),
+            (BLOB, blobs, 0.0),
+            (MANIFEST, referrers, now),
+        ):
+            with self._store._read() as conn:
+                rows = conn.execute(query).all()
+            grouped: dict[int, list[str]] = {}
+            for row in rows:
+                grouped.setdefault(row.repository_id, []).append(row.digest)
+            count += self._enqueue_missing(kind, grouped, touched_at)
+        return count
+
+    def unknown(self, found: Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        known: set[tuple[str, str | None]] = set()
+        with self._store._read() as conn:
+            for batch in _batches(sorted({digest for digest, _ in found})):
+                rows = conn.execute(
+                    select(_b.c.digest, _b.c.location).where(_b.c.digest.in_(batch))
+                )
+                known.update((row.digest, row.location) for row in rows)
+        return [item for item in found if item not in known]
+
+    def note_orphans(self, orphans: Sequence[tuple[str, str | None]], now: float) -> None:
+        listed = {(digest, location or "") for digest, location in orphans}
+        with self._store._write() as conn:
+            recorded = {
+                (row.digest, row.place) for row in conn.execute(select(_o.c.digest, _o.c.place))
+            }
+            for digest, place in recorded - listed:
+                conn.execute(delete(_o).where(_o.c.digest == digest, _o.c.place == place))
+            new = [
+                {"digest": digest, "place": place, "seen_at": now}
+                for digest, place in sorted(listed - recorded)
+            ]
+            if new:
+                conn.execute(s.gc_orphans.insert(), new)
+
+    def due_orphans(self, seen_before: float) -> list[Orphan]:
+        with self._store._read() as conn:
+            rows = conn.execute(
+                select(_o).where(_o.c.seen_at <= seen_before).order_by(_o.c.digest, _o.c.place)
+            ).all()
+        return [Orphan(row.digest, row.place or None, float(row.seen_at)) for row in rows]
+
+    def collect_orphan(self, orphan: Orphan, delete_bytes: DeleteBytes, dry_run: bool) -> bool:
+        place = orphan.location or ""
+        recorded = (_o.c.digest == orphan.digest) & (_o.c.place == place)
+        deleted = False
+        with self._transaction(dry_run) as conn:
+            if (
+                conn.execute(
+                    select(_o.c.seen_at).where(recorded).with_for_update(skip_locked=True)
+                ).first()
+                is None
+            ):
+                return False  # gone, or another collector has it
+            where = _b.c.digest == orphan.digest
+            row = conn.execute(
+                select(_b.c.location).where(where).with_for_update(skip_locked=True)
+            ).first()
+            placeholder = False
+            if row is None:
+                if _one(conn, exists(select(literal(1)).where(where))):
+                    return False  # a push holds the row right now
+                # Nobody knows the digest: hold a placeholder row for it, so that a push of
+                # this digest linking now waits for this transaction, then sees the bytes gone.
+                inserted = conn.execute(
+                    self._store._insert_ignore[s.blobs],
+                    {
+                        "digest": orphan.digest,
+                        "size": 0,
+                        "created_at": time.time(),
+                        "location": None,
+                    },
+                )
+                if inserted.rowcount == 0:
+                    return False
+                placeholder = True
+            elif row.location == orphan.location:
+                conn.execute(delete(_o).where(recorded))  # known again: not an orphan
+                return False
+            conn.execute(delete(_o).where(recorded))
+            if not dry_run:
+                delete_bytes(orphan.digest, orphan.location)
+            if placeholder:
+                conn.execute(delete(_b).where(where))
+            deleted = True
+        return deleted
