@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, exists, func, literal, select, tuple_
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
 from moorage.metadata.gc_port import Candidate, Collected, DeleteBytes, ManifestPolicy, Orphan
-from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST
+from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST, dialect_insert
 from moorage.metadata.sql import SqlMetadataStore, _batches
 
 _r, _b, _rb, _m, _mb, _mc, _t, _o = (
@@ -424,15 +424,15 @@ class SqlGcStore:
                 # Nobody knows the digest: hold a placeholder row for it, so that a push of
                 # this digest linking now waits for this transaction, then sees the bytes gone.
                 inserted = conn.execute(
-                    self._store._insert_ignore[s.blobs],
+                    dialect_insert(conn)(_b).on_conflict_do_nothing().returning(_b.c.digest),
                     {
                         "digest": orphan.digest,
                         "size": 0,
                         "created_at": time.time(),
                         "location": None,
                     },
-                )
-                if inserted.rowcount == 0:
+                ).first()
+                if inserted is None:
                     return False
                 placeholder = True
             elif row.location == orphan.location:

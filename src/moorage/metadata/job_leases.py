@@ -26,11 +26,12 @@ class SqlJobLeases:
             )
             if taken.rowcount > 0:
                 return True
+            # RETURNING, not rowcount: the driver's rowcount for an ignored insert differs.
             created = conn.execute(
-                dialect_insert(conn)(_l).on_conflict_do_nothing(),
+                dialect_insert(conn)(_l).on_conflict_do_nothing().returning(_l.c.name),
                 {"name": name, "holder": holder, "until": until},
             )
-            return created.rowcount > 0
+            return created.first() is not None
 
     def release(self, name: str, holder: str) -> None:
         with self._store._write() as conn:
