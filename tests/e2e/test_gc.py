@@ -200,3 +200,46 @@ def test_the_server_collects_by_itself_on_two_workers(tmp_path: Path) -> None:
             time.sleep(0.2)
         else:
             pytest.fail(f"the server did not collect within 20 s\n{server.log_tail()}")
+
+
+def test_a_collector_killed_midway_loses_nothing_and_the_next_run_finishes(
+    tmp_path: Path,
+) -> None:
+    env = {"MOORAGE_GC__INTERVAL": "0"}
+    with RegistryServer("moorage", tmp_path / "server", env=env) as server:
+        backend = Backend("filesystem", server, FilesystemBlobStore(server.data_dir))
+        skopeo = Tool("skopeo", registry=server)
+        layout = OciLayout(tmp_path / "source")
+        live = layout.add_image(image_files("survivor"))
+        _push(skopeo, layout, live, "v1", f"docker://{server.host}/gc/live:v1")
+        with server.client() as http:  # abandoned pushes: blobs no manifest will ever use
+            for n in range(300):
+                data = b"garbage %d\n" % n * 50
+                digest = Digest.of_bytes(data, "sha256")
+                done = http.post(f"/v2/gc/junk/blobs/uploads/?digest={digest}", content=data)
+                assert done.status_code == 201
+        garbage = len(backend.stored()) - len(live.blob_digests)
+        assert garbage == 300
+
+        argv = [moorage_executable(), "gc", "--data-dir", str(server.data_dir), "--grace", "0s"]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Killed as soon as the first bytes are gone: in the middle of deleting blobs.
+        while process.poll() is None and len(backend.stored()) > 300 + len(live.blob_digests) - 1:
+            time.sleep(0.002)
+        process.kill()
+        process.wait()
+        assert process.returncode == -9, "the collection ended before it could be killed"
+        left = len(backend.stored()) - len(live.blob_digests)
+        assert 0 < left < 300
+
+        backend.gc("--grace", "0s")
+        assert backend.stored() == live.blob_digests
+        copy = OciLayout(tmp_path / "pulled")
+        skopeo(
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{server.host}/gc/live:v1",
+            copy.reference("v1"),
+        )
+        for digest in live.blob_digests:
+            assert copy.read_blob(digest) == layout.read_blob(digest)

@@ -38,7 +38,7 @@ from .support import (
 pytestmark = pytest.mark.e2e
 
 GRACE = "4s"
-DURATION = 20.0
+DURATION = 12.0
 CLIENTS = 4
 REPOS = ("race/a", "race/b", "race/c")
 POOL = [hashlib.sha512(b"pool %d" % i).digest() * 512 for i in range(10)]  # 32 KiB each

@@ -33,6 +33,15 @@ class SqlJobLeases:
             )
             return created.first() is not None
 
+    def take_over(self, name: str, dead: str, holder: str, until: float) -> bool:
+        with self._store._write() as conn:
+            taken = conn.execute(
+                update(_l)
+                .where(_l.c.name == name, _l.c.holder == dead)
+                .values(holder=holder, until=until)
+            )
+            return taken.rowcount > 0
+
     def release(self, name: str, holder: str) -> None:
         with self._store._write() as conn:
             conn.execute(delete(_l).where(_l.c.name == name, _l.c.holder == holder))

@@ -185,7 +185,11 @@ class Collector:
         least ``grace`` apart: one may be a push between its bytes and its row)."""
         if not report.dry_run:
             report.uploads_expired = self.expire_uploads()
-        found = [(str(digest), location) for digest, location in self.blobs.iter_blobs()]
+        found: list[tuple[str, str | None]] = []
+        for digest, location in self.blobs.iter_blobs():
+            found.append((str(digest), location))
+            if len(found) % 1000 == 0:
+                step()  # a long listing (a large bucket) keeps the lease too
         unknown = self.store.unknown(found)
         report.orphans_seen = len(unknown)
         if not report.dry_run:
@@ -203,7 +207,9 @@ GC_LEASE = "gc"
 #: Held (never released) by the run that last swept the store: while it lasts, runs are not
 #: full. So full sweeps happen at most once per ``full_interval`` whichever worker runs them.
 GC_FULL_LEASE = "gc.full"
-GC_LEASE_SECONDS = 120.0
+# Renewed at every batch once half of it has passed; a collector that dies without releasing
+# it holds the others off this long (less on its own host: see jobs.died_here).
+GC_LEASE_SECONDS = 60.0
 
 
 class CollectorBusy(Exception):

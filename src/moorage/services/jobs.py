@@ -22,6 +22,10 @@ class JobLeases(Protocol):
         ``holder`` has it now: nobody held it, its lease ran out before ``now``, or it was
         ``holder``'s already. Decided in one transaction, so two callers never both win."""
 
+    def take_over(self, name: str, dead: str, holder: str, until: float) -> bool:
+        """Take lease ``name`` from ``dead`` (a holder known to have died) whatever its time;
+        False if ``dead`` no longer holds it."""
+
     def release(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` still has it (else nothing)."""
 
@@ -36,6 +40,23 @@ class LeaseLost(Exception):
 def new_holder() -> str:
     """A name for this process's claim: host and pid for operators, plus a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def died_here(holder: str) -> bool:
+    """True if ``holder`` names a process of this host that no longer exists (killed): its
+    lease need not run out first. A holder of another host, or a live pid (perhaps reused),
+    is presumed alive."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class HeldLease:
@@ -61,7 +82,13 @@ class HeldLease:
     def take(self) -> bool:
         now = self.clock()
         if not self.leases.acquire(self.name, self.holder, now, now + self.seconds):
-            return False
+            held = self.leases.holder(self.name)
+            if held is None or not died_here(held[0]):
+                return False
+            # Its holder was killed on this host (say `moorage gc` got SIGKILL): no need to
+            # wait for the lease to run out.
+            if not self.leases.take_over(self.name, held[0], self.holder, now + self.seconds):
+                return False
         self.until = now + self.seconds
         return True
 
