@@ -23,6 +23,19 @@ def dialect_insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
+def _upsert(insert: Any) -> Any:
+    statement = insert(_r)
+    return statement.on_conflict_do_update(
+        index_elements=[_r.c.kind, _r.c.repository_id, _r.c.digest],
+        set_={"touched_at": statement.excluded.touched_at},
+    )
+
+
+# Built once: every blob push queues its link (constructing the statement costs more than
+# running it on SQLite).
+_UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+
+
 def enqueue(
     conn: Connection, kind: str, repository_id: int, digests: Iterable[str], touched_at: float
 ) -> None:
@@ -34,14 +47,7 @@ def enqueue(
     ]
     if not rows:
         return
-    statement = dialect_insert(conn)(_r)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[_r.c.kind, _r.c.repository_id, _r.c.digest],
-            set_={"touched_at": statement.excluded.touched_at},
-        ),
-        rows,
-    )
+    conn.execute(_UPSERT[conn.dialect.name], rows)
 
 
 def enqueue_if_absent(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -127,7 +128,7 @@ _LINKED_BLOB = (
         .outerjoin(
             s.gc_reviews,
             and_(
-                s.gc_reviews.c.kind == gc_queue.LINK,
+                s.gc_reviews.c.kind == literal_column(f"'{gc_queue.LINK}'"),
                 s.gc_reviews.c.repository_id == s.repository_blobs.c.repository_id,
                 s.gc_reviews.c.digest == s.repository_blobs.c.digest,
             ),
@@ -381,7 +382,9 @@ class SqlMetadataStore:
         """Restart the grace of a link under review; False if the review is gone (the
         collector took it, in the same transaction as any delete of the link)."""
         r = s.gc_reviews
-        with self._write() as conn:
+        # Not forced to disk: a touch lost with power only shortens a grace period, and this
+        # may run on the event loop (a blob HEAD on SQLite is an inline point read).
+        with self._write(durable=False) as conn:
             result = conn.execute(
                 update(r)
                 .where(
