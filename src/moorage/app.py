@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -19,7 +20,13 @@ from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
 from moorage.auth.gate import AccessGate
 from moorage.auth.htpasswd import HtpasswdAuthenticator
 from moorage.auth.jwt_tokens import TokenIssuer, make_verifier
-from moorage.auth.policy import DEFAULT_POLICY, PolicyAuthorizer, load_policy
+from moorage.auth.policy import (
+    DEFAULT_POLICY,
+    PolicyAuthorizer,
+    has_immutable_tags,
+    load_policy,
+    matches,
+)
 from moorage.auth.port import Authenticator
 from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
@@ -29,7 +36,7 @@ from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.services.blobs import BlobService
-from moorage.services.gc import Collector, CollectorBusy, collect_exclusively
+from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
 from moorage.services.jobs import JobLeases, LeaseLost
 from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
@@ -146,9 +153,30 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     """The garbage collector over the registry's own stores, and the job leases it runs under."""
     metadata = registry.metadata
     assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
-    policy = ManifestPolicy(referrers=settings.gc.referrers, untagged_age=settings.gc.untagged_age)
-    collector = Collector(SqlGcStore(metadata), registry.storage, policy, registry.uploads.expire)
+    gc = settings.gc
+    policy = ManifestPolicy(referrers=gc.referrers, untagged_age=gc.untagged_age)
+    access = load_policy(settings.auth.policy_file) if settings.auth.policy_file else None
+    collector = Collector(
+        SqlGcStore(metadata),
+        registry.storage,
+        policy,
+        registry.uploads.expire,
+        retention=[
+            RetentionRule(
+                applies_to=functools.partial(matches, rule.repositories),
+                keep_tag=functools.partial(_any_match, tuple(rule.keep_tags)),
+                keep_last=rule.keep_last,
+                remove_older_than=rule.remove_older_than,
+            )
+            for rule in gc.retention
+        ],
+        immutable=functools.partial(has_immutable_tags, access or DEFAULT_POLICY),
+    )
     return collector, SqlJobLeases(metadata)
+
+
+def _any_match(patterns: tuple[str, ...], name: str) -> bool:
+    return any(matches(pattern, name) for pattern in patterns)
 
 
 async def _collect_garbage(settings: Settings, registry: Registry) -> None:

@@ -213,6 +213,41 @@ class UntaggedRule(_Section):
         return validate_repository_pattern(pattern)
 
 
+_TAG_PATTERN = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
+
+
+class RetentionRuleSettings(_Section):
+    """Tags of repositories matching ``repositories`` that go: not matching ``keep_tags``,
+    not among the ``keep_last`` most recently pushed, and (if given) pushed longer than
+    ``remove_older_than`` ago. A manifest left with no tag goes with its last one."""
+
+    repositories: str
+    keep_last: int | None = Field(None, ge=0)
+    keep_tags: list[str] = []
+    remove_older_than: Duration | None = None
+
+    @field_validator("repositories")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        from moorage.auth.policy import validate_repository_pattern
+
+        return validate_repository_pattern(pattern)
+
+    @field_validator("keep_tags")
+    @classmethod
+    def _tag_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not _TAG_PATTERN.fullmatch(pattern):
+                raise ValueError(f"tag pattern {pattern!r} may hold only A-Z a-z 0-9 _ . - and * ?")
+        return patterns
+
+    @model_validator(mode="after")
+    def _removes_something(self) -> RetentionRuleSettings:
+        if self.keep_last is None and self.remove_older_than is None:
+            raise ValueError("a retention rule needs keep_last or remove_older_than")
+        return self
+
+
 class GcSettings(_Section):
     # Time a client has between a blob (upload, mount, HEAD) and the manifest that uses it;
     # unreferenced links and unknown objects younger than this are left alone.
@@ -228,6 +263,8 @@ class GcSettings(_Section):
     referrers: bool = True
     # Untagged manifests are kept unless a rule here matches their repository (first match).
     untagged: list[UntaggedRule] = []
+    # Tag retention, per repository pattern (first match); off unless rules are given.
+    retention: list[RetentionRuleSettings] = []
 
     @field_validator("interval")
     @classmethod

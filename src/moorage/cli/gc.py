@@ -11,10 +11,11 @@ from typing import Any
 import click
 
 from moorage.config import ConfigError, Settings, load_settings, parse_duration
-from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, GcReport
+from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, TAGS, GcReport
 from moorage.storage.port import StorageUnavailable
 
 _LABELS = {
+    TAGS: "tags",
     MANIFESTS: "manifests",
     LINKS: "blob links",
     BLOBS: "blobs",
@@ -70,13 +71,16 @@ def render(report: GcReport) -> str:
     lines = []
     if report.dry_run:
         for item in report.items:
+            if item.kind == TAGS:  # tag by tag, as retention rules would remove them
+                lines.append(f"would remove tag {item.repository}:{item.tag} ({item.digest})")
+                continue
             where = f"{item.repository} " if item.repository else ""
             lines.append(
                 f"{verb} {_LABELS[item.kind][:-1]} {where}{item.digest} ({human_bytes(item.size)})"
             )
     lines.append(f"{'kind':<18}{'count':>8}{'bytes':>14}")
     for kind, totals in report.totals.items():
-        size = "-" if kind == LINKS else human_bytes(totals.bytes)
+        size = "-" if kind in (LINKS, TAGS) else human_bytes(totals.bytes)
         lines.append(f"{_LABELS[kind]:<18}{totals.count:>8}{size:>14}")
     if report.full:
         lines.append(f"upload sessions expired: {report.uploads_expired}")

@@ -29,14 +29,16 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Collected:
-    """Something collected (or, in a dry run, that would be): ``kind`` is "manifest", "link",
-    "blob" or "orphan"; ``size`` in bytes (a manifest's payload, a blob's bytes; the blob's
-    size for a link, which frees nothing by itself)."""
+    """Something collected (or, in a dry run, that would be): ``kind`` is "tag" (removed by a
+    retention rule), "manifest", "link", "blob" or "orphan"; ``size`` in bytes (a manifest's
+    payload, a blob's bytes; the blob's size for a link, which frees nothing by itself; 0 for
+    a tag)."""
 
     kind: str
     digest: str
     size: int
     repository: str | None = None
+    tag: str | None = None  # for kind "tag": the tag removed from manifest ``digest``
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,16 @@ class Orphan:
     digest: str
     location: str | None
     seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TagRecord:
+    """A tag as retention rules see it: ``pushed_at`` is when it last moved."""
+
+    repository: str
+    tag: str
+    digest: str
+    pushed_at: float
 
 
 def _keep_untagged(_repository: str) -> float | None:
@@ -104,6 +116,15 @@ class GcStore(Protocol):
         """The full sweep's mark: queue every link, blob and referrer that is unreferenced but
         not queued (left by a crash before the queue existed, or by a write that does not
         queue, such as a repository delete). Returns how many were queued."""
+
+    def tags(self) -> list[TagRecord]:
+        """Every tag of every repository."""
+
+    def remove_tags(self, tags: Sequence[TagRecord], now: float, dry_run: bool) -> list[Collected]:
+        """Delete each tag if it still names the same manifest since the same push (a tag
+        pushed again meanwhile stays); a manifest left with no tag by this is deleted too
+        (kind "manifest"), unless an index of its repository lists it. Reports each tag
+        (kind "tag") and each such manifest."""
 
     def enqueue_untagged(self, policy: ManifestPolicy, now: float) -> int:
         """Queue the untagged manifests ``policy.untagged_age`` says are old enough."""

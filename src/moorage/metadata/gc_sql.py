@@ -18,7 +18,14 @@ from sqlalchemy import Connection, delete, exists, func, literal, select, tuple_
 
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
-from moorage.metadata.gc_port import Candidate, Collected, DeleteBytes, ManifestPolicy, Orphan
+from moorage.metadata.gc_port import (
+    Candidate,
+    Collected,
+    DeleteBytes,
+    ManifestPolicy,
+    Orphan,
+    TagRecord,
+)
 from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST, dialect_insert
 from moorage.metadata.sql import SqlMetadataStore, _batches
 
@@ -190,15 +197,8 @@ class SqlGcStore:
         policy: ManifestPolicy,
         now: float,
     ) -> bool:
-        if _one(conn, exists(select(literal(1)).where(_t.c.manifest_id == row.id))):
-            return False  # tagged
-        parent = (
-            select(literal(1))
-            .select_from(_mc.join(_m, _m.c.id == _mc.c.manifest_id))
-            .where(_m.c.repository_id == c.repository_id, _mc.c.child_digest == c.digest)
-        )
-        if _one(conn, exists(parent)):
-            return False  # an image of an index that is still there
+        if not SqlGcStore._untagged_image(conn, c, row.id):
+            return False  # tagged, or an image of an index that is still there
         if row.subject_digest is not None:
             subject = exists(
                 select(literal(1)).where(
@@ -208,6 +208,66 @@ class SqlGcStore:
             return policy.referrers and not _one(conn, subject)
         age = policy.untagged_age(repository)
         return age is not None and row.created_at <= now - age
+
+    # --- retention -----------------------------------------------------------------------------
+    def tags(self) -> list[TagRecord]:
+        query = select(
+            s.repositories.c.name, _t.c.name.label("tag"), _m.c.digest, _t.c.updated_at
+        ).select_from(
+            _t.join(_m, _m.c.id == _t.c.manifest_id).join(
+                s.repositories, s.repositories.c.id == _t.c.repository_id
+            )
+        )
+        with self._store._read() as conn:
+            rows = conn.execute(query).all()
+        return [TagRecord(row.name, row.tag, row.digest, float(row.updated_at)) for row in rows]
+
+    def remove_tags(self, tags: Sequence[TagRecord], now: float, dry_run: bool) -> list[Collected]:
+        collected: list[Collected] = []
+        with self._transaction(dry_run) as conn:
+            for record in tags:
+                found = conn.execute(
+                    select(_m.c.id, _m.c.repository_id, func.length(_m.c.payload).label("size"))
+                    .select_from(_m.join(s.repositories, s.repositories.c.id == _m.c.repository_id))
+                    .where(s.repositories.c.name == record.repository, _m.c.digest == record.digest)
+                ).first()
+                if found is None:
+                    continue
+                # Only if the tag was not pushed again since the rules looked at it.
+                removed = conn.execute(
+                    delete(_t).where(
+                        _t.c.repository_id == found.repository_id,
+                        _t.c.name == record.tag,
+                        _t.c.manifest_id == found.id,
+                        _t.c.updated_at == record.pushed_at,
+                    )
+                )
+                if removed.rowcount == 0:
+                    continue
+                collected.append(
+                    Collected("tag", record.digest, 0, record.repository, tag=record.tag)
+                )
+                candidate = Candidate(MANIFEST, found.repository_id, record.digest)
+                if self._untagged_image(conn, candidate, found.id):
+                    gc_queue.remove_manifest(
+                        conn, found.repository_id, found.id, record.digest, now
+                    )
+                    collected.append(
+                        Collected(MANIFEST, record.digest, int(found.size), record.repository)
+                    )
+        return collected
+
+    @staticmethod
+    def _untagged_image(conn: Connection, c: Candidate, manifest_id: int) -> bool:
+        """No tag left on it and no index of its repository listing it."""
+        if _one(conn, exists(select(literal(1)).where(_t.c.manifest_id == manifest_id))):
+            return False
+        parent = (
+            select(literal(1))
+            .select_from(_mc.join(_m, _m.c.id == _mc.c.manifest_id))
+            .where(_m.c.repository_id == c.repository_id, _mc.c.child_digest == c.digest)
+        )
+        return not _one(conn, exists(parent))
 
     def enqueue_untagged(self, policy: ManifestPolicy, now: float) -> int:
         untagged = (

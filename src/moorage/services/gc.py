@@ -29,6 +29,7 @@ from moorage.metadata.gc_port import (
     Collected,
     GcStore,
     ManifestPolicy,
+    TagRecord,
 )
 from moorage.oci.digest import Digest
 from moorage.services.jobs import HeldLease, JobLeases, new_holder
@@ -36,11 +37,60 @@ from moorage.storage.port import BlobStore
 
 log = logging.getLogger("moorage.gc")
 
-MANIFESTS, LINKS, BLOBS, ORPHANS = "manifest", "link", "blob", "orphan"
-KINDS = (MANIFESTS, LINKS, BLOBS, ORPHANS)
+TAGS, MANIFESTS, LINKS, BLOBS, ORPHANS = "tag", "manifest", "link", "blob", "orphan"
+KINDS = (TAGS, MANIFESTS, LINKS, BLOBS, ORPHANS)
 
 # Candidates read from the queue at a time.
 PAGE = 500
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """Which tags of the repositories it ``applies_to`` go: those not kept by ``keep_tag``
+    (tag patterns), not among the ``keep_last`` most recently pushed, and (if set) pushed
+    longer than ``remove_older_than`` seconds ago. At least one of ``keep_last`` and
+    ``remove_older_than`` is set (else it removes nothing)."""
+
+    applies_to: Callable[[str], bool]
+    keep_tag: Callable[[str], bool]
+    keep_last: int | None = None
+    remove_older_than: float | None = None
+
+
+def _never(_: str) -> bool:
+    return False
+
+
+def expired_tags(
+    tags: Sequence[TagRecord],
+    rules: Sequence[RetentionRule],
+    now: float,
+    immutable: Callable[[str], bool] = _never,
+) -> list[TagRecord]:
+    """The tags the first rule matching each repository removes. Repositories whose tags are
+    immutable are never touched."""
+    by_repository: dict[str, list[TagRecord]] = {}
+    for record in tags:
+        by_repository.setdefault(record.repository, []).append(record)
+    doomed: list[TagRecord] = []
+    for repository, records in sorted(by_repository.items()):
+        rule = next((r for r in rules if r.applies_to(repository)), None)
+        if rule is None or (rule.keep_last is None and rule.remove_older_than is None):
+            continue
+        if immutable(repository):
+            continue
+        newest_first = sorted(records, key=lambda r: (-r.pushed_at, r.tag))
+        recent = newest_first[: rule.keep_last] if rule.keep_last is not None else []
+        for record in newest_first:
+            if record in recent or rule.keep_tag(record.tag):
+                continue
+            if (
+                rule.remove_older_than is not None
+                and record.pushed_at > now - rule.remove_older_than
+            ):
+                continue
+            doomed.append(record)
+    return doomed
 
 
 @dataclass
@@ -101,6 +151,7 @@ class GcReport:
                     "repository": item.repository,
                     "digest": item.digest,
                     "size": item.size,
+                    **({"tag": item.tag} if item.tag is not None else {}),
                 }
                 for item in self.items
             ],
@@ -115,14 +166,20 @@ class Collector:
         policy: ManifestPolicy,
         expire_uploads: Callable[[], int],
         clock: Callable[[], float] = time.time,
+        retention: Sequence[RetentionRule] = (),
+        immutable: Callable[[str], bool] = _never,
     ) -> None:
         """``expire_uploads``: ends abandoned upload sessions and stale upload bytes (the
-        upload service's own sweep; a full run calls it), returns how many sessions."""
+        upload service's own sweep; a full run calls it), returns how many sessions.
+        ``retention``: tag rules (first match per repository); ``immutable(repository)``:
+        its tags are immutable, so no rule touches them."""
         self.store = store
         self.blobs = blobs
         self.policy = policy
         self.expire_uploads = expire_uploads
         self.clock = clock
+        self.retention = tuple(retention)
+        self.immutable = immutable
 
     def run(
         self,
@@ -146,6 +203,9 @@ class Collector:
 
         if full and not dry_run:
             report.queued = self.store.enqueue_unreferenced(now)
+        if self.retention:
+            doomed = expired_tags(self.store.tags(), self.retention, now, self.immutable)
+            report.add(self.store.remove_tags(doomed, now, dry_run))
         if not dry_run:
             self.store.enqueue_untagged(self.policy, now)
         step()

@@ -3,24 +3,33 @@ filesystem blob store: what goes, what stays, and the races the database must de
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata import schema as s
-from moorage.metadata.gc_port import ManifestPolicy
+from moorage.metadata.gc_port import ManifestPolicy, TagRecord
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.sql import SqlMetadataStore
 from moorage.oci.digest import Digest
 from moorage.services.blobs import BlobService, find_linked
-from moorage.services.gc import Collector, CollectorBusy, GcReport, collect_exclusively
+from moorage.services.gc import (
+    Collector,
+    CollectorBusy,
+    GcReport,
+    RetentionRule,
+    collect_exclusively,
+    expired_tags,
+)
 from moorage.services.manifests import ManifestService
 from moorage.services.uploads import UploadService
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -415,3 +424,119 @@ def test_full_sweeps_are_spaced_across_collectors(registry: Registry) -> None:
     first = collect_exclusively(registry.collector(), leases, GRACE, full_interval=3600)
     second = collect_exclusively(registry.collector(), leases, GRACE, full_interval=3600)
     assert first.full and not second.full
+
+
+def test_a_link_a_manifest_push_holds_is_skipped_not_waited_for(registry: Registry) -> None:
+    if registry.metadata.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the collector cannot run beside a push")
+    digest = str(registry.blob(REPO, b"layer"))
+    registry.age_reviews(GRACE + 10)
+    rb = s.repository_blobs
+    with registry.metadata.engine.connect() as conn, conn.begin():
+        # What put_manifest holds while it checks the blobs a manifest references.
+        conn.execute(select(rb.c.digest).where(rb.c.digest == digest).with_for_update(read=True))
+        outcome: list[GcReport] = []
+        runner = threading.Thread(target=lambda: outcome.append(registry.collect()))
+        runner.start()
+        runner.join(timeout=20)
+        assert outcome and outcome[0].items == []  # finished, and left the busy link alone
+    report = registry.collect()  # the push is over (it failed to commit a manifest here)
+    assert {item.kind for item in report.items} == {"link", "blob"}
+    assert not registry.stored(b"layer")
+
+
+# --- retention rules -----------------------------------------------------------------------
+
+
+def _rule(
+    keep_last: int | None = None,
+    keep_tags: tuple[str, ...] = (),
+    remove_older_than: float | None = None,
+    prefix: str = "team/",
+) -> RetentionRule:
+    return RetentionRule(
+        applies_to=lambda repo: repo.startswith(prefix),
+        keep_tag=lambda tag: any(fnmatch.fnmatchcase(tag, p) for p in keep_tags),
+        keep_last=keep_last,
+        remove_older_than=remove_older_than,
+    )
+
+
+def _tags(*pushed: tuple[str, float], repository: str = REPO) -> list[TagRecord]:
+    return [TagRecord(repository, tag, f"sha256:{tag}", at) for tag, at in pushed]
+
+
+NOW = 1_000_000.0
+
+
+def test_retention_keeps_the_most_recently_pushed() -> None:
+    tags = _tags(("a", NOW - 5), ("b", NOW - 1), ("c", NOW - 3), ("d", NOW - 9))
+    doomed = expired_tags(tags, [_rule(keep_last=2)], NOW)
+    assert [t.tag for t in doomed] == ["a", "d"]
+
+
+def test_retention_keeps_matching_tags_and_removes_old_ones() -> None:
+    tags = _tags(
+        ("v1.0", NOW - 90 * 86400),
+        ("latest", NOW - 90 * 86400),
+        ("pr-7", NOW - 40 * 86400),
+        ("pr-8", NOW - 86400),
+    )
+    rule = _rule(keep_tags=("v*", "latest"), remove_older_than=30 * 86400.0)
+    assert [t.tag for t in expired_tags(tags, [rule], NOW)] == ["pr-7"]
+
+
+def test_retention_with_both_keeps_the_last_n_even_when_old() -> None:
+    tags = _tags(("old1", NOW - 100), ("old2", NOW - 200), ("old3", NOW - 300))
+    rule = _rule(keep_last=1, remove_older_than=150.0)
+    assert [t.tag for t in expired_tags(tags, [rule], NOW)] == ["old2", "old3"]
+
+
+def test_retention_first_matching_rule_wins_and_others_are_untouched() -> None:
+    tags = _tags(("a", NOW - 5), ("b", NOW - 1)) + _tags(("x", NOW - 5), repository="other/x")
+    rules = [_rule(keep_last=5), _rule(keep_last=0, prefix="")]
+    assert [t.tag for t in expired_tags(tags, rules, NOW)] == ["x"]
+
+
+def test_retention_never_touches_immutable_tags() -> None:
+    tags = _tags(("a", NOW - 5), ("b", NOW - 1))
+    assert expired_tags(tags, [_rule(keep_last=0)], NOW, immutable=lambda r: r == REPO) == []
+
+
+def test_retention_removes_tags_and_the_images_they_leave_untagged(registry: Registry) -> None:
+    child = registry.image(REPO, "pr-child", b"child layer")
+    registry.index(REPO, "v-multi", child)
+    old = registry.image(REPO, "pr-1", b"old layer")
+    registry.put(REPO, "pr-1b", registry.manifests.get(REPO, old).payload, OCI_MANIFEST)
+    kept = registry.image(REPO, "v1", b"release layer")
+    newest = registry.image(REPO, "pr-2", b"new layer")
+    collector = registry.collector()
+    collector.retention = (_rule(keep_last=1, keep_tags=("v*",)),)
+
+    dry = collector.run(GRACE, dry_run=True)
+    assert {(i.tag, i.digest) for i in dry.items if i.kind == "tag"} == {
+        ("pr-1", old),
+        ("pr-1b", old),
+        ("pr-child", child),
+    }
+    assert registry.manifests.get(REPO, "pr-1") is not None  # a dry run changes nothing
+
+    report = collector.run(GRACE)
+    assert report.totals["tag"].count == 3
+    assert [i.digest for i in report.items if i.kind == "manifest"] == [old]
+    with pytest.raises(RegistryError):
+        registry.manifests.get(REPO, old)
+    assert registry.manifests.get(REPO, child) is not None  # an index still lists it
+    assert registry.manifests.get(REPO, kept) is not None
+    assert registry.manifests.get(REPO, newest) is not None
+    registry.later().collect()
+    assert not registry.stored(b"old layer") and registry.stored(b"child layer")
+
+
+def test_retention_leaves_a_tag_pushed_again_since_it_looked(registry: Registry) -> None:
+    first = registry.image(REPO, "pr-1", b"first")
+    record = next(t for t in SqlGcStore(registry.metadata).tags() if t.tag == "pr-1")
+    time.sleep(0.01)
+    registry.put(REPO, "pr-1", registry.manifests.get(REPO, first).payload, OCI_MANIFEST)
+    assert SqlGcStore(registry.metadata).remove_tags([record], time.time(), False) == []
+    assert registry.manifests.get(REPO, "pr-1") is not None
