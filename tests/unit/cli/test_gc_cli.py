@@ -109,3 +109,25 @@ def test_dry_run_shows_each_tag_the_rules_would_remove(tmp_path: Path) -> None:
     assert [i["tag"] for i in report["items"] if i["kind"] == "tag"] == ["pr-1"]
     again = gc("--config", str(config), "--data-dir", str(data), "--dry-run")
     assert "would remove tag" not in again.output
+
+
+def test_retention_leaves_repositories_with_immutable_tags_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    push(data, "release/app", "v1", b"one")
+    push(data, "release/app", "v2", b"two")
+    push(data, "scratch/app", "a", b"three")
+    push(data, "scratch/app", "b", b"four")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n  - repositories: ['release/*']\n    users: [ci]\n"
+        "    actions: [pull, push]\n    immutable_tags: true\n"
+    )
+    config = tmp_path / "moorage.yaml"
+    config.write_text(
+        f"auth:\n  policy_file: {policy}\n"
+        "gc:\n  retention:\n    - repositories: '*'\n      keep_last: 1\n"
+    )
+    result = gc("--config", str(config), "--data-dir", str(data), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would remove tag scratch/app:a" in result.output
+    assert "release/app" not in result.output
