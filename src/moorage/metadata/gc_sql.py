@@ -14,7 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, literal, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+)
 
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
@@ -49,30 +60,47 @@ class _Rollback(Exception):
     """Ends a dry run's transaction without committing it."""
 
 
-def _review(c: Candidate) -> Any:
-    return (
-        (_r.c.kind == c.kind) & (_r.c.repository_id == c.repository_id) & (_r.c.digest == c.digest)
-    )
+# The statements run per candidate, built once (building a SQLAlchemy expression costs more
+# than running it on SQLite: this halved a collection's time). Parameters: kind, rid, digest.
+_KIND = bindparam("kind", type_=String())
+_RID = bindparam("rid", type_=Integer())
+_DIGEST = bindparam("digest", type_=String())
+_REVIEW_KEY = (_r.c.kind == _KIND) & (_r.c.repository_id == _RID) & (_r.c.digest == _DIGEST)
+_LOCK_REVIEW = select(_r.c.touched_at).where(_REVIEW_KEY).with_for_update(skip_locked=True)
+_DROP_REVIEW = delete(_r).where(_REVIEW_KEY)
+_LINK_KEY = (_rb.c.repository_id == _RID) & (_rb.c.digest == _DIGEST)
+_LOCK_LINK = select(_rb.c.digest).where(_LINK_KEY).with_for_update(skip_locked=True)
+_LINK_EXISTS = select(literal(1)).where(_LINK_KEY).limit(1)
+_DELETE_LINK = delete(_rb).where(_LINK_KEY)
+_REFERENCED_IN_REPOSITORY = (
+    select(literal(1))
+    .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
+    .where(_m.c.repository_id == _RID, _mb.c.digest == _DIGEST)
+    .limit(1)
+)
+_BLOB_SIZE = select(_b.c.size).where(_b.c.digest == _DIGEST)
+_LOCK_BLOB = (
+    select(_b.c.size, _b.c.location).where(_b.c.digest == _DIGEST).with_for_update(skip_locked=True)
+)
+_BLOB_EXISTS = select(literal(1)).where(_b.c.digest == _DIGEST).limit(1)
+_DELETE_BLOB = delete(_b).where(_b.c.digest == _DIGEST)
+# Some repository links the blob, or some manifest (of any repository) references it.
+_BLOB_IN_USE = select(literal(1)).where(
+    exists(select(literal(1)).where(_rb.c.digest == _DIGEST))
+    | exists(select(literal(1)).where(_mb.c.digest == _DIGEST))
+)
+
+
+def _key(c: Candidate) -> dict[str, Any]:
+    return {"kind": c.kind, "rid": c.repository_id, "digest": c.digest}
+
+
+def _found(conn: Connection, statement: Any, c: Candidate) -> bool:
+    return conn.execute(statement, _key(c)).first() is not None
 
 
 def _one(conn: Connection, query: Any) -> bool:
     return conn.execute(select(literal(1)).where(query).limit(1)).first() is not None
-
-
-def _referenced_in(repository_id: int, digest: str) -> Any:
-    """A manifest of the repository references blob ``digest`` (config or layer)."""
-    return exists(
-        select(literal(1))
-        .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
-        .where(_m.c.repository_id == repository_id, _mb.c.digest == digest)
-    )
-
-
-def _blob_in_use(digest: str) -> Any:
-    """Some repository links blob ``digest`` or some manifest references it."""
-    return exists(select(literal(1)).where(_rb.c.digest == digest)) | exists(
-        select(literal(1)).where(_mb.c.digest == digest)
-    )
 
 
 class SqlGcStore:
@@ -113,13 +141,12 @@ class SqlGcStore:
     @staticmethod
     def _lock_review(conn: Connection, c: Candidate) -> float | None:
         """Lock the review; its start of grace, or None if it is gone or busy."""
-        query = select(_r.c.touched_at).where(_review(c)).with_for_update(skip_locked=True)
-        value = conn.execute(query).scalar_one_or_none()
+        value = conn.execute(_LOCK_REVIEW, _key(c)).scalar_one_or_none()
         return None if value is None else float(value)
 
     @staticmethod
     def _drop_review(conn: Connection, c: Candidate) -> None:
-        conn.execute(delete(_r).where(_review(c)))
+        conn.execute(_DROP_REVIEW, _key(c))
 
     @staticmethod
     def _repository_name(conn: Connection, repository_id: int, cache: dict[int, str]) -> str:
@@ -308,30 +335,24 @@ class SqlGcStore:
             touched = self._lock_review(conn, c)
             if touched is None or touched > due_before:
                 return
-            where = (_rb.c.repository_id == c.repository_id) & (_rb.c.digest == c.digest)
             # Locked before the reference check: a manifest PUT share-locks the links it relies
             # on, so either it committed (and the check sees its manifest), or it holds the lock
             # (skipped here), or it will find the link gone.
-            link = conn.execute(
-                select(_rb.c.digest).where(where).with_for_update(skip_locked=True)
-            ).first()
-            if link is None:
-                if not _one(conn, exists(select(literal(1)).where(where))):
+            if not _found(conn, _LOCK_LINK, c):
+                if not _found(conn, _LINK_EXISTS, c):
                     self._drop_review(conn, c)
                 return
-            if _one(conn, _referenced_in(c.repository_id, c.digest)):
+            if _found(conn, _REFERENCED_IN_REPOSITORY, c):
                 self._drop_review(conn, c)  # in use: queued again when its manifest goes
                 return
-            conn.execute(delete(_rb).where(where))
+            conn.execute(_DELETE_LINK, _key(c))
             self._drop_review(conn, c)
             # Perhaps the blob's last link: due at once (no client can reach it by a link).
             gc_queue.enqueue(conn, BLOB, 0, (c.digest,), 0.0)
-            size = conn.execute(
-                select(_b.c.size).where(_b.c.digest == c.digest)
-            ).scalar_one_or_none()
+            size = conn.execute(_BLOB_SIZE, _key(c)).scalar_one_or_none()
             repository = self._repository_name(conn, c.repository_id, names)
             collected.append(Collected(LINK, c.digest, int(size or 0), repository))
-            if dry_run and not _one(conn, _blob_in_use(c.digest)):
+            if dry_run and not _found(conn, _BLOB_IN_USE, c):
                 collected.append(Collected(BLOB, c.digest, int(size or 0)))
 
         self._each_in_transactions(candidates, dry_run, review)
@@ -346,18 +367,15 @@ class SqlGcStore:
         def review(conn: Connection, c: Candidate) -> None:
             if self._lock_review(conn, c) is None:
                 return
-            where = _b.c.digest == c.digest
-            row = conn.execute(
-                select(_b.c.size, _b.c.location).where(where).with_for_update(skip_locked=True)
-            ).first()
+            row = conn.execute(_LOCK_BLOB, _key(c)).first()
             if row is None:
-                if not _one(conn, exists(select(literal(1)).where(where))):
+                if not _found(conn, _BLOB_EXISTS, c):
                     self._drop_review(conn, c)
                 return  # else a push holds the row: it is linking it
-            if _one(conn, _blob_in_use(c.digest)):
+            if _found(conn, _BLOB_IN_USE, c):
                 self._drop_review(conn, c)
                 return
-            conn.execute(delete(_b).where(where))
+            conn.execute(_DELETE_BLOB, _key(c))
             self._drop_review(conn, c)
             # The bytes go inside the transaction, after the row's deletion: a push of this
             # digest that found the bytes before now waits for the row (it is locked) and, once
