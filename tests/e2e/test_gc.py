@@ -120,6 +120,7 @@ def test_gc_reclaims_deleted_images_and_keeps_live_ones(backend: Backend, tmp_pa
 
     report = backend.gc_json("--grace", "0s")
     assert report["totals"]["blob"]["count"] == 2
+    assert report["orphans_seen"] == 0  # every stored object, in place or not, is known
     assert report["totals"]["blob"]["bytes"] == sum(len(layout.read_blob(d)) for d in only_doomed)
     stored = backend.stored()
     assert not only_doomed & stored

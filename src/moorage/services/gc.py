@@ -40,8 +40,9 @@ log = logging.getLogger("moorage.gc")
 TAGS, MANIFESTS, LINKS, BLOBS, ORPHANS = "tag", "manifest", "link", "blob", "orphan"
 KINDS = (TAGS, MANIFESTS, LINKS, BLOBS, ORPHANS)
 
-# Candidates read from the queue at a time.
-PAGE = 500
+# Candidates read from the queue at a time; progress (and the lease's renewal) is reported
+# after each page, so a page must take well under GC_LEASE_SECONDS / 2 even on S3.
+PAGE = 100
 
 
 @dataclass(frozen=True)
