@@ -5,7 +5,9 @@ used by one manifest, linked in its repository, 100 repositories), deletes 10% o
 through the registry's own delete (which queues their links), ages the queue past the grace,
 then times one incremental collection and one full run (the mark over every table; the blob
 store is a stub whose listing is empty and whose deletes do nothing, so only the database
-work is measured).
+work is measured). Meanwhile a thread links blobs in a loop, as blob pushes do (one write
+transaction each, synchronous=FULL): its latency and rate with the collection running are
+compared with the same loop alone.
 
     python bench/gc_scale.py [--blobs 100000] [--manifests 20000] [--garbage 0.1]
 """
@@ -16,6 +18,7 @@ import argparse
 import hashlib
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +103,40 @@ def build(store: SqlMetadataStore, blobs: int, manifests: int, repositories: int
         conn.execute(insert(s.manifest_blobs), refs)
 
 
+class Writer:
+    """Links new blobs in a loop, one transaction each, timing every one."""
+
+    def __init__(self, store: SqlMetadataStore, first: int) -> None:
+        self.store, self.next = store, first
+        self.latencies: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            self.store.link_blob("bench/load", digest(self.next), 10)
+            self.latencies.append(time.perf_counter() - started)
+            self.next += 1
+
+    def __enter__(self) -> Writer:
+        self.started = time.perf_counter()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.seconds = time.perf_counter() - self.started
+
+    def describe(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = ordered[len(ordered) // 2] * 1000
+        p99 = ordered[int(len(ordered) * 0.99)] * 1000
+        rate = len(ordered) / self.seconds
+        return f"{rate:.0f} links/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blobs", type=int, default=100_000)
@@ -145,12 +182,17 @@ def main() -> None:
 
         blob_store = StubStore()
         collector = Collector(SqlGcStore(store), blob_store, ManifestPolicy(), lambda: 0)  # type: ignore[arg-type]
-        report = collector.run(GRACE)
+        with Writer(store, 10 * args.blobs) as alone:
+            time.sleep(3)
+        with Writer(store, 20 * args.blobs) as beside:
+            report = collector.run(GRACE)
         print(
             f"incremental collection: {report.totals['link'].count} links, "
             f"{report.totals['blob'].count} blobs ({report.bytes_freed} bytes) in "
             f"{report.seconds:.2f} s; {blob_store.deleted} byte deletes"
         )
+        print(f"blob links by a concurrent writer, alone: {alone.describe()}")
+        print(f"blob links by a concurrent writer, during the collection: {beside.describe()}")
         idle = collector.run(GRACE)
         print(f"incremental collection with nothing due: {idle.seconds * 1000:.1f} ms")
         full = collector.run(GRACE, full=True)

@@ -53,7 +53,9 @@ _r, _b, _rb, _m, _mb, _mc, _t, _o = (
 
 # A batch's transaction holds SQLite's writer lock: end it after this long even if candidates
 # remain, so pushes wait at most about this much for the collector.
-BATCH_SECONDS = 0.2
+BATCH_SECONDS = 0.05
+# Between two batches the collector leaves the lock to others for this share of a batch.
+PAUSE_SHARE = 1.0
 
 
 class _Rollback(Exception):
@@ -107,11 +109,19 @@ class SqlGcStore:
     def __init__(self, store: SqlMetadataStore, batch_seconds: float = BATCH_SECONDS) -> None:
         self._store = store
         self._batch_seconds = batch_seconds
+        self._resume_at = 0.0
 
     @contextmanager
     def _transaction(self, dry_run: bool) -> Iterator[Connection]:
         # The registry's own write transaction: on SQLite its writer lock and connection, so
-        # the collector and requests take turns like any two writers.
+        # the collector and requests take turns like any two writers. Between two of its
+        # transactions the collector steps aside for a while: neither the writer lock's mutex
+        # nor flock queues waiters in order, so it would otherwise take the lock straight
+        # back and starve the pushes waiting for it.
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        started = time.monotonic()
         try:
             with self._store._write() as conn:
                 yield conn
@@ -119,6 +129,9 @@ class SqlGcStore:
                     raise _Rollback
         except _Rollback:
             pass
+        finally:
+            ended = time.monotonic()
+            self._resume_at = ended + (ended - started) * PAUSE_SHARE
 
     def _each_in_transactions(
         self,
