@@ -54,7 +54,8 @@ _r, _b, _rb, _m, _mb, _mc, _t, _o = (
 # A batch's transaction holds SQLite's writer lock: end it after this long even if candidates
 # remain, so pushes wait at most about this much for the collector.
 BATCH_SECONDS = 0.05
-# Between two batches the collector leaves the lock to others for this share of a batch.
+# On SQLite, after each transaction the collector leaves the writer lock to others for this
+# share of the time it held it.
 PAUSE_SHARE = 1.0
 
 
@@ -110,6 +111,8 @@ class SqlGcStore:
         self._store = store
         self._batch_seconds = batch_seconds
         self._resume_at = 0.0
+        # Only SQLite has one lock every writer needs; PostgreSQL's collector locks garbage rows.
+        self._pause_share = PAUSE_SHARE if store._single_writer else 0.0
 
     @contextmanager
     def _transaction(self, dry_run: bool) -> Iterator[Connection]:
@@ -131,7 +134,7 @@ class SqlGcStore:
             pass
         finally:
             ended = time.monotonic()
-            self._resume_at = ended + (ended - started) * PAUSE_SHARE
+            self._resume_at = ended + (ended - started) * self._pause_share
 
     def _each_in_transactions(
         self,
