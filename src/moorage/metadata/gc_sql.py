@@ -29,18 +29,18 @@ from sqlalchemy import (
 
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
+from moorage.metadata.gc_orphans_sql import OrphanSql, one
 from moorage.metadata.gc_port import (
     Candidate,
     Collected,
     DeleteBytes,
     ManifestPolicy,
-    Orphan,
     TagRecord,
 )
-from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST, dialect_insert
+from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST
 from moorage.metadata.sql import SqlMetadataStore, _batches
 
-_r, _b, _rb, _m, _mb, _mc, _t, _o = (
+_r, _b, _rb, _m, _mb, _mc, _t = (
     s.gc_reviews,
     s.blobs,
     s.repository_blobs,
@@ -48,7 +48,6 @@ _r, _b, _rb, _m, _mb, _mc, _t, _o = (
     s.manifest_blobs,
     s.manifest_children,
     s.tags,
-    s.gc_orphans,
 )
 
 # A batch's transaction holds SQLite's writer lock: end it after this long even if candidates
@@ -102,11 +101,7 @@ def _found(conn: Connection, statement: Any, c: Candidate) -> bool:
     return conn.execute(statement, _key(c)).first() is not None
 
 
-def _one(conn: Connection, query: Any) -> bool:
-    return conn.execute(select(literal(1)).where(query).limit(1)).first() is not None
-
-
-class SqlGcStore:
+class SqlGcStore(OrphanSql):
     def __init__(self, store: SqlMetadataStore, batch_seconds: float = BATCH_SECONDS) -> None:
         self._store = store
         self._batch_seconds = batch_seconds
@@ -217,7 +212,7 @@ class SqlGcStore:
                 .with_for_update(skip_locked=True)
             ).first()
             if row is None:
-                if not _one(conn, exists(select(literal(1)).where(where))):
+                if not one(conn, exists(select(literal(1)).where(where))):
                     self._drop_review(conn, c)  # deleted already
                 return  # else busy: a request holds it
             repository = self._repository_name(conn, c.repository_id, names)
@@ -248,7 +243,7 @@ class SqlGcStore:
                     _m.c.repository_id == c.repository_id, _m.c.digest == row.subject_digest
                 )
             )
-            return policy.referrers and not _one(conn, subject)
+            return policy.referrers and not one(conn, subject)
         age = policy.untagged_age(repository)
         return age is not None and row.created_at <= now - age
 
@@ -303,14 +298,14 @@ class SqlGcStore:
     @staticmethod
     def _untagged_image(conn: Connection, c: Candidate, manifest_id: int) -> bool:
         """No tag left on it and no index of its repository listing it."""
-        if _one(conn, exists(select(literal(1)).where(_t.c.manifest_id == manifest_id))):
+        if one(conn, exists(select(literal(1)).where(_t.c.manifest_id == manifest_id))):
             return False
         parent = (
             select(literal(1))
             .select_from(_mc.join(_m, _m.c.id == _mc.c.manifest_id))
             .where(_m.c.repository_id == c.repository_id, _mc.c.child_digest == c.digest)
         )
-        return not _one(conn, exists(parent))
+        return not one(conn, exists(parent))
 
     def enqueue_untagged(self, policy: ManifestPolicy, now: float) -> int:
         untagged = (
@@ -462,80 +457,3 @@ class SqlGcStore:
                 grouped.setdefault(row.repository_id, []).append(row.digest)
             count += self._enqueue_missing(kind, grouped, touched_at)
         return count
-
-    def unknown(self, found: Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-        known: set[tuple[str, str | None]] = set()
-        with self._store._read() as conn:
-            for batch in _batches(sorted({digest for digest, _ in found})):
-                rows = conn.execute(
-                    select(_b.c.digest, _b.c.location).where(_b.c.digest.in_(batch))
-                )
-                known.update((row.digest, row.location) for row in rows)
-        return [item for item in found if item not in known]
-
-    def note_orphans(self, orphans: Sequence[tuple[str, str | None]], now: float) -> None:
-        listed = {(digest, location or "") for digest, location in orphans}
-        with self._store._write() as conn:
-            recorded = {
-                (row.digest, row.place) for row in conn.execute(select(_o.c.digest, _o.c.place))
-            }
-            for digest, place in recorded - listed:
-                conn.execute(delete(_o).where(_o.c.digest == digest, _o.c.place == place))
-            new = [
-                {"digest": digest, "place": place, "seen_at": now}
-                for digest, place in sorted(listed - recorded)
-            ]
-            if new:
-                conn.execute(s.gc_orphans.insert(), new)
-
-    def due_orphans(self, seen_before: float) -> list[Orphan]:
-        with self._store._read() as conn:
-            rows = conn.execute(
-                select(_o).where(_o.c.seen_at <= seen_before).order_by(_o.c.digest, _o.c.place)
-            ).all()
-        return [Orphan(row.digest, row.place or None, float(row.seen_at)) for row in rows]
-
-    def collect_orphan(self, orphan: Orphan, delete_bytes: DeleteBytes, dry_run: bool) -> bool:
-        place = orphan.location or ""
-        recorded = (_o.c.digest == orphan.digest) & (_o.c.place == place)
-        deleted = False
-        with self._transaction(dry_run) as conn:
-            if (
-                conn.execute(
-                    select(_o.c.seen_at).where(recorded).with_for_update(skip_locked=True)
-                ).first()
-                is None
-            ):
-                return False  # gone, or another collector has it
-            where = _b.c.digest == orphan.digest
-            row = conn.execute(
-                select(_b.c.location).where(where).with_for_update(skip_locked=True)
-            ).first()
-            placeholder = False
-            if row is None:
-                if _one(conn, exists(select(literal(1)).where(where))):
-                    return False  # a push holds the row right now
-                # Nobody knows the digest: hold a placeholder row for it, so that a push of
-                # this digest linking now waits for this transaction, then sees the bytes gone.
-                inserted = conn.execute(
-                    dialect_insert(conn)(_b).on_conflict_do_nothing().returning(_b.c.digest),
-                    {
-                        "digest": orphan.digest,
-                        "size": 0,
-                        "created_at": time.time(),
-                        "location": None,
-                    },
-                ).first()
-                if inserted is None:
-                    return False
-                placeholder = True
-            elif row.location == orphan.location:
-                conn.execute(delete(_o).where(recorded))  # known again: not an orphan
-                return False
-            conn.execute(delete(_o).where(recorded))
-            if not dry_run:
-                delete_bytes(orphan.digest, orphan.location)
-            if placeholder:
-                conn.execute(delete(_b).where(where))
-            deleted = True
-        return deleted
