@@ -105,10 +105,10 @@ def render(report: GcReport) -> str:
     help="Leave links and objects unused for less than this (e.g. 30m; default gc.grace, 1h).",
 )
 @click.option(
-    "--dry-run",
-    is_flag=True,
+    "--dry-run/--no-dry-run",
     default=None,
-    help="List what would be collected and the bytes it would free; change nothing.",
+    help="List what would be collected and the bytes it would free; change nothing "
+    "(default: gc.dry_run, false).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(

@@ -131,3 +131,19 @@ def test_retention_leaves_repositories_with_immutable_tags_alone(tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert "would remove tag scratch/app:a" in result.output
     assert "release/app" not in result.output
+
+
+def test_gc_dry_run_in_the_config_can_be_overridden(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    push(data, "ci/app", "pr-1", b"one")
+    push(data, "ci/app", "pr-2", b"two")
+    config = tmp_path / "moorage.yaml"
+    config.write_text(
+        "gc:\n  dry_run: true\n  retention:\n    - repositories: 'ci/*'\n      keep_last: 1\n"
+    )
+    dry = json.loads(gc("--config", str(config), "--data-dir", str(data), "--json").output)
+    assert dry["dry_run"] is True and dry["totals"]["tag"]["count"] == 1
+    real = gc("--config", str(config), "--data-dir", str(data), "--json", "--no-dry-run")
+    assert json.loads(real.output)["dry_run"] is False
+    after = gc("--config", str(config), "--data-dir", str(data), "--json", "--no-dry-run")
+    assert json.loads(after.output)["totals"]["tag"]["count"] == 0
