@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import random
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Engine
@@ -22,13 +24,24 @@ from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
 from moorage.auth.gate import AccessGate
 from moorage.auth.htpasswd import HtpasswdAuthenticator
 from moorage.auth.jwt_tokens import TokenIssuer, make_verifier
-from moorage.auth.policy import DEFAULT_POLICY, PolicyAuthorizer, load_policy
+from moorage.auth.policy import (
+    DEFAULT_POLICY,
+    PolicyAuthorizer,
+    has_immutable_tags,
+    load_policy,
+    matches,
+)
 from moorage.auth.port import Authenticator
 from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
+from moorage.metadata.gc_port import ManifestPolicy
+from moorage.metadata.gc_sql import SqlGcStore
+from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.services.blobs import BlobService
+from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
+from moorage.services.jobs import JobLeases, LeaseLost
 from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
@@ -119,7 +132,8 @@ def build_registry(settings: Settings) -> Registry:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
-    metadata = SqlMetadataStore(engine, observe)
+    # A HEAD of a blob link under review restarts its grace at most every tenth of it.
+    metadata = SqlMetadataStore(engine, observe, gc_touch_after=settings.gc.grace / 10)
     storage = build_blob_store(settings)
     if settings.storage.backend == "s3":
         # A missing bucket or wrong credentials stop start-up with StorageUnavailable naming
@@ -145,6 +159,73 @@ def build_registry(settings: Settings) -> Registry:
         and settings.storage.backend == "filesystem",
         accel_redirect=settings.storage.accel_redirect,
     )
+
+
+def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, JobLeases]:
+    """The garbage collector over the registry's own stores, and the job leases it runs under."""
+    metadata = registry.metadata
+    assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
+    gc = settings.gc
+    policy = ManifestPolicy(referrers=gc.referrers, untagged_age=gc.untagged_age)
+    access = load_policy(settings.auth.policy_file) if settings.auth.policy_file else None
+    collector = Collector(
+        SqlGcStore(metadata),
+        registry.storage,
+        policy,
+        registry.uploads.expire,
+        retention=[
+            RetentionRule(
+                applies_to=functools.partial(matches, rule.repositories),
+                keep_tag=functools.partial(_any_match, tuple(rule.keep_tags)),
+                keep_last=rule.keep_last,
+                remove_older_than=rule.remove_older_than,
+            )
+            for rule in gc.retention
+        ],
+        immutable=functools.partial(has_immutable_tags, access or DEFAULT_POLICY),
+    )
+    return collector, SqlJobLeases(metadata)
+
+
+def _any_match(patterns: tuple[str, ...], name: str) -> bool:
+    return any(matches(pattern, name) for pattern in patterns)
+
+
+async def _collect_garbage(settings: Settings, registry: Registry) -> None:
+    """Every ``gc.interval`` (with jitter, so the workers do not all try at once), one
+    collection, if no other worker or node is running one."""
+    gc = settings.gc
+    collector, leases = build_collector(settings, registry)
+    while True:
+        await asyncio.sleep(gc.interval * random.uniform(0.9, 1.1))
+        try:
+            report = await run_in_threadpool(
+                collect_exclusively,
+                collector,
+                leases,
+                gc.grace,
+                gc.dry_run,
+                None,
+                gc.full_interval,
+            )
+        except CollectorBusy:
+            continue
+        except LeaseLost:
+            log.warning("garbage collection stopped: its lease ran out")
+            continue
+        except Exception:
+            log.exception("garbage collection failed")
+            continue
+        if report.items or report.uploads_expired:
+            log.info(
+                "garbage collection would free" if report.dry_run else "garbage collected",
+                extra={
+                    "counts": {kind: t.count for kind, t in report.totals.items()},
+                    "bytes": report.bytes_freed,
+                    "full": report.full,
+                    "seconds": round(report.seconds, 3),
+                },
+            )
 
 
 async def _sweep_expired_uploads(registry: Registry) -> None:
@@ -185,11 +266,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(_sweep_expired_uploads(registry))
+        tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
+        if settings.gc.interval > 0:
+            tasks.append(asyncio.create_task(_collect_garbage(settings, registry)))
         try:
             yield
         finally:
-            sweeper.cancel()
+            for task in tasks:
+                task.cancel()
             for recorder in (requests_metrics, requests_log):
                 if recorder is not None:
                     recorder.flush()

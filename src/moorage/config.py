@@ -11,11 +11,12 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -222,6 +223,126 @@ class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
 
 
+# --- garbage collection (docs/gc.md) ---
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number of seconds or a text like ``90s``, ``10m``, ``1h30m``, ``7d``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if "".join(number + unit for number, unit in parts) != text:
+                raise ValueError(
+                    f"{value!r} is not a duration: give seconds, or e.g. 90s, 10m, 1h30m, 7d"
+                ) from None
+            seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    else:
+        raise ValueError("must be a duration: seconds, or e.g. 90s, 10m, 1h30m, 7d")
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+#: Seconds, written as a number or as ``90s``, ``10m``, ``1h30m``, ``7d``.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class UntaggedRule(_Section):
+    """Untagged manifests of repositories matching ``repositories`` (a glob: ``*`` any
+    characters including ``/``, ``?`` one) are collected once ``older_than`` old."""
+
+    repositories: str
+    older_than: Duration
+
+    @field_validator("repositories")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        # Imported here: the policy module imports this one.
+        from moorage.auth.policy import validate_repository_pattern
+
+        return validate_repository_pattern(pattern)
+
+
+_TAG_PATTERN = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
+
+
+class RetentionRuleSettings(_Section):
+    """Tags of repositories matching ``repositories`` that go: not matching ``keep_tags``,
+    not among the ``keep_last`` most recently pushed, and (if given) pushed longer than
+    ``remove_older_than`` ago. A manifest left with no tag goes with its last one."""
+
+    repositories: str
+    keep_last: int | None = Field(None, ge=0)
+    keep_tags: list[str] = []
+    remove_older_than: Duration | None = None
+
+    @field_validator("repositories")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        from moorage.auth.policy import validate_repository_pattern
+
+        return validate_repository_pattern(pattern)
+
+    @field_validator("keep_tags")
+    @classmethod
+    def _tag_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not _TAG_PATTERN.fullmatch(pattern):
+                raise ValueError(f"tag pattern {pattern!r} may hold only A-Z a-z 0-9 _ . - and * ?")
+        return patterns
+
+    @model_validator(mode="after")
+    def _removes_something(self) -> RetentionRuleSettings:
+        if self.keep_last is None and self.remove_older_than is None:
+            raise ValueError("a retention rule needs keep_last or remove_older_than")
+        return self
+
+
+class GcSettings(_Section):
+    # Time a client has between a blob (upload, mount, HEAD) and the manifest that uses it;
+    # unreferenced links and unknown objects younger than this are left alone.
+    grace: Duration = 3600.0
+    # The server collects this often (one worker at a time, cluster-wide); 0 turns it off.
+    interval: Duration = 600.0
+    # The server's full sweeps (listing the blob store for orphans; expiring uploads) run at
+    # most this often.
+    full_interval: Duration = 86400.0
+    # Only report: the server logs what it would collect, `moorage gc` runs as --dry-run.
+    dry_run: bool = False
+    # Referrers (signatures, SBOMs) go when their subject manifest goes.
+    referrers: bool = True
+    # Untagged manifests are kept unless a rule here matches their repository (first match).
+    untagged: list[UntaggedRule] = []
+    # Tag retention, per repository pattern (first match); off unless rules are given.
+    retention: list[RetentionRuleSettings] = []
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, interval: float) -> float:
+        if 0 < interval < 1:
+            raise ValueError("must be 0 (off) or at least 1 second")
+        return interval
+
+    def untagged_age(self, repository: str) -> float | None:
+        """How old an untagged manifest of ``repository`` must be to go, or None (kept)."""
+        from moorage.auth.policy import matches
+
+        for rule in self.untagged:
+            if matches(rule.repositories, repository):
+                return rule.older_than
+        return None
+
+
+# --- end garbage collection ---
+
+
 class Settings(BaseSettings):
     """Everything Moorage can be told; every field has a safe default."""
 
@@ -236,6 +357,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
     proxy: ProxySettings = ProxySettings()
+    gc: GcSettings = GcSettings()
     # Serving a non-loopback address with no authentication configured must be asked for.
     allow_anonymous_network: bool = False
     delete_enabled: bool = True

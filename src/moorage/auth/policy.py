@@ -147,6 +147,15 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(f"policy file {path}:\n{_describe(error)}") from None
 
 
+def has_immutable_tags(policy: Policy, repository: str) -> bool:
+    """True when a rule matching ``repository`` makes its tags immutable (for its callers):
+    garbage collection's retention rules leave such a repository's tags alone."""
+    return any(
+        rule.immutable_tags and any(matches(pattern, repository) for pattern in rule.repositories)
+        for rule in policy.rules
+    )
+
+
 def limit_allows(limit: Iterable[Access] | None, requested: Access, *, globs: bool) -> Access:
     """``requested`` narrowed to the actions ``limit`` allows on it (possibly none).
 

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from moorage.api.forwarded import parse_trusted
-from moorage.cli import deploy, storage, tokens, users
+from moorage.cli import deploy, gc, storage, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -311,6 +311,7 @@ main.add_command(users.user)
 main.add_command(tokens.token)
 main.add_command(deploy.deploy)
 main.add_command(storage.storage)
+main.add_command(gc.gc)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -124,3 +124,47 @@ uploads = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_uploads_updated_at", "updated_at"),
 )
+
+# --- garbage collection (docs/gc.md) -------------------------------------------------------
+# Reverse lookups the collector makes for every candidate: who still links, references or
+# contains this digest.
+Index("ix_repository_blobs_digest", repository_blobs.c.digest)
+Index("ix_manifest_blobs_digest", manifest_blobs.c.digest)
+Index("ix_manifest_children_child", manifest_children.c.child_digest)
+
+# The review queue: something that may have lost its last reference. Written in the same
+# transaction as the change that may have made it garbage; the collector re-checks each one
+# under row locks once it is due. ``kind`` is "manifest" or "link" (a repository's link to a
+# blob; repository_id set) or "blob" (repository_id 0). ``touched_at`` is the last event that
+# could have told a client the thing exists (its link, upload, mount, a HEAD): the grace runs
+# from there, and is applied by the collector, so `moorage gc --grace` can change it.
+gc_reviews = Table(
+    "gc_reviews",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("repository_id", Integer, primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Column("touched_at", Float, nullable=False),
+)
+
+# Objects in the blob store that no blob row knows, as the last full sweep found them; each is
+# deleted once it has stayed unknown for the grace period. ``place`` is the location, or ""
+# for the digest's own place (a primary key column cannot be NULL).
+gc_orphans = Table(
+    "gc_orphans",
+    metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("place", String(1024), primary_key=True),
+    Column("seen_at", Float, nullable=False),
+)
+
+# Named leases so that one holder at a time runs a background job across worker processes and
+# nodes (the collector; later webhook delivery and upload expiry). ``until`` is when an
+# unrenewed lease may be taken over.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("until", Float, nullable=False),
+)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -29,6 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
 from moorage.metadata.port import TagTaken, UploadBusy
 from moorage.metadata.records import (
@@ -113,9 +115,25 @@ _BLOB = select(s.blobs.c.size, s.blobs.c.location).where(s.blobs.c.digest == bin
 _REPOSITORY_BLOBS = s.repositories.join(
     s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
 ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
+# With the link's pending garbage-collection review, if any: a HEAD (or mount) of a link that
+# is a candidate moves its review forward (SqlMetadataStore.linked_blob).
 _LINKED_BLOB = (
-    select(s.blobs.c.size, s.blobs.c.location)
-    .select_from(_REPOSITORY_BLOBS)
+    select(
+        s.blobs.c.size,
+        s.blobs.c.location,
+        s.repository_blobs.c.repository_id,
+        s.gc_reviews.c.touched_at,
+    )
+    .select_from(
+        _REPOSITORY_BLOBS.outerjoin(
+            s.gc_reviews,
+            and_(
+                s.gc_reviews.c.kind == literal_column(f"'{gc_queue.LINK}'"),
+                s.gc_reviews.c.repository_id == s.repository_blobs.c.repository_id,
+                s.gc_reviews.c.digest == s.repository_blobs.c.digest,
+            ),
+        )
+    )
     .where(
         s.repositories.c.name == bindparam("repository"),
         s.repository_blobs.c.digest == bindparam("digest"),
@@ -194,11 +212,20 @@ class SqlMetadataStore:
     """A :class:`~moorage.metadata.port.MetadataStore` over an SQLAlchemy engine."""
 
     def __init__(
-        self, engine: Engine, observe_transaction: Callable[[float], None] | None = None
+        self,
+        engine: Engine,
+        observe_transaction: Callable[[float], None] | None = None,
+        gc_touch_after: float = 360.0,
     ) -> None:
+        """``observe_transaction`` is called with each write transaction's seconds (the
+        metrics' latency histogram). ``gc_touch_after``: a read of a blob link that is a
+        garbage-collection candidate (blob HEAD or GET, a mount's source) restarts the link's
+        grace period when it last started longer ago than this (a tenth of ``gc.grace``: a
+        write at most that often per link, and at least 90% of the grace left after any
+        HEAD)."""
         self.engine = engine
-        # Called with each write transaction's seconds (the metrics' latency histogram).
         self._observe_transaction = observe_transaction
+        self._gc_touch_after = gc_touch_after
         # INSERT ... ON CONFLICT DO NOTHING, in each database's own syntax: idempotent links
         # without a savepoint per statement.
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -214,6 +241,12 @@ class SqlMetadataStore:
                 s.tags,
             )
         }
+        # Creates the blob row, or takes its row lock (a no-op update) when it exists: a link
+        # made while the collector deletes the row then waits for it and re-creates the row
+        # (instead of linking a row about to vanish). See docs/gc.md.
+        self._lock_blob = dialect_insert(s.blobs).on_conflict_do_update(
+            index_elements=[s.blobs.c.digest], set_={"size": s.blobs.c.size}
+        )
         upsert_blob = dialect_insert(s.blobs)
         self._upsert_blob = upsert_blob.on_conflict_do_update(
             index_elements=[s.blobs.c.digest], set_={"location": upsert_blob.excluded.location}
@@ -352,8 +385,11 @@ class SqlMetadataStore:
         and link it to the repository."""
         now = time.time()
         repository_id = self._ensure_repository(conn, repository)
+        # A new link has no manifest yet: it is garbage if none comes within the grace period.
+        # Queued first (lock order: review, blob, link, as the collector takes them).
+        gc_queue.enqueue(conn, gc_queue.LINK, repository_id, (digest,), now)
         row = {"digest": digest, "size": size, "created_at": now, "location": location}
-        conn.execute(self._upsert_blob if replace else self._insert_ignore[s.blobs], row)
+        conn.execute(self._upsert_blob if replace else self._lock_blob, row)
         conn.execute(
             self._insert_ignore[s.repository_blobs],
             {"repository_id": repository_id, "digest": digest, "created_at": now},
@@ -365,11 +401,41 @@ class SqlMetadataStore:
         return None if row is None else BlobRecord(int(row.size), row.location)
 
     def linked_blob(self, repository: str, digest: str) -> BlobRecord | None:
-        with self._read() as conn:
-            row = conn.execute(
-                _LINKED_BLOB, {"repository": repository, "digest": digest}
-            ).one_or_none()
-        return None if row is None else BlobRecord(int(row.size), row.location)
+        for _ in range(2):
+            with self._read() as conn:
+                row = conn.execute(
+                    _LINKED_BLOB, {"repository": repository, "digest": digest}
+                ).one_or_none()
+            if row is None:
+                return None
+            now = time.time()
+            # Read first, write rarely: only a candidate whose grace started a while ago.
+            if row.touched_at is None or row.touched_at >= now - self._gc_touch_after:
+                return BlobRecord(int(row.size), row.location)
+            if self._touch_link(row.repository_id, digest, now):
+                return BlobRecord(int(row.size), row.location)
+            # The collector reviewed the link since the read: look again (it may be gone).
+        # Reviewed twice under our feet: say it is absent (the client uploads it again) rather
+        # than promise a link nothing protects.
+        return None
+
+    def _touch_link(self, repository_id: int, digest: str, now: float) -> bool:
+        """Restart the grace of a link under review; False if the review is gone (the
+        collector took it, in the same transaction as any delete of the link)."""
+        r = s.gc_reviews
+        # Not forced to disk: a touch lost with power only shortens a grace period, and this
+        # may run on the event loop (a blob HEAD on SQLite is an inline point read).
+        with self._write(durable=False) as conn:
+            result = conn.execute(
+                update(r)
+                .where(
+                    r.c.kind == gc_queue.LINK,
+                    r.c.repository_id == repository_id,
+                    r.c.digest == digest,
+                )
+                .values(touched_at=now)
+            )
+            return result.rowcount > 0
 
     def blob_sizes(self, repository: str, digests: Collection[str]) -> dict[str, int]:
         return self._sizes(_LINKED_BLOB_SIZES, repository, digests)
@@ -393,7 +459,12 @@ class SqlMetadataStore:
                     s.repository_blobs.c.digest == digest,
                 )
             )
-            return result.rowcount > 0
+            if result.rowcount == 0:
+                return False
+            # Perhaps its last link; no client can be told it exists through a link any more,
+            # so it is due at once (the collector still checks every reference).
+            gc_queue.enqueue(conn, gc_queue.BLOB, 0, (digest,), 0.0)
+            return True
 
     # --- manifests and tags --------------------------------------------------------------------
     def put_manifest(
@@ -527,16 +598,7 @@ class SqlMetadataStore:
             ).scalar_one_or_none()
             if manifest_id is None:
                 return False
-            # Explicit deletes so PostgreSQL and SQLite behave the same without relying on
-            # cascades being switched on.
-            conn.execute(delete(s.tags).where(s.tags.c.manifest_id == manifest_id))
-            conn.execute(
-                delete(s.manifest_blobs).where(s.manifest_blobs.c.manifest_id == manifest_id)
-            )
-            conn.execute(
-                delete(s.manifest_children).where(s.manifest_children.c.manifest_id == manifest_id)
-            )
-            conn.execute(delete(s.manifests).where(s.manifests.c.id == manifest_id))
+            gc_queue.remove_manifest(conn, repository_id, manifest_id, digest, time.time())
             return True
 
     def delete_tag(self, repository: str, tag: str) -> bool:

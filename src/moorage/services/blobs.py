@@ -34,6 +34,26 @@ def find_linked(
     return BlobInfo(digest, record.size, record.location)
 
 
+def confirm_stored(metadata: MetadataStore, blobs: BlobStore, digest: Digest) -> bool:
+    """After linking a blob whose bytes the caller found or wrote: are they still where the
+    database now says? False when the garbage collector deleted them in between. It deletes a
+    blob's bytes inside the transaction that deletes its row (holding the row), so a link
+    committed after that transaction sees the loss here, and one committed before it kept the
+    blob (the collector re-checks links under the lock). See docs/gc.md."""
+    record = metadata.blob(str(digest))
+    return record is not None and blobs.stat(digest, record.location) is not None
+
+
+def collected_meanwhile(digest: Digest) -> RegistryError:
+    """The error for a push whose blob the collector deleted as it was being linked: rare
+    (the blob had been unreferenced for the grace period); pushing it again stores it anew."""
+    return RegistryError(
+        ErrorCode.BLOB_UPLOAD_INVALID,
+        "the blob was removed by garbage collection while this upload finished; push it again",
+        {"digest": str(digest)},
+    )
+
+
 class BlobService:
     def __init__(self, metadata: MetadataStore, blobs: BlobStore, delete_enabled: bool) -> None:
         self.metadata = metadata

@@ -23,7 +23,7 @@ from moorage.metadata.port import MetadataStore, UploadBusy
 from moorage.metadata.records import UploadSession
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
-from moorage.services.blobs import find_linked
+from moorage.services.blobs import collected_meanwhile, confirm_stored, find_linked
 from moorage.services.hashing import new_hasher, resume_hasher
 from moorage.services.lease_holders import LeaseHolders
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
@@ -157,6 +157,8 @@ class Append:
                 # The blob is recorded and served; a failure here costs at most an unreferenced
                 # copy, never the client's push (its session is already gone: no retry).
                 log.warning("could not settle the location of %s: %s", digest, error)
+        if not confirm_stored(uploads.metadata, uploads.blobs, digest):
+            raise collected_meanwhile(digest)
 
     def abort(self) -> None:
         """Drop this request's bytes; the session stays where it was before."""
@@ -237,17 +239,21 @@ class WholeBlob:
         metadata, repository, digest = self._uploads.metadata, self._repository, str(self._digest)
         if self._writer is None:  # already stored
             metadata.link_blob(repository, digest, self.written)
-            return
-        self._writer.close()
-        location = None
-        if not self._direct:
-            try:
-                location = self._uploads.blobs.commit_upload(
-                    self._upload_id, self._digest, self.written
-                )
-            except BlobNotFound:  # swept away while the client sent nothing for a day
-                raise _bytes_lost() from None
-        metadata.store_blob(repository, digest, self.written, location)
+        else:
+            self._writer.close()
+            location = None
+            if not self._direct:
+                try:
+                    location = self._uploads.blobs.commit_upload(
+                        self._upload_id, self._digest, self.written
+                    )
+                except BlobNotFound:  # swept away while the client sent nothing for a day
+                    raise _bytes_lost() from None
+            metadata.store_blob(repository, digest, self.written, location)
+        # Both ways the bytes were in place before the link: the collector may have removed
+        # them in between (the digest was garbage a moment ago).
+        if not confirm_stored(metadata, self._uploads.blobs, self._digest):
+            raise collected_meanwhile(self._digest)
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -469,7 +475,9 @@ class UploadService:
         if info is None:
             return False
         self.metadata.link_blob(repository, str(digest), info.size)
-        return True
+        # The source's link may have been collected, and the blob with it, since the lookup:
+        # then this is no mount (the client uploads the blob instead).
+        return confirm_stored(self.metadata, self.blobs, digest)
 
     def expire(self) -> int:
         """Remove sessions idle for longer than the expiry (never one a request holds), and

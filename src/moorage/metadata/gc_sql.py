@@ -1,0 +1,459 @@
+"""The :class:`~moorage.metadata.gc_port.GcStore` on SQLAlchemy Core (SQLite and PostgreSQL).
+
+Each batch of candidates is one write transaction of the registry's metadata store (the same
+writer lock on SQLite). On PostgreSQL every row a decision rests on is locked ``FOR UPDATE SKIP
+LOCKED``: a row a request holds (a manifest PUT share-locks the links it checks, a blob push
+locks the blob row) is skipped, so the collector never waits for, nor deadlocks with, a request;
+the request sees the collector's outcome once it commits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+)
+
+from moorage.metadata import gc_queue
+from moorage.metadata import schema as s
+from moorage.metadata.gc_orphans_sql import OrphanSql, one
+from moorage.metadata.gc_port import (
+    Candidate,
+    Collected,
+    DeleteBytes,
+    ManifestPolicy,
+    TagRecord,
+)
+from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST
+from moorage.metadata.sql import SqlMetadataStore, _batches
+
+_r, _b, _rb, _m, _mb, _mc, _t = (
+    s.gc_reviews,
+    s.blobs,
+    s.repository_blobs,
+    s.manifests,
+    s.manifest_blobs,
+    s.manifest_children,
+    s.tags,
+)
+
+# A batch's transaction holds SQLite's writer lock: end it after this long even if candidates
+# remain, so pushes wait at most about this much for the collector.
+BATCH_SECONDS = 0.05
+# On SQLite, after each transaction the collector leaves the writer lock to others for this
+# share of the time it held it.
+PAUSE_SHARE = 1.0
+
+
+class _Rollback(Exception):
+    """Ends a dry run's transaction without committing it."""
+
+
+# The statements run per candidate, built once (building a SQLAlchemy expression costs more
+# than running it on SQLite: this halved a collection's time). Parameters: kind, rid, digest.
+_KIND = bindparam("kind", type_=String())
+_RID = bindparam("rid", type_=Integer())
+_DIGEST = bindparam("digest", type_=String())
+_REVIEW_KEY = (_r.c.kind == _KIND) & (_r.c.repository_id == _RID) & (_r.c.digest == _DIGEST)
+_LOCK_REVIEW = select(_r.c.touched_at).where(_REVIEW_KEY).with_for_update(skip_locked=True)
+_DROP_REVIEW = delete(_r).where(_REVIEW_KEY)
+_LINK_KEY = (_rb.c.repository_id == _RID) & (_rb.c.digest == _DIGEST)
+_LOCK_LINK = select(_rb.c.digest).where(_LINK_KEY).with_for_update(skip_locked=True)
+_LINK_EXISTS = select(literal(1)).where(_LINK_KEY).limit(1)
+_DELETE_LINK = delete(_rb).where(_LINK_KEY)
+_REFERENCED_IN_REPOSITORY = (
+    select(literal(1))
+    .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
+    .where(_m.c.repository_id == _RID, _mb.c.digest == _DIGEST)
+    .limit(1)
+)
+_BLOB_SIZE = select(_b.c.size).where(_b.c.digest == _DIGEST)
+_LOCK_BLOB = (
+    select(_b.c.size, _b.c.location).where(_b.c.digest == _DIGEST).with_for_update(skip_locked=True)
+)
+_BLOB_EXISTS = select(literal(1)).where(_b.c.digest == _DIGEST).limit(1)
+_DELETE_BLOB = delete(_b).where(_b.c.digest == _DIGEST)
+# Some repository links the blob, or some manifest (of any repository) references it.
+_BLOB_IN_USE = select(literal(1)).where(
+    exists(select(literal(1)).where(_rb.c.digest == _DIGEST))
+    | exists(select(literal(1)).where(_mb.c.digest == _DIGEST))
+)
+
+
+def _key(c: Candidate) -> dict[str, Any]:
+    return {"kind": c.kind, "rid": c.repository_id, "digest": c.digest}
+
+
+def _found(conn: Connection, statement: Any, c: Candidate) -> bool:
+    return conn.execute(statement, _key(c)).first() is not None
+
+
+class SqlGcStore(OrphanSql):
+    def __init__(self, store: SqlMetadataStore, batch_seconds: float = BATCH_SECONDS) -> None:
+        self._store = store
+        self._batch_seconds = batch_seconds
+        self._resume_at = 0.0
+        # Only SQLite has one lock every writer needs; PostgreSQL's collector locks garbage rows.
+        self._pause_share = PAUSE_SHARE if store._single_writer else 0.0
+
+    @contextmanager
+    def _transaction(self, dry_run: bool) -> Iterator[Connection]:
+        # The registry's own write transaction: on SQLite its writer lock and connection, so
+        # the collector and requests take turns like any two writers. Between two of its
+        # transactions the collector steps aside for a while: neither the writer lock's mutex
+        # nor flock queues waiters in order, so it would otherwise take the lock straight
+        # back and starve the pushes waiting for it.
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        started = time.monotonic()
+        try:
+            with self._store._write() as conn:
+                yield conn
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            ended = time.monotonic()
+            self._resume_at = ended + (ended - started) * self._pause_share
+
+    def _each_in_transactions(
+        self,
+        candidates: Sequence[Candidate],
+        dry_run: bool,
+        review: Callable[[Connection, Candidate], None],
+    ) -> None:
+        """Run ``review`` on each candidate, several to a transaction: a transaction ends
+        once it has held the lock for ``batch_seconds`` (on SQLite a push waits at most about
+        that long for the collector) and the next one takes the remaining candidates."""
+        remaining = list(candidates)
+        while remaining:
+            deadline = time.monotonic() + self._batch_seconds
+            with self._transaction(dry_run) as conn:
+                while remaining:
+                    review(conn, remaining.pop(0))
+                    if time.monotonic() > deadline:
+                        break
+
+    @staticmethod
+    def _lock_review(conn: Connection, c: Candidate) -> float | None:
+        """Lock the review; its start of grace, or None if it is gone or busy."""
+        value = conn.execute(_LOCK_REVIEW, _key(c)).scalar_one_or_none()
+        return None if value is None else float(value)
+
+    @staticmethod
+    def _drop_review(conn: Connection, c: Candidate) -> None:
+        conn.execute(_DROP_REVIEW, _key(c))
+
+    @staticmethod
+    def _repository_name(conn: Connection, repository_id: int, cache: dict[int, str]) -> str:
+        if repository_id not in cache:
+            name = conn.execute(
+                select(s.repositories.c.name).where(s.repositories.c.id == repository_id)
+            ).scalar_one_or_none()
+            cache[repository_id] = name or f"#{repository_id}"
+        return cache[repository_id]
+
+    # --- the queue ----------------------------------------------------------------------------
+    def due(
+        self, kind: str, due_before: float, after: Candidate | None, limit: int
+    ) -> list[Candidate]:
+        query = select(_r.c.repository_id, _r.c.digest).where(
+            _r.c.kind == kind, _r.c.touched_at <= due_before
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(_r.c.repository_id, _r.c.digest) > tuple_(after.repository_id, after.digest)
+            )
+        query = query.order_by(_r.c.repository_id, _r.c.digest).limit(limit)
+        with self._store._read() as conn:
+            rows = conn.execute(query).all()
+        return [Candidate(kind, row.repository_id, row.digest) for row in rows]
+
+    # --- manifests ------------------------------------------------------------------------------
+    def collect_manifests(
+        self,
+        candidates: Sequence[Candidate],
+        due_before: float,
+        policy: ManifestPolicy,
+        now: float,
+        dry_run: bool,
+    ) -> list[Collected]:
+        collected: list[Collected] = []
+        names: dict[int, str] = {}
+
+        def review(conn: Connection, c: Candidate) -> None:
+            touched = self._lock_review(conn, c)
+            if touched is None or touched > due_before:
+                return
+            where = (_m.c.repository_id == c.repository_id) & (_m.c.digest == c.digest)
+            row = conn.execute(
+                select(
+                    _m.c.id,
+                    _m.c.subject_digest,
+                    _m.c.created_at,
+                    func.length(_m.c.payload).label("size"),
+                )
+                .where(where)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                if not one(conn, exists(select(literal(1)).where(where))):
+                    self._drop_review(conn, c)  # deleted already
+                return  # else busy: a request holds it
+            repository = self._repository_name(conn, c.repository_id, names)
+            if not self._manifest_is_garbage(conn, c, row, repository, policy, now):
+                self._drop_review(conn, c)  # alive: queued again when that changes
+                return
+            gc_queue.remove_manifest(conn, c.repository_id, row.id, c.digest, now)
+            self._drop_review(conn, c)
+            collected.append(Collected(MANIFEST, c.digest, int(row.size), repository))
+
+        self._each_in_transactions(candidates, dry_run, review)
+        return collected
+
+    @staticmethod
+    def _manifest_is_garbage(
+        conn: Connection,
+        c: Candidate,
+        row: Any,
+        repository: str,
+        policy: ManifestPolicy,
+        now: float,
+    ) -> bool:
+        if not SqlGcStore._untagged_image(conn, c, row.id):
+            return False  # tagged, or an image of an index that is still there
+        if row.subject_digest is not None:
+            subject = exists(
+                select(literal(1)).where(
+                    _m.c.repository_id == c.repository_id, _m.c.digest == row.subject_digest
+                )
+            )
+            return policy.referrers and not one(conn, subject)
+        age = policy.untagged_age(repository)
+        return age is not None and row.created_at <= now - age
+
+    # --- retention -----------------------------------------------------------------------------
+    def tags(self) -> list[TagRecord]:
+        query = select(
+            s.repositories.c.name, _t.c.name.label("tag"), _m.c.digest, _t.c.updated_at
+        ).select_from(
+            _t.join(_m, _m.c.id == _t.c.manifest_id).join(
+                s.repositories, s.repositories.c.id == _t.c.repository_id
+            )
+        )
+        with self._store._read() as conn:
+            rows = conn.execute(query).all()
+        return [TagRecord(row.name, row.tag, row.digest, float(row.updated_at)) for row in rows]
+
+    def remove_tags(self, tags: Sequence[TagRecord], now: float, dry_run: bool) -> list[Collected]:
+        collected: list[Collected] = []
+        with self._transaction(dry_run) as conn:
+            for record in tags:
+                found = conn.execute(
+                    select(_m.c.id, _m.c.repository_id, func.length(_m.c.payload).label("size"))
+                    .select_from(_m.join(s.repositories, s.repositories.c.id == _m.c.repository_id))
+                    .where(s.repositories.c.name == record.repository, _m.c.digest == record.digest)
+                ).first()
+                if found is None:
+                    continue
+                # Only if the tag was not pushed again since the rules looked at it.
+                removed = conn.execute(
+                    delete(_t).where(
+                        _t.c.repository_id == found.repository_id,
+                        _t.c.name == record.tag,
+                        _t.c.manifest_id == found.id,
+                        _t.c.updated_at == record.pushed_at,
+                    )
+                )
+                if removed.rowcount == 0:
+                    continue
+                collected.append(
+                    Collected("tag", record.digest, 0, record.repository, tag=record.tag)
+                )
+                candidate = Candidate(MANIFEST, found.repository_id, record.digest)
+                if self._untagged_image(conn, candidate, found.id):
+                    gc_queue.remove_manifest(
+                        conn, found.repository_id, found.id, record.digest, now
+                    )
+                    collected.append(
+                        Collected(MANIFEST, record.digest, int(found.size), record.repository)
+                    )
+        return collected
+
+    @staticmethod
+    def _untagged_image(conn: Connection, c: Candidate, manifest_id: int) -> bool:
+        """No tag left on it and no index of its repository listing it."""
+        if one(conn, exists(select(literal(1)).where(_t.c.manifest_id == manifest_id))):
+            return False
+        parent = (
+            select(literal(1))
+            .select_from(_mc.join(_m, _m.c.id == _mc.c.manifest_id))
+            .where(_m.c.repository_id == c.repository_id, _mc.c.child_digest == c.digest)
+        )
+        return not one(conn, exists(parent))
+
+    def enqueue_untagged(self, policy: ManifestPolicy, now: float) -> int:
+        untagged = (
+            select(_m.c.repository_id, s.repositories.c.name, _m.c.digest, _m.c.created_at)
+            .select_from(_m.join(s.repositories, s.repositories.c.id == _m.c.repository_id))
+            .where(
+                ~exists(select(literal(1)).where(_t.c.manifest_id == _m.c.id)),
+                _m.c.subject_digest.is_(None),
+            )
+        )
+        with self._store._read() as conn:
+            rows = conn.execute(untagged).all()
+        old: dict[int, list[str]] = {}
+        for row in rows:
+            age = policy.untagged_age(row.name)
+            if age is not None and row.created_at <= now - age:
+                old.setdefault(row.repository_id, []).append(row.digest)
+        # Due at once: the rule's age is the grace here (checked again at review).
+        return self._enqueue_missing(MANIFEST, old, 0.0)
+
+    def _enqueue_missing(self, kind: str, digests: dict[int, list[str]], touched_at: float) -> int:
+        count = 0
+        for repository_id, found in digests.items():
+            for batch in _batches(found):
+                with self._store._write() as conn:
+                    gc_queue.enqueue_if_absent(conn, kind, repository_id, batch, touched_at)
+                count += len(batch)
+        return count
+
+    # --- links ----------------------------------------------------------------------------------
+    def collect_links(
+        self, candidates: Sequence[Candidate], due_before: float, now: float, dry_run: bool
+    ) -> list[Collected]:
+        collected: list[Collected] = []
+        names: dict[int, str] = {}
+
+        def review(conn: Connection, c: Candidate) -> None:
+            touched = self._lock_review(conn, c)
+            if touched is None or touched > due_before:
+                return
+            # Locked before the reference check: a manifest PUT share-locks the links it relies
+            # on, so either it committed (and the check sees its manifest), or it holds the lock
+            # (skipped here), or it will find the link gone.
+            if not _found(conn, _LOCK_LINK, c):
+                if not _found(conn, _LINK_EXISTS, c):
+                    self._drop_review(conn, c)
+                return
+            if _found(conn, _REFERENCED_IN_REPOSITORY, c):
+                self._drop_review(conn, c)  # in use: queued again when its manifest goes
+                return
+            conn.execute(_DELETE_LINK, _key(c))
+            self._drop_review(conn, c)
+            # Perhaps the blob's last link: due at once (no client can reach it by a link).
+            gc_queue.enqueue(conn, BLOB, 0, (c.digest,), 0.0)
+            size = conn.execute(_BLOB_SIZE, _key(c)).scalar_one_or_none()
+            repository = self._repository_name(conn, c.repository_id, names)
+            collected.append(Collected(LINK, c.digest, int(size or 0), repository))
+            if dry_run and not _found(conn, _BLOB_IN_USE, c):
+                collected.append(Collected(BLOB, c.digest, int(size or 0)))
+
+        self._each_in_transactions(candidates, dry_run, review)
+        return collected
+
+    # --- blobs ----------------------------------------------------------------------------------
+    def collect_blobs(
+        self, candidates: Sequence[Candidate], delete_bytes: DeleteBytes, dry_run: bool
+    ) -> list[Collected]:
+        collected: list[Collected] = []
+
+        def review(conn: Connection, c: Candidate) -> None:
+            if self._lock_review(conn, c) is None:
+                return
+            row = conn.execute(_LOCK_BLOB, _key(c)).first()
+            if row is None:
+                if not _found(conn, _BLOB_EXISTS, c):
+                    self._drop_review(conn, c)
+                return  # else a push holds the row: it is linking it
+            if _found(conn, _BLOB_IN_USE, c):
+                self._drop_review(conn, c)
+                return
+            conn.execute(_DELETE_BLOB, _key(c))
+            self._drop_review(conn, c)
+            # The bytes go inside the transaction, after the row's deletion: a push of this
+            # digest that found the bytes before now waits for the row (it is locked) and, once
+            # this commits, finds them gone (services.blobs.confirm_stored); a crash before the
+            # commit brings the row back, unreachable (no link) and still queued.
+            if not dry_run:
+                delete_bytes(c.digest, row.location)
+            collected.append(Collected(BLOB, c.digest, int(row.size)))
+
+        self._each_in_transactions(candidates, dry_run, review)
+        return collected
+
+    # --- the full sweep -----------------------------------------------------------------------
+    def enqueue_unreferenced(self, now: float) -> int:
+        link_queued = exists(
+            select(literal(1)).where(
+                _r.c.kind == LINK,
+                _r.c.repository_id == _rb.c.repository_id,
+                _r.c.digest == _rb.c.digest,
+            )
+        )
+        link_used = exists(
+            select(literal(1))
+            .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
+            .where(_m.c.repository_id == _rb.c.repository_id, _mb.c.digest == _rb.c.digest)
+        )
+        links = select(_rb.c.repository_id, _rb.c.digest).where(~link_used, ~link_queued)
+        blob_queued = exists(
+            select(literal(1)).where(
+                _r.c.kind == BLOB, _r.c.repository_id == 0, _r.c.digest == _b.c.digest
+            )
+        )
+        blobs = select(literal(0).label("repository_id"), _b.c.digest).where(
+            ~exists(select(literal(1)).where(_rb.c.digest == _b.c.digest)),
+            ~exists(select(literal(1)).where(_mb.c.digest == _b.c.digest)),
+            ~blob_queued,
+        )
+        subject = _m.alias("subject")
+        referrers = select(_m.c.repository_id, _m.c.digest).where(
+            _m.c.subject_digest.is_not(None),
+            ~exists(
+                select(literal(1)).where(
+                    subject.c.repository_id == _m.c.repository_id,
+                    subject.c.digest == _m.c.subject_digest,
+                )
+            ),
+            ~exists(
+                select(literal(1)).where(
+                    _r.c.kind == MANIFEST,
+                    _r.c.repository_id == _m.c.repository_id,
+                    _r.c.digest == _m.c.digest,
+                )
+            ),
+        )
+        count = 0
+        # Links start their grace now (nobody knows when a client last saw them); blobs with
+        # no link are due at once; referrers of a missing subject get the grace too (a
+        # subject may be pushed after its referrers).
+        for kind, query, touched_at in (
+            (LINK, links, now),
+            (BLOB, blobs, 0.0),
+            (MANIFEST, referrers, now),
+        ):
+            with self._store._read() as conn:
+                rows = conn.execute(query).all()
+            grouped: dict[int, list[str]] = {}
+            for row in rows:
+                grouped.setdefault(row.repository_id, []).append(row.digest)
+            count += self._enqueue_missing(kind, grouped, touched_at)
+        return count

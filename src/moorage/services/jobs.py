@@ -1,0 +1,107 @@
+"""Background jobs that must run on one worker at a time across processes and nodes.
+
+A job holds a named lease in the database while it runs and renews it as it goes; a holder that
+dies stops renewing, and once its lease runs out another worker may take the job over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+
+class JobLeases(Protocol):
+    """Named leases: at most one holder per name whose lease has not run out."""
+
+    def acquire(self, name: str, holder: str, now: float, until: float) -> bool:
+        """Take (or renew, for the same ``holder``) lease ``name`` until ``until``. True if
+        ``holder`` has it now: nobody held it, its lease ran out before ``now``, or it was
+        ``holder``'s already. Decided in one transaction, so two callers never both win."""
+
+    def take_over(self, name: str, dead: str, holder: str, until: float) -> bool:
+        """Take lease ``name`` from ``dead`` (a holder known to have died) whatever its time;
+        False if ``dead`` no longer holds it."""
+
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` still has it (else nothing)."""
+
+    def holder(self, name: str) -> tuple[str, float] | None:
+        """Who holds lease ``name`` and until when (possibly already run out), or None."""
+
+
+class LeaseLost(Exception):
+    """The job's lease ran out and could not be renewed: another worker may run the job."""
+
+
+def new_holder() -> str:
+    """A name for this process's claim: host and pid for operators, plus a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def died_here(holder: str) -> bool:
+    """True if ``holder`` names a process of this host that no longer exists (killed): its
+    lease need not run out first. A holder of another host, or a live pid (perhaps reused),
+    is presumed alive."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class HeldLease:
+    """A lease this process holds: :meth:`keep` renews it when half of it has passed."""
+
+    def __init__(
+        self,
+        leases: JobLeases,
+        name: str,
+        holder: str,
+        seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.leases, self.name, self.holder, self.seconds, self.clock = (
+            leases,
+            name,
+            holder,
+            seconds,
+            clock,
+        )
+        self.until = 0.0
+
+    def take(self) -> bool:
+        now = self.clock()
+        if not self.leases.acquire(self.name, self.holder, now, now + self.seconds):
+            held = self.leases.holder(self.name)
+            if held is None or not died_here(held[0]):
+                return False
+            # Its holder was killed on this host (say `moorage gc` got SIGKILL): no need to
+            # wait for the lease to run out.
+            if not self.leases.take_over(self.name, held[0], self.holder, now + self.seconds):
+                return False
+        self.until = now + self.seconds
+        return True
+
+    def keep(self) -> None:
+        """Renew when half the lease has passed; raises :class:`LeaseLost` if it cannot."""
+        now = self.clock()
+        if now < self.until - self.seconds / 2:
+            return
+        if now >= self.until or not self.leases.acquire(
+            self.name, self.holder, now, now + self.seconds
+        ):
+            raise LeaseLost(self.name)
+        self.until = now + self.seconds
+
+    def release(self) -> None:
+        self.leases.release(self.name, self.holder)
