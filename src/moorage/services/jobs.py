@@ -6,12 +6,12 @@ dies stops renewing, and once its lease runs out another worker may take the job
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
 from typing import Protocol
+
+from moorage.services.lease_holders import LeaseHolders
 
 
 class JobLeases(Protocol):
@@ -37,26 +37,19 @@ class LeaseLost(Exception):
     """The job's lease ran out and could not be renewed: another worker may run the job."""
 
 
+_HOLDERS = LeaseHolders()
+
+
 def new_holder() -> str:
-    """A name for this process's claim: host and pid for operators, plus a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A name for this process's claim, which other processes can check on (the same name
+    upload leases use), plus a random part so that two claims of one process differ."""
+    return f"{_HOLDERS.current()}#{uuid.uuid4().hex[:8]}"
 
 
 def died_here(holder: str) -> bool:
-    """True if ``holder`` names a process of this host that no longer exists (killed): its
-    lease need not run out first. A holder of another host, or a live pid (perhaps reused),
-    is presumed alive."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    """True if ``holder``'s process certainly no longer runs (killed, even if not reaped; its
+    pid not reused): its lease need not run out first. See services/lease_holders.py."""
+    return _HOLDERS.is_dead(holder)
 
 
 class HeldLease:
