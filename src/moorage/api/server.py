@@ -19,7 +19,7 @@ from moorage.api import discovery, health
 from moorage.api.auth import enforce, identify, remember_identity, token_get, token_post
 from moorage.api.context import Registry
 from moorage.api.responses import error_response, json_response
-from moorage.api.routes import resolve
+from moorage.api.routes import API_ENDPOINTS, ENDPOINTS, Endpoint, resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
 from moorage.auth.gate import Decision
 from moorage.auth.identity import Identity
@@ -143,9 +143,9 @@ def build_app(
 
         return await _guarded(request, call)
 
-    async def v2_dispatch(request: Request) -> Response:
+    async def dispatch(request: Request, endpoints: tuple[Endpoint, ...]) -> Response:
         async def call() -> Response:
-            route = resolve(request.path_params["path"], request.method)
+            route = resolve(request.path_params["path"], request.method, endpoints)
             routed = request
             if gate.enabled:
                 needed = [repository(route.name, route.action)]
@@ -157,6 +157,12 @@ def build_app(
             return await route.handler(registry, routed, route.name, route.reference)
 
         return await _guarded(request, call)
+
+    async def v2_dispatch(request: Request) -> Response:
+        return await dispatch(request, ENDPOINTS)
+
+    async def api_dispatch(request: Request) -> Response:
+        return await dispatch(request, API_ENDPOINTS)
 
     async def token(request: Request) -> Response:
         call = token_post if request.method == "POST" else token_get
@@ -171,6 +177,7 @@ def build_app(
         Route("/v2", v2_root, methods=["GET", "HEAD"]),
         Route("/v2/_catalog", v2_catalog, methods=["GET"]),
         Route("/v2/{path:path}", v2_dispatch, methods=all_methods),
+        Route("/api/v1/{path:path}", api_dispatch, methods=all_methods),
         Route("/token", token, methods=["GET", "POST"]),
         Route("/_ping", health.ping, methods=["GET", "HEAD"]),
         Route("/v1/_ping", health.ping, methods=["GET", "HEAD"]),

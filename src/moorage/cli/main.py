@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from moorage.api.forwarded import parse_trusted
-from moorage.cli import deploy, storage, tokens, users
+from moorage.cli import deploy, lifecycle, storage, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -299,6 +299,8 @@ main.add_command(users.user)
 main.add_command(tokens.token)
 main.add_command(deploy.deploy)
 main.add_command(storage.storage)
+main.add_command(lifecycle.usage)
+main.add_command(lifecycle.repo)
 
 if __name__ == "__main__":
     sys.exit(main())
