@@ -119,8 +119,7 @@ async def test_only_admins_delete_repositories(
 ) -> None:
     async with make_client(auth=auth) as client:
         digest = await seed_shared(client, ("root", "root-pw"))
-        client.auth = None
-        anonymous = await client.delete("/api/v1/repositories/team/gone")
+        anonymous = await client.delete("/api/v1/repositories/team/gone", auth=None)
         assert anonymous.status_code == 401 and error_code(anonymous) == "UNAUTHORIZED"
         assert 'scope="repository:team/gone:admin"' in anonymous.headers["www-authenticate"]
         # writer may pull, push and delete manifests in team/*, but is no admin.
@@ -134,7 +133,6 @@ async def test_only_admins_delete_repositories(
         bearer = {"Authorization": f"Bearer {token.json()['token']}"}
         refused = await client.delete("/api/v1/repositories/team/gone", headers=bearer)
         assert refused.status_code == 403
-        client.auth = ("root", "root-pw")
         assert (await client.get("/v2/team/gone/tags/list")).status_code == 200
         token = await client.get(
             "/token", params={"service": "moorage", "scope": "repository:team/gone:admin"}
