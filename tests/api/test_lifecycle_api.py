@@ -117,27 +117,24 @@ def auth(tmp_path: Path) -> dict[str, Path]:
 async def test_only_admins_delete_repositories(
     make_client: ClientFactory, auth: dict[str, Path]
 ) -> None:
+    root, writer = ("root", "root-pw"), ("writer", "writer-pw")
     async with make_client(auth=auth) as client:
-        digest = await seed_shared(client, ("root", "root-pw"))
-        anonymous = await client.delete("/api/v1/repositories/team/gone", auth=None)
+        digest = await seed_shared(client, root)
+    async with make_client(auth=auth) as client:
+        url = "/api/v1/repositories/team/gone"
+        anonymous = await client.delete(url)
         assert anonymous.status_code == 401 and error_code(anonymous) == "UNAUTHORIZED"
         assert 'scope="repository:team/gone:admin"' in anonymous.headers["www-authenticate"]
         # writer may pull, push and delete manifests in team/*, but is no admin.
-        writer = await client.delete("/api/v1/repositories/team/gone", auth=("writer", "writer-pw"))
-        assert writer.status_code == 403 and error_code(writer) == "DENIED"
-        token = await client.get(
-            "/token",
-            params={"service": "moorage", "scope": "repository:team/gone:admin"},
-            auth=("writer", "writer-pw"),
-        )
-        bearer = {"Authorization": f"Bearer {token.json()['token']}"}
-        refused = await client.delete("/api/v1/repositories/team/gone", headers=bearer)
+        refused = await client.delete(url, auth=writer)
+        assert refused.status_code == 403 and error_code(refused) == "DENIED"
+        scope = {"service": "moorage", "scope": "repository:team/gone:admin"}
+        token = (await client.get("/token", params=scope, auth=writer)).json()["token"]
+        refused = await client.delete(url, headers={"Authorization": f"Bearer {token}"})
         assert refused.status_code == 403
-        assert (await client.get("/v2/team/gone/tags/list")).status_code == 200
-        token = await client.get(
-            "/token", params={"service": "moorage", "scope": "repository:team/gone:admin"}
-        )
-        bearer = {"Authorization": f"Bearer {token.json()['token']}"}
-        response = await client.delete("/api/v1/repositories/team/gone", headers=bearer)
+        assert (await client.get("/v2/team/gone/tags/list", auth=root)).status_code == 200
+        token = (await client.get("/token", params=scope, auth=root)).json()["token"]
+        response = await client.delete(url, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200, response.text
+        client.auth = root
         await assert_gone_and_kept(client, digest)
