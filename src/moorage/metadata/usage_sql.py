@@ -83,9 +83,21 @@ def lock_for_quota(conn: Connection, repository_id: int) -> None:
     ).one()
 
 
+# Built once: constructing a statement costs more than running it on SQLite.
+_MANIFEST_STORED = select(_m.c.id).where(
+    _m.c.repository_id == bindparam("repository_id"), _m.c.digest == bindparam("digest")
+)
+_TAG_COUNTS = select(
+    func.count(),
+    func.coalesce(
+        func.sum(case((_t.c.name.in_(bindparam("names", expanding=True)), 1), else_=0)), 0
+    ),
+).where(_t.c.repository_id == bindparam("repository_id"))
+
+
 def manifest_stored(conn: Connection, repository_id: int, digest: str) -> bool:
-    query = select(_m.c.id).where(_m.c.repository_id == repository_id, _m.c.digest == digest)
-    return conn.execute(query).first() is not None
+    params = {"repository_id": repository_id, "digest": digest}
+    return conn.execute(_MANIFEST_STORED, params).first() is not None
 
 
 _QUOTA_BYTES = select(
@@ -132,10 +144,7 @@ def enforce_quota(
     if quota.max_tags is not None and tags:
         wanted = set(tags)
         total, existing = conn.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(case((_t.c.name.in_(wanted), 1), else_=0)), 0),
-            ).where(_t.c.repository_id == repository_id)
+            _TAG_COUNTS, {"repository_id": repository_id, "names": sorted(wanted)}
         ).one()
         created = len(wanted) - int(existing)
         if created and int(total) + created > quota.max_tags:
