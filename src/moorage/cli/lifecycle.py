@@ -102,14 +102,15 @@ def render_text(report: UsageReport) -> str:
     )
     lines += [
         "",
-        f"distinct: {human_bytes(report.distinct_bytes)} in {report.distinct_blobs} blobs "
-        "referenced by these repositories, each blob counted once",
-        f"stored:   {human_bytes(report.stored_bytes)} in {report.stored_blobs} blobs in the "
-        "whole registry, including those the collector has yet to reclaim",
+        f"distinct: {human_bytes(report.distinct_bytes)}: these repositories' "
+        f"{report.distinct_blobs} blobs, each counted once, and their manifests",
+        f"stored:   {human_bytes(report.stored_bytes)} in {report.stored_blobs} blobs, the "
+        "whole registry's, also those awaiting the garbage collector",
         "",
-        "A blob shared by several repositories counts in full in each of them, and once per "
-        "namespace. BYTES (what quotas limit) = blobs referenced by the repository's manifests "
-        "+ the manifests; UNREFERENCED = blobs uploaded to it that no manifest of it uses yet.",
+        "BYTES (what quotas limit): the blobs the repository's manifests reference, each once,",
+        "plus the manifests. A blob shared by several repositories counts in full in each of",
+        "them, and once per namespace. UNREFERENCED: blobs uploaded to the repository that",
+        "none of its manifests uses (a push in progress, refused or abandoned); not in BYTES.",
     ]
     return "\n".join(lines)
 

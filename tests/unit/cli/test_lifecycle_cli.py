@@ -88,7 +88,7 @@ def test_usage_text_and_pattern(data_dir: Path, tmp_path: Path) -> None:
     assert lines[0].split() == ["REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "BYTES", "UNREFERENCED"]
     assert [line.split()[0] for line in lines[1:3]] == ["team/api", "team/app"]
     assert "solo" not in result.output
-    assert "counts in full in each of them, and once per namespace" in result.output
+    assert "counts in full in each of\nthem, and once per namespace" in result.output
     bad = run("usage", "Team/*", "--data-dir", str(data_dir))
     assert bad.exit_code == 2 and "PATTERN" in bad.output
 
