@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
 )
 
 from moorage.metadata import schema as s
@@ -170,9 +171,9 @@ class SqlUsageStore:
         self._store = store
 
     def usage(self, pattern: str | None = None) -> UsageReport:
-        selected = select(_r.c.id)
+        selected = None
         if pattern is not None:
-            selected = selected.where(_r.c.name.like(_like(pattern), escape="\\"))
+            selected = select(_r.c.id).where(_r.c.name.like(_like(pattern), escape="\\"))
         with self._store.snapshot() as conn:
             return _report(conn, selected)
 
@@ -204,17 +205,23 @@ def _by_repository(conn: Connection, query: Select[Any]) -> dict[int, tuple[int,
     return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
 
 
-def _report(conn: Connection, selected: Select[Any]) -> UsageReport:
-    in_selected = _r.c.id.in_(selected)
+def _in(column: Any, selected: Select[Any] | None) -> Any:
+    """``column IN (selected)``, or no condition at all when every repository is wanted."""
+    return true() if selected is None else column.in_(selected)
+
+
+def _report(conn: Connection, selected: Select[Any] | None) -> UsageReport:
+    """The report over the repositories ``selected`` (ids; None: all of them)."""
     names: dict[int, str] = {
-        row.id: row.name for row in conn.execute(select(_r.c.id, _r.c.name).where(in_selected))
+        row.id: row.name
+        for row in conn.execute(select(_r.c.id, _r.c.name).where(_in(_r.c.id, selected)))
     }
-    repository_filter = _m.c.repository_id.in_(selected)
+    repository_filter = _in(_m.c.repository_id, selected)
 
     tags = _by_repository(
         conn,
         select(_t.c.repository_id, func.count(), literal_column("0"))
-        .where(_t.c.repository_id.in_(selected))
+        .where(_in(_t.c.repository_id, selected))
         .group_by(_t.c.repository_id),
     )
     manifests = _by_repository(
@@ -233,7 +240,7 @@ def _report(conn: Connection, selected: Select[Any]) -> UsageReport:
     # Linked minus referenced, as a set difference: a NOT EXISTS per link would have to probe
     # every manifest of the repository (manifest_blobs has no index by digest alone).
     unreferenced_pairs = except_(
-        select(_rb.c.repository_id, _rb.c.digest).where(_rb.c.repository_id.in_(selected)),
+        select(_rb.c.repository_id, _rb.c.digest).where(_in(_rb.c.repository_id, selected)),
         _referenced(repository_filter),
     ).subquery()
     unreferenced = _by_repository(
