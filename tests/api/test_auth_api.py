@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ import pytest
 from moorage.auth.access import parse_scope
 from moorage.auth.api_tokens import ApiTokenStore
 from moorage.auth.htpasswd import add_user, set_password
+from moorage.auth.jwt_tokens import TokenIssuer
 from moorage.auth.policy import load_policy
+from moorage.auth.signing_key import load_or_create
 from moorage.metadata.sql import make_engine
 from tests.api.support import (
     OCI_MANIFEST,
@@ -276,6 +280,179 @@ async def test_bad_credentials_are_401_not_anonymous(authed: httpx.AsyncClient) 
     response = await authed.get("/v2/public/tool/manifests/v1", auth=("reader", "wrong"))
     assert response.status_code == 401
     assert "wrong" not in response.text
+
+
+PUBLIC = "public/tool"
+
+
+def signed_token(data_dir: Path, *, audience: str = "moorage", age: float = 0) -> str:
+    """A token for reader's pull on PUBLIC, signed with the registry's own key and issued
+    ``age`` seconds ago for ``audience``: valid unless one of those two makes it not."""
+    key = load_or_create(None, None, data_dir)
+    issuer = TokenIssuer(key, "moorage", 300, 600, clock=lambda: time.time() - age)
+    return issuer.issue("reader", audience, [parse_scope(f"repository:{PUBLIC}:pull")]).token
+
+
+def tampered(token: str) -> str:
+    """``token`` with another valid-looking signature: the same claims, not signed by us."""
+    header, payload, signature = token.split(".")
+    flipped = "A" if signature[0] != "A" else "B"
+    return f"{header}.{payload}.{flipped}{signature[1:]}"
+
+
+def refused_credentials(data_dir: Path) -> dict[str, dict[str, str]]:
+    """Authorization headers that are presented and wrong, by what is wrong with them."""
+
+    def basic(user: str, secret: str) -> dict[str, str]:
+        encoded = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        return {"Authorization": f"Basic {encoded}"}
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    return {
+        "wrong-password": basic("reader", "wrong-pw-3f9a"),
+        "unknown-user": basic("nobody-7c1e", password("reader")),
+        "bad-signature": bearer(tampered(signed_token(data_dir))),
+        "expired": bearer(signed_token(data_dir, age=1000)),
+        "wrong-audience": bearer(signed_token(data_dir, audience="another-registry")),
+    }
+
+
+def secret_of(headers: dict[str, str]) -> str:
+    """The part of an Authorization header that must never be echoed or logged."""
+    scheme, _, value = headers["Authorization"].partition(" ")
+    if scheme == "Basic":
+        return base64.b64decode(value).decode().partition(":")[2]
+    return value.split(".")[2]  # the signature; the rest is the client's own claims
+
+
+async def public_requests(client: httpx.AsyncClient) -> list[tuple[str, str]]:
+    """Every read of a repository anonymous callers may pull, and the catalog."""
+    client.auth = creds("root")
+    digest, _ = await push_image(client, PUBLIC, "v1", seed=b"pub")
+    client.auth = None
+    layer = digest_of(b"layer-pub")
+    return [
+        ("GET", f"/v2/{PUBLIC}/manifests/v1"),
+        ("HEAD", f"/v2/{PUBLIC}/manifests/{digest}"),
+        ("GET", f"/v2/{PUBLIC}/blobs/{layer}"),
+        ("HEAD", f"/v2/{PUBLIC}/blobs/{layer}"),
+        ("GET", f"/v2/{PUBLIC}/tags/list"),
+        ("GET", f"/v2/{PUBLIC}/referrers/{digest}"),
+        ("GET", "/v2/_catalog"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "kind", ["wrong-password", "unknown-user", "bad-signature", "expired", "wrong-audience"]
+)
+async def test_wrong_credentials_are_401_on_public_reads_never_anonymous(
+    authed: httpx.AsyncClient, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    reads = await public_requests(authed)
+    headers = refused_credentials(tmp_path / "data")[kind]
+    secret = secret_of(headers)
+    for method, url in [*reads, ("GET", "/v2/")]:
+        anonymous = await authed.request(method, url)
+        if url != "/v2/":  # /v2/ challenges anonymous callers by design
+            assert anonymous.status_code == 200, (method, url, anonymous.text)
+        response = await authed.request(method, url, headers=headers)
+        assert response.status_code == 401, (kind, method, url, response.text)
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="http://registry/token",service="moorage"')
+        if kind in ("bad-signature", "expired", "wrong-audience"):
+            assert 'error="invalid_token"' in challenge
+        if method != "HEAD":
+            assert error_code(response) == "UNAUTHORIZED"
+        assert secret not in response.text
+    assert secret not in caplog.text
+
+
+async def test_the_tokens_refused_above_are_refused_only_for_what_is_wrong_with_them(
+    authed: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The same construction, with nothing wrong, is accepted: the refusals above are the
+    signature's, the expiry's and the audience's, not an accident of how the tokens were made."""
+    await public_requests(authed)
+    valid = {"Authorization": f"Bearer {signed_token(tmp_path / 'data')}"}
+    response = await authed.get(f"/v2/{PUBLIC}/manifests/v1", headers=valid)
+    assert response.status_code == 200, response.text
+    assert (await authed.get("/v2/", headers=valid)).status_code == 200
+
+
+async def test_anonymous_catalog_lists_public_repositories_and_wrong_credentials_do_not(
+    authed: httpx.AsyncClient,
+) -> None:
+    await public_requests(authed)
+    anonymous = await authed.get("/v2/_catalog")
+    assert anonymous.json()["repositories"] == [PUBLIC]
+    wrong = await authed.get("/v2/_catalog", auth=("reader", "wrong-pw-3f9a"))
+    assert wrong.status_code == 401
+    assert "repositories" not in wrong.json()
+    assert 'scope="registry:catalog:*"' in wrong.headers["www-authenticate"]
+
+
+BASIC_CHALLENGE = 'Basic realm="moorage", charset="UTF-8"'
+
+
+@pytest.mark.parametrize("kind", ["wrong-password", "unknown-user"])
+async def test_wrong_credentials_are_401_on_public_reads_with_the_token_service_off(
+    make_client: ClientFactory, auth_files: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    headers = refused_credentials(tmp_path / "data")[kind]
+    async with make_client(auth={**auth_files, "token": {"enabled": False}}) as client:
+        for method, url in await public_requests(client):
+            assert (await client.request(method, url)).status_code == 200, (method, url)
+            response = await client.request(method, url, headers=headers)
+            assert response.status_code == 401, (kind, method, url, response.text)
+            assert response.headers["www-authenticate"] == BASIC_CHALLENGE
+
+
+@pytest.mark.parametrize(
+    "kind", ["wrong-password", "unknown-user", "bad-signature", "expired", "wrong-audience"]
+)
+async def test_the_token_endpoint_answers_wrong_credentials_with_a_basic_challenge(
+    authed: httpx.AsyncClient, tmp_path: Path, kind: str
+) -> None:
+    """The token endpoint takes Basic credentials, so its 401 asks for them (RFC 9110: a 401
+    carries a challenge), as distribution's token server does; a Bearer challenge would send
+    the client back to the endpoint that just refused it."""
+    headers = refused_credentials(tmp_path / "data")[kind]
+    query = {"service": "moorage", "scope": f"repository:{PUBLIC}:pull"}
+    anonymous = await authed.get("/token", params=query)
+    assert anonymous.status_code == 200
+    response = await authed.get("/token", params=query, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == BASIC_CHALLENGE
+    assert error_code(response) == "UNAUTHORIZED"
+    assert "token" not in response.json()
+    assert secret_of(headers) not in response.text
+
+
+async def test_the_token_endpoint_post_answers_refused_grants_with_a_basic_challenge(
+    authed: httpx.AsyncClient,
+) -> None:
+    for form in (
+        {"grant_type": "password", "username": "reader", "password": "wrong-pw-3f9a"},
+        {"grant_type": "password", "username": "nobody-7c1e", "password": password("reader")},
+        {"grant_type": "refresh_token", "refresh_token": "not-a-refresh-token"},
+    ):
+        response = await authed.post("/token", data={**form, "service": "moorage"})
+        assert response.status_code == 401, (form, response.text)
+        assert response.headers["www-authenticate"] == BASIC_CHALLENGE
+        assert error_code(response) == "UNAUTHORIZED"
+        assert "wrong-pw-3f9a" not in response.text
+
+
+async def test_a_valid_bearer_token_at_the_token_endpoint_is_refused_with_a_basic_challenge(
+    authed: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    valid = {"Authorization": f"Bearer {signed_token(tmp_path / 'data')}"}
+    response = await authed.get("/token", params={"service": "moorage"}, headers=valid)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == BASIC_CHALLENGE
 
 
 async def token_for(

@@ -259,6 +259,24 @@ async def test_invalid_tags_are_refused(client: httpx.AsyncClient, tag: str) -> 
         assert error_code(response) in ("MANIFEST_INVALID", "NAME_INVALID")
 
 
+async def test_an_invalid_reference_is_refused_on_push_and_unknown_otherwise(
+    client: httpx.AsyncClient,
+) -> None:
+    """Only a push can be told its tag is invalid; a pull or a delete of a reference nothing
+    can be stored under asks for a manifest that does not exist."""
+    config = await push_blob(client, "m/badref", b"{}")
+    manifest = image_manifest(config, 2, [])
+    url = "/v2/m/badref/manifests/.INVALID_MANIFEST_NAME"
+    pushed = await client.put(url, content=manifest, headers={"Content-Type": OCI_MANIFEST})
+    assert pushed.status_code == 400
+    assert error_code(pushed) == "MANIFEST_INVALID"
+    for method in ("GET", "DELETE"):
+        response = await client.request(method, url)
+        assert response.status_code == 404, (method, response.text)
+        assert error_code(response) == "MANIFEST_UNKNOWN"
+    assert (await client.head(url)).status_code == 404
+
+
 async def test_size_limit_with_content_length(make_client: ClientFactory) -> None:
     async with make_client(limits={"manifest_max_bytes": 1024}) as client:
         body = b"{" + b" " * 2000 + b"}"

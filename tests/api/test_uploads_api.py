@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -264,3 +265,30 @@ async def test_content_length_that_is_not_ascii_digits_is_refused(
         response = await client.request(method, path, headers=headers)
         assert response.status_code == 400, (path, response.text)
         assert error_code(response) == "SIZE_INVALID"
+
+
+async def test_a_chunk_sent_while_another_request_writes_is_told_to_retry(
+    client: httpx.AsyncClient,
+) -> None:
+    location = await start(client, "up/busy")
+    writing, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield DATA[:100]
+        writing.set()
+        await go_on.wait()
+        yield DATA[100:]
+
+    first = asyncio.create_task(client.patch(location, content=slow_body()))
+    await writing.wait()
+    await asyncio.sleep(0.2)  # the first PATCH holds the session
+    busy = await patch(client, location, 0, DATA[:10])
+    # Not 416 (the offset is right): 429, retry later, with the progress headers.
+    assert busy.status_code == 429, busy.text
+    assert error_code(busy) == "TOOMANYREQUESTS"
+    assert busy.headers["retry-after"] == "1"
+    assert busy.headers["range"] == "0-0"
+    assert busy.headers["location"] == location
+    go_on.set()
+    assert (await first).status_code == 202
+    assert (await client.put(f"{location}?digest={digest_of(DATA)}")).status_code == 201

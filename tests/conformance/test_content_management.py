@@ -78,6 +78,20 @@ async def test_delete_unknown_manifest(registry: httpx.AsyncClient, repo: str) -
     assert_error(response, 404, "MANIFEST_UNKNOWN")
 
 
+@pytest.mark.parametrize(
+    "reference", [".INVALID_MANIFEST_NAME", "sha256:totallywrong"], ids=["tag", "digest"]
+)
+async def test_delete_manifest_by_invalid_reference_is_unknown(
+    registry: httpx.AsyncClient, repo: str, reference: str
+) -> None:
+    """Nothing can be stored under a reference that is neither a valid tag nor a valid digest,
+    so deleting it is deleting a manifest that does not exist."""
+    await push_image(registry, repo, tag="exists")
+    response = await registry.delete(f"/v2/{repo}/manifests/{reference}")
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert await _remaining_tags(registry, repo) == ["exists"]
+
+
 async def test_delete_in_unknown_repository(registry: httpx.AsyncClient) -> None:
     never_pushed = unique_repo("never-pushed")
     response = await registry.delete(f"/v2/{never_pushed}/manifests/{missing_digest()}")

@@ -192,6 +192,30 @@ async def test_pull_unknown_manifest(
     assert_error(response, 404, "MANIFEST_UNKNOWN")
 
 
+# References that are neither a valid tag nor a valid digest. The first is the one the OCI
+# conformance suite (distribution-spec v1.1.1) pulls in its pull and push workflows.
+INVALID_REFERENCES = [
+    pytest.param(".INVALID_MANIFEST_NAME", id="oci-suite-leading-dot"),
+    pytest.param("-dash", id="leading-dash"),
+    pytest.param("x" * 129, id="129-characters"),
+    pytest.param("sha256:totallywrong", id="malformed-digest"),
+    pytest.param("md5:" + "a" * 32, id="unsupported-algorithm"),
+]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("reference", INVALID_REFERENCES)
+async def test_pull_manifest_by_invalid_reference_is_unknown(
+    registry: httpx.AsyncClient, repo: str, method: str, reference: str
+) -> None:
+    """No manifest can exist under such a reference: 404 MANIFEST_UNKNOWN, not a 400."""
+    await push_image(registry, repo, tag="exists")
+    response = await registry.request(
+        method, f"/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}
+    )
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+
+
 async def test_pull_from_unknown_repository(registry: httpx.AsyncClient, repo: str) -> None:
     """Nothing was ever pushed to ``repo``: every pull is a 404 with a matching code."""
     response = await get_manifest(registry, repo, "latest")

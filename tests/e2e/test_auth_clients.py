@@ -38,6 +38,12 @@ rules:
   - repositories: ["*"]
     users: [reader]
     actions: [pull]
+  - repositories: ["public/*"]
+    users: [alice]
+    actions: [pull, push]
+  - repositories: ["public/*"]
+    anonymous: true
+    actions: [pull]
 """
 
 
@@ -46,7 +52,8 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     workdir = tmp_path_factory.mktemp("auth-registry")
     htpasswd = workdir / "htpasswd"
     tool = require_tool("htpasswd")
-    for user, (flag, password) in [*FORMATS.items(), ("reader", ("-B", "reader-pass"))]:
+    others = [("reader", ("-B", "reader-pass")), ("alice", ("-B", "alice-pass"))]
+    for user, (flag, password) in [*FORMATS.items(), *others]:
         create = ["-c"] if not htpasswd.exists() else []
         subprocess.run([tool, *create, "-b", flag, str(htpasswd), user, password], check=True)
     policy = workdir / "policy.yaml"
@@ -131,6 +138,32 @@ def test_anonymous_wrong_password_and_reader_are_refused(
         assert (
             http.get("/v2/auth/refused/tags/list", auth=("bcryptuser", "bcrypt-pass-2")).status_code
             == 404
+        )
+
+
+def test_wrong_credentials_fail_on_an_anonymously_pullable_repository(
+    auth_registry: RegistryServer, skopeo: Tool, tmp_path: Path
+) -> None:
+    """Anyone may pull public/*, but credentials that are sent and wrong are refused, not
+    served as anonymous: a client with a typo in its password must find out."""
+    image = new_image_layout(tmp_path / "src", "auth-public")
+    remote = f"docker://{auth_registry.host}/public/app:v1"
+    skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-pass",
+        f"oci:{tmp_path / 'src'}:v1",
+        remote,
+    )
+    anonymous = skopeo.json("inspect", "--tls-verify=false", "--no-creds", "--raw", remote)
+    assert anonymous["config"]["digest"] == image.config.digest
+    for creds in ("alice:wrong", "nobody:alice-pass"):
+        refused = skopeo("inspect", "--tls-verify=false", "--creds", creds, remote, check=False)
+        assert refused.returncode != 0, describe_run(refused)
+        error = refused.stderr.lower()
+        assert "invalid username/password" in error or "unauthorized" in error, describe_run(
+            refused
         )
 
 

@@ -34,12 +34,16 @@ def _realm(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}{TOKEN_PATH}"
 
 
+def _basic_challenge(gate: AccessGate) -> dict[str, str]:
+    return {"WWW-Authenticate": f'Basic realm="{gate.realm}", charset="UTF-8"'}
+
+
 def challenge(
     gate: AccessGate, request: Request, needed: Sequence[Access], error: str | None = None
 ) -> dict[str, str]:
     """The WWW-Authenticate header that tells a client how to authenticate for ``needed``."""
     if not gate.tokens_enabled:
-        return {"WWW-Authenticate": f'Basic realm="{gate.realm}", charset="UTF-8"'}
+        return _basic_challenge(gate)
     params = [f'realm="{_realm(request)}"', f'service="{gate.service}"']
     if needed:
         params.append(f'scope="{" ".join(access.scope() for access in needed)}"')
@@ -84,9 +88,22 @@ async def _login(gate: AccessGate, username: str, password: str) -> Identity | N
     return await run_in_threadpool(gate.login, username, password)
 
 
-async def identify(gate: AccessGate, request: Request, needed: Sequence[Access] = ()) -> Identity:
-    """Who sent ``request``. Bad credentials are a 401, never a silent fall back to anonymous
-    (which would turn a typo into "repository not found")."""
+class _CredentialsRefused(Exception):
+    """An Authorization header was sent and proves nothing. ``message`` is safe to show the
+    client (it never holds any part of the credentials); ``error`` is the Bearer challenge's
+    error parameter, if any."""
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error
+
+
+async def _authenticate(gate: AccessGate, request: Request) -> Identity:
+    """Who the Authorization header says sent ``request``: anonymous only when there is none.
+    Credentials that are presented and wrong raise _CredentialsRefused, never a silent fall
+    back to anonymous (which would turn a typo into "repository not found", or serve a
+    script whose password expired only what is public)."""
     header = request.headers.get("authorization")
     if not header or not gate.enabled:
         return ANONYMOUS
@@ -97,16 +114,23 @@ async def identify(gate: AccessGate, request: Request, needed: Sequence[Access] 
         credentials = _basic_credentials(value)
         identity = await _login(gate, *credentials) if credentials else None
         if identity is None:
-            raise _unauthorized(gate, request, needed, "invalid username or password", None)
+            raise _CredentialsRefused("invalid username or password")
         return identity
     if scheme == "bearer" and gate.tokens_enabled:
         try:
             return gate.bearer(value)
         except Exception as error:  # the verifier's refusal; its reason is safe to show
-            raise _unauthorized(
-                gate, request, needed, f"invalid token: {error}", "invalid_token"
-            ) from None
-    raise _unauthorized(gate, request, needed, "unsupported authorization scheme", None)
+            raise _CredentialsRefused(f"invalid token: {error}", "invalid_token") from None
+    raise _CredentialsRefused("unsupported authorization scheme")
+
+
+async def identify(gate: AccessGate, request: Request, needed: Sequence[Access] = ()) -> Identity:
+    """Who sent a /v2 ``request``; refused credentials are a 401 with the challenge for
+    ``needed``, whatever the policy would let an anonymous caller do."""
+    try:
+        return await _authenticate(gate, request)
+    except _CredentialsRefused as refused:
+        raise _unauthorized(gate, request, needed, refused.message, refused.error) from None
 
 
 def enforce(
@@ -126,8 +150,14 @@ def enforce(
 
 
 def _token_error(message: str, status: int = 400) -> RegistryError:
-    code = ErrorCode.UNAUTHORIZED if status == 401 else ErrorCode.UNSUPPORTED
-    return RegistryError(code, message, status=status)
+    return RegistryError(ErrorCode.UNSUPPORTED, message, status=status)
+
+
+def _token_refused(gate: AccessGate, message: str) -> RegistryError:
+    """A 401 from the token endpoint. It asks for Basic credentials, the only kind it takes
+    (a 401 must carry a challenge, RFC 9110 section 15.5.2), as distribution's token server
+    does; the Bearer challenge of /v2 would send the client back here."""
+    return RegistryError(ErrorCode.UNAUTHORIZED, message, headers=_basic_challenge(gate))
 
 
 def _requested(scopes: list[str]) -> list[Access]:
@@ -149,10 +179,13 @@ async def token_get(gate: AccessGate, request: Request) -> Response:
     query = request.query_params
     _check_service(gate, query.get("service"))
     requested = _requested(query.getlist("scope"))
-    identity = await identify(gate, request)
+    try:
+        identity = await _authenticate(gate, request)
+    except _CredentialsRefused as refused:
+        raise _token_refused(gate, refused.message) from None
     if identity.via is Via.BEARER:
         # A token must not mint fresh tokens: that would make a stolen one immortal.
-        raise _token_error("log in with a password or an API token, not a bearer token", 401)
+        raise _token_refused(gate, "log in with a password or an API token, not a bearer token")
     offline = query.get("offline_token", "").lower() == "true"
     grant = gate.issue(identity, requested, offline=offline, client_id=query.get("client_id", ""))
     body: dict[str, object] = {
@@ -189,14 +222,14 @@ async def token_post(gate: AccessGate, request: Request) -> Response:
     if grant_type == "password":
         identity = await _login(gate, field("username"), field("password"))
         if identity is None:
-            raise _token_error("invalid username or password", 401)
+            raise _token_refused(gate, "invalid username or password")
         offline = field("access_type") == "offline"
         grant = gate.issue(identity, requested, offline=offline, client_id=client_id)
     elif grant_type == "refresh_token":
         try:
             grant = gate.refresh(field("refresh_token"), requested, client_id=client_id)
         except RefreshRefused:
-            raise _token_error("invalid refresh token", 401) from None
+            raise _token_refused(gate, "invalid refresh token") from None
     else:
         raise _token_error("grant_type must be password or refresh_token")
     body: dict[str, object] = {

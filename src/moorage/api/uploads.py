@@ -43,7 +43,8 @@ async def _begin_append(
     registry: Registry, request: Request, name: str, upload_id: str, ranged: bool
 ) -> Append:
     """Claim the session for this request; ``ranged`` honours a Content-Range header. A chunk
-    that cannot go on now is refused with the upload's progress, so the client can resume."""
+    that cannot go on now (out of order: 416; the session busy: 429) is refused with the
+    upload's progress, so the client can resume."""
     header = request.headers.get("content-range") if ranged else None
     content_range = parse_content_range(header) if header is not None else None
     try:
@@ -51,7 +52,8 @@ async def _begin_append(
             registry.uploads.begin_append, name, upload_id, content_range
         )
     except RegistryError as error:
-        if error.code is ErrorCode.RANGE_INVALID and isinstance(error.detail, dict):
+        refused = (ErrorCode.RANGE_INVALID, ErrorCode.TOOMANYREQUESTS)
+        if error.code in refused and isinstance(error.detail, dict):
             error.headers.update(progress_headers(name, upload_id, error.detail["offset"]))
         raise
 

@@ -19,11 +19,14 @@ from moorage.metadata.usage import Quota
 
 
 class UploadBusy(Exception):
-    """Another request holds the upload session right now; ``offset`` is its recorded end."""
+    """Another request holds the upload session right now; ``offset`` is its recorded end,
+    ``token`` the lease it holds and ``holder`` the process that holds it (None if unknown)."""
 
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, token: float, holder: str | None) -> None:
         super().__init__(offset)
         self.offset = offset
+        self.token = token
+        self.holder = holder
 
 
 class TagTaken(Exception):
@@ -107,10 +110,18 @@ class MetadataStore(Protocol):
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None: ...
 
     def claim_upload(
-        self, repository: str, upload_id: str, now: float, until: float
+        self,
+        repository: str,
+        upload_id: str,
+        now: float,
+        until: float,
+        holder: str,
+        replacing: float | None = None,
     ) -> UploadSession | None:
-        """Take an exclusive lease on the session until ``until``; None if it does not exist.
-        Raises :class:`UploadBusy` while another holder's lease has not expired at ``now``.
+        """Take an exclusive lease on the session until ``until`` for ``holder``; None if it
+        does not exist. Raises :class:`UploadBusy` while another holder's lease has not
+        expired at ``now``, unless that lease is exactly ``replacing`` (a lease whose holder
+        is known to be dead, taken over; ``until`` must then differ from it).
 
         ``until`` is the holder's fencing token: the methods below that take ``token`` change
         the session only while the stored lease is still exactly that one, and return False

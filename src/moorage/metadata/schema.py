@@ -117,6 +117,9 @@ uploads = Table(
     Column("offset", BigInteger, nullable=False),
     Column("hash_state", LargeBinary, nullable=False),
     Column("lease_until", Float),
+    # The process holding the lease (services/lease_holders.py), so that a dead holder's lease
+    # can be taken over before its deadline.
+    Column("lease_holder", String(255)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_uploads_updated_at", "updated_at"),

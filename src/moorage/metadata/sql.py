@@ -609,18 +609,23 @@ class SqlMetadataStore:
         return None if row is None else _session(row)
 
     def claim_upload(
-        self, repository: str, upload_id: str, now: float, until: float
+        self,
+        repository: str,
+        upload_id: str,
+        now: float,
+        until: float,
+        holder: str,
+        replacing: float | None = None,
     ) -> UploadSession | None:
         u = s.uploads
+        free = u.c.lease_until.is_(None) | (u.c.lease_until < now)
+        if replacing is not None:
+            free = free | (u.c.lease_until == replacing)
         with self._write(durable=False) as conn:
             claimed = conn.execute(
                 update(u)
-                .where(
-                    u.c.id == upload_id,
-                    u.c.repository == repository,
-                    (u.c.lease_until.is_(None)) | (u.c.lease_until < now),
-                )
-                .values(lease_until=until)
+                .where(u.c.id == upload_id, u.c.repository == repository, free)
+                .values(lease_until=until, lease_holder=holder)
             )
             row = conn.execute(
                 select(u).where(and_(u.c.id == upload_id, u.c.repository == repository))
@@ -628,7 +633,7 @@ class SqlMetadataStore:
         if row is None:
             return None
         if claimed.rowcount == 0:
-            raise UploadBusy(row.offset)
+            raise UploadBusy(row.offset, row.lease_until, row.lease_holder)
         return _session(row)
 
     @staticmethod
@@ -649,7 +654,13 @@ class SqlMetadataStore:
             result = conn.execute(
                 update(s.uploads)
                 .where(self._held(upload_id, token))
-                .values(offset=offset, hash_state=hash_state, lease_until=None, updated_at=now)
+                .values(
+                    offset=offset,
+                    hash_state=hash_state,
+                    lease_until=None,
+                    lease_holder=None,
+                    updated_at=now,
+                )
             )
             return result.rowcount > 0
 

@@ -8,12 +8,31 @@ from moorage.metadata.records import ManifestRecord, ManifestReferences
 from moorage.metadata.usage import QuotaExceeded
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, is_digest_like
 from moorage.oci.manifest import parse_manifest
-from moorage.oci.names import parse_tag
+from moorage.oci.names import is_valid_tag, parse_tag
 from moorage.services.usage import NO_QUOTAS, Quotas, quota_refusal
 
 
 def _unknown(reference: str) -> RegistryError:
     return RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": reference[:256]})
+
+
+def _stored_key(reference: str) -> tuple[str, bool]:
+    """The key a manifest named by ``reference`` is stored under (a canonical digest, or a
+    tag) and whether it is a digest.
+
+    A reference that is neither a valid digest nor a valid tag raises MANIFEST_UNKNOWN (404),
+    not a 400: nothing can ever be stored under it, so for a read or a delete it names a
+    manifest that does not exist (the OCI conformance suite pulls ``.INVALID_MANIFEST_NAME``
+    and expects 404). Only a push refuses such a reference as invalid
+    (:meth:`ManifestService.put`)."""
+    if is_digest_like(reference):
+        try:
+            return str(Digest.parse(reference)), True
+        except RegistryError:
+            raise _unknown(reference) from None
+    if not is_valid_tag(reference):
+        raise _unknown(reference)
+    return reference, False
 
 
 class ManifestService:
@@ -92,10 +111,7 @@ class ManifestService:
         return record
 
     def get(self, repository: str, reference: str) -> ManifestRecord:
-        if is_digest_like(reference):
-            record = self.metadata.get_manifest(repository, str(Digest.parse(reference)), True)
-        else:
-            record = self.metadata.get_manifest(repository, parse_tag(reference), False)
+        record = self.metadata.get_manifest(repository, *_stored_key(reference))
         if record is None:
             raise _unknown(reference)
         return record
@@ -104,9 +120,10 @@ class ManifestService:
         """By digest: the manifest and all its tags. By tag: only the tag."""
         if not self.delete_enabled:
             raise RegistryError(ErrorCode.UNSUPPORTED, "deletion is disabled on this registry")
-        if is_digest_like(reference):
-            deleted = self.metadata.delete_manifest(repository, str(Digest.parse(reference)))
+        key, by_digest = _stored_key(reference)
+        if by_digest:
+            deleted = self.metadata.delete_manifest(repository, key)
         else:
-            deleted = self.metadata.delete_tag(repository, parse_tag(reference))
+            deleted = self.metadata.delete_tag(repository, key)
         if not deleted:
             raise _unknown(reference)

@@ -25,6 +25,7 @@ from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
 from moorage.services.blobs import find_linked
 from moorage.services.hashing import new_hasher, resume_hasher
+from moorage.services.lease_holders import LeaseHolders
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
 from moorage.storage.port import (
     BlobNotFound,
@@ -259,6 +260,17 @@ def _out_of_order(message: str, offset: int) -> RegistryError:
     return RegistryError(ErrorCode.RANGE_INVALID, message, {"offset": offset})
 
 
+def _busy(offset: int) -> RegistryError:
+    # 429 with Retry-After, not 416: the client's offset may be right, the session is just
+    # taken for now (clients retry a 429; a 416 tells them their offset is wrong).
+    return RegistryError(
+        ErrorCode.TOOMANYREQUESTS,
+        "another request is writing to this upload; retry when it ends",
+        {"offset": offset},
+        headers={"Retry-After": "1"},
+    )
+
+
 def _digest_mismatch(digest: Digest) -> RegistryError:
     return RegistryError(
         ErrorCode.DIGEST_INVALID,
@@ -276,12 +288,14 @@ class UploadService:
         clock: Callable[[], float] = time.time,
         lease_seconds: float = LEASE_SECONDS,
         renew_every: float = LEASE_RENEW_EVERY,
+        holders: LeaseHolders | None = None,
     ) -> None:
         self.metadata = metadata
         self.blobs = blobs
         self.expiry_seconds = expiry_seconds
         self.clock = clock
         self.lease_seconds = lease_seconds
+        self.holders = holders or LeaseHolders()
         self.renewer = LeaseRenewer(renew_every)
 
     def start(self, repository: str, algorithm: str | None = None) -> UploadSession:
@@ -323,18 +337,30 @@ class UploadService:
     ) -> Append:
         """Claim the session for one request's bytes.
 
-        With ``content_range`` the chunk must start where the upload ends. A chunk that does
-        not, or that arrives while another request holds the session (it will have moved the
-        end by the time this one could write), gets 416 RANGE_INVALID with the recorded offset
-        in the error's detail, for the progress headers."""
+        With ``content_range`` the chunk must start where the upload ends, else 416
+        RANGE_INVALID with the recorded offset in the error's detail, for the progress
+        headers. While another live request holds the session the answer is 429 (retry
+        later); a session whose holder died (a killed worker, a restarted server) is taken
+        over at once."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         now = self.clock()
         deadline = now + self.lease_seconds
+        holder = self.holders.current()
         try:
-            session = self.metadata.claim_upload(repository, upload_id, now, deadline)
+            session = self.metadata.claim_upload(repository, upload_id, now, deadline, holder)
         except UploadBusy as busy:
-            raise _out_of_order("another request is writing to this upload", busy.offset) from None
+            if not self.holders.is_dead(busy.holder):
+                raise _busy(busy.offset) from None
+            # The new deadline is the fencing token and must differ from the dead one's.
+            deadline = max(deadline, busy.token + 1.0)
+            try:
+                session = self.metadata.claim_upload(
+                    repository, upload_id, now, deadline, holder, replacing=busy.token
+                )
+            except UploadBusy as again:  # another request took it over first
+                raise _busy(again.offset) from None
+            log.info("upload %s taken over from a dead holder %s", upload_id, busy.holder)
         if session is None:
             raise _unknown_upload(upload_id)
         lease = UploadLease(self.metadata, upload_id, deadline, self.lease_seconds, self.clock)

@@ -16,7 +16,7 @@ def completed(store: SqlMetadataStore, repository: str, location: str | None) ->
     session = UploadSession("f" * 32, repository, "sha256", 0, b"", 0.0, 0.0)
     store.create_upload(session)
     token = 100.0
-    assert store.claim_upload(repository, session.id, 1.0, token) is not None
+    assert store.claim_upload(repository, session.id, 1.0, token, "holder") is not None
     assert store.complete_upload(session.id, token, repository, DIGEST, 7, location)
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from moorage.errors import ErrorCode, RegistryError
-from moorage.metadata.records import BlobRecord
+from moorage.metadata.port import UploadBusy
+from moorage.metadata.records import BlobRecord, UploadSession
 from moorage.metadata.sql import SqlMetadataStore
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
+from moorage.services.lease_holders import LeaseHolders
 from moorage.services.uploads import UploadService
 from moorage.storage import filesystem
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -70,12 +72,12 @@ def test_put_holds_the_session_until_the_blob_is_linked(
     session = uploads.start(REPO)
     put = uploads.begin_append(REPO, session.id, None)
     put.write(DATA)
-    # A PATCH or PUT on the same session while the PUT verifies and publishes: refused with
-    # 416 (the client learns the recorded progress), never allowed to write or complete.
+    # A PATCH or PUT on the same session while the PUT verifies and publishes: told to retry
+    # (429, with the recorded progress), never allowed to write or complete.
     for chunk in (ByteRange(0, 9), None):
         assert code_of(lambda c=chunk: uploads.begin_append(REPO, session.id, c)) == (  # type: ignore[misc]
-            ErrorCode.RANGE_INVALID,
-            416,
+            ErrorCode.TOOMANYREQUESTS,
+            429,
         )
     put.complete(digest(DATA))
     assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
@@ -105,7 +107,7 @@ def test_an_expired_holder_cannot_record_complete_or_discard(
 
     # The same fencing at the store: an old token changes nothing.
     token = clock.now + 60
-    assert store.claim_upload(REPO, session.id, clock.now, token) is not None
+    assert store.claim_upload(REPO, session.id, clock.now, token, "holder") is not None
     assert not store.extend_lease(session.id, token - 1, token + 60)
     assert not store.release_upload(session.id, token - 1, 0, b"", clock.now)
     assert not store.complete_upload(session.id, token - 1, REPO, str(digest(b"")), 0, None)
@@ -121,7 +123,7 @@ def test_a_slow_request_keeps_its_lease_alive(
     slow = uploads.begin_append(REPO, session.id, None)
     slow.write(DATA[:10])
     time.sleep(1.5)  # the client sends nothing for longer than the lease
-    assert code_of(lambda: uploads.begin_append(REPO, session.id, None))[1] == 416
+    assert code_of(lambda: uploads.begin_append(REPO, session.id, None))[1] == 429
     slow.write(DATA[10:])
     slow.complete(digest(DATA))
     assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
@@ -224,3 +226,76 @@ def test_a_vanished_upload_is_not_linked_to_someone_elses_blob(
     put = uploads.begin_append(REPO, session.id, None)
     assert code_of(lambda: put.complete(digest(DATA)))[0] is ErrorCode.DIGEST_INVALID
     assert store.linked_blob(REPO, str(digest(DATA))) is None
+
+
+class DeadHolders(LeaseHolders):
+    """Holders as the kernel would report them, with ``dead`` named processes killed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "scope/1/1/node"
+        self.dead: set[str] = set()
+
+    def current(self) -> str:
+        return self.name
+
+    def is_dead(self, name: str | None) -> bool:
+        return name in self.dead
+
+
+def test_a_session_whose_holder_died_is_taken_over_at_once(
+    store: SqlMetadataStore, blobs: FilesystemBlobStore, clock: Clock
+) -> None:
+    holders = DeadHolders()
+    uploads = UploadService(store, blobs, 3600.0, clock=clock, holders=holders)
+    session = uploads.start(REPO)
+    first = uploads.begin_append(REPO, session.id, ByteRange(0, 99))
+    first.write(DATA[:100])
+    assert first.finish().offset == 100
+    # A PATCH in flight when its worker is SIGKILLed: bytes written, nothing recorded, lease
+    # held by a process that no longer runs, with most of its deadline left.
+    killed = uploads.begin_append(REPO, session.id, None)
+    killed.write(DATA[100:150])
+    holders.dead.add(holders.name)
+    holders.name = "scope/2/1/node"  # the restarted server
+
+    # The client asks where to go on, and the chunk from there is accepted at once (no 416,
+    # no 429), the killed request's partial bytes cut away.
+    assert uploads.status(REPO, session.id).offset == 100
+    resumed = uploads.begin_append(REPO, session.id, ByteRange(100, len(DATA) - 1))
+    resumed.write(DATA[100:])
+    resumed.complete(digest(DATA))
+    assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
+    assert b"".join(blobs.read(digest(DATA))) == DATA
+    # The dead holder, were it only frozen, is fenced off.
+    assert code_of(killed.finish)[0] is ErrorCode.BLOB_UPLOAD_UNKNOWN
+
+
+def test_a_live_holder_is_never_displaced(
+    store: SqlMetadataStore, blobs: FilesystemBlobStore, clock: Clock
+) -> None:
+    holders = DeadHolders()
+    uploads = UploadService(store, blobs, 3600.0, clock=clock, holders=holders)
+    session = uploads.start(REPO)
+    writing = uploads.begin_append(REPO, session.id, None)
+    writing.write(DATA[:10])
+    holders.dead.add("scope/9/9/node")  # some other process died; not this session's holder
+    assert code_of(lambda: uploads.begin_append(REPO, session.id, ByteRange(0, 9))) == (
+        ErrorCode.TOOMANYREQUESTS,
+        429,
+    )
+    assert writing.finish().offset == 10
+
+
+def test_a_takeover_replaces_exactly_the_dead_lease(store: SqlMetadataStore) -> None:
+    session = UploadSession("e" * 32, REPO, "sha256", 0, b"", 0.0, 0.0)
+    store.create_upload(session)
+    assert store.claim_upload(REPO, session.id, 1.0, 100.0, "dead") is not None
+    with pytest.raises(UploadBusy) as busy:
+        store.claim_upload(REPO, session.id, 2.0, 102.0, "me")
+    assert (busy.value.offset, busy.value.token, busy.value.holder) == (0, 100.0, "dead")
+    # Two processes taking the same dead lease over: only the first wins.
+    assert store.claim_upload(REPO, session.id, 2.0, 102.0, "me", replacing=100.0) is not None
+    with pytest.raises(UploadBusy):
+        store.claim_upload(REPO, session.id, 2.0, 103.0, "other", replacing=100.0)
+    assert not store.extend_lease(session.id, 100.0, 200.0)  # the dead token is fenced off
