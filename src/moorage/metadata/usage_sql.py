@@ -51,14 +51,15 @@ def _like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _referenced(repository_ids: Any = None) -> Select[Any]:
-    """Distinct (repository_id, digest): the blobs each repository's manifests reference."""
-    query = (
+def _referenced(condition: Any) -> Select[Any]:
+    """Distinct (repository_id, digest): the blobs each repository's manifests reference, for
+    the repositories ``condition`` (on ``manifests``) selects. What a repository holds."""
+    return (
         select(_m.c.repository_id, _mb.c.digest)
         .select_from(_m.join(_mb, _mb.c.manifest_id == _m.c.id))
+        .where(condition)
         .distinct()
     )
-    return query if repository_ids is None else query.where(repository_ids)
 
 
 def _namespace(name: Any) -> Any:
@@ -71,20 +72,10 @@ def _namespace(name: Any) -> Any:
 # --- the quota check, inside a manifest push's transaction -----------------------------------
 
 
-def lock_for_quota(conn: Connection, repository_id: int) -> None:
-    """Make quota-checked pushes to one repository take turns, so that each one's check sees
-    the pushes committed before it (PostgreSQL, READ COMMITTED). Taken first, before any other
-    lock in the push, so it cannot take part in a lock cycle. FOR NO KEY UPDATE does not block
-    blob uploads (whose foreign keys take KEY SHARE on the row). SQLite has one writer at a
-    time already: nothing to do."""
-    if conn.dialect.name == "sqlite":
-        return
-    conn.execute(
-        select(_r.c.id).where(_r.c.id == repository_id).with_for_update(key_share=True)
-    ).one()
-
-
 # Built once: constructing a statement costs more than running it on SQLite.
+_LOCK_REPOSITORY = (
+    select(_r.c.id).where(_r.c.id == bindparam("repository_id")).with_for_update(key_share=True)
+)
 _MANIFEST_STORED = select(_m.c.id).where(
     _m.c.repository_id == bindparam("repository_id"), _m.c.digest == bindparam("digest")
 )
@@ -96,20 +87,26 @@ _TAG_COUNTS = select(
 ).where(_t.c.repository_id == bindparam("repository_id"))
 
 
+def lock_for_quota(conn: Connection, repository_id: int) -> None:
+    """Make quota-checked pushes to one repository take turns, so that each one's check sees
+    the pushes committed before it (PostgreSQL, READ COMMITTED). Taken first, before any other
+    lock in the push, so it cannot take part in a lock cycle. FOR NO KEY UPDATE does not block
+    blob uploads (whose foreign keys take KEY SHARE on the row). SQLite has one writer at a
+    time already: nothing to do."""
+    if conn.dialect.name == "sqlite":
+        return
+    conn.execute(_LOCK_REPOSITORY, {"repository_id": repository_id}).one()
+
+
 def manifest_stored(conn: Connection, repository_id: int, digest: str) -> bool:
     params = {"repository_id": repository_id, "digest": digest}
     return conn.execute(_MANIFEST_STORED, params).first() is not None
 
 
+_ONE_REPOSITORY = _referenced(_m.c.repository_id == bindparam("repository_id")).subquery()
 _QUOTA_BYTES = select(
     select(func.coalesce(func.sum(_b.c.size), 0))
-    .where(
-        _b.c.digest.in_(
-            select(_mb.c.digest)
-            .select_from(_m.join(_mb, _mb.c.manifest_id == _m.c.id))
-            .where(_m.c.repository_id == bindparam("repository_id"))
-        )
-    )
+    .select_from(_ONE_REPOSITORY.join(_b, _b.c.digest == _ONE_REPOSITORY.c.digest))
     .scalar_subquery(),
     select(func.coalesce(func.sum(func.length(_m.c.payload)), 0))
     .where(_m.c.repository_id == bindparam("repository_id"))
