@@ -6,7 +6,7 @@ config, 2 layers shared registry-wide from a pool of 50 and 2 layers of their ow
 manifests, 150,000 manifest->blob references). The PUTs then go through ManifestService and the
 real SqlMetadataStore, so they include the quota's queries in the push's transaction.
 
-    .venv/bin/python bench/usage_scale.py [--repositories 10000] [--postgres URL]
+    .venv/bin/python bench/usage_scale.py [--repositories 10000] [--sqlite FILE] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -154,10 +154,13 @@ def time_puts(store: SqlMetadataStore, repository: str) -> tuple[float, float]:
 
 def run(engine: Engine, repositories: int) -> None:
     upgrade(engine)
-    start = time.perf_counter()
-    populate(engine, repositories, 3)
-    populate(engine, 1, 2000, prefix="big")
-    print(f"  populated in {time.perf_counter() - start:.1f} s")
+    with engine.connect() as conn:
+        empty = conn.execute(select(s.repositories.c.id).limit(1)).first() is None
+    if empty:  # else a database kept by an earlier run (--sqlite FILE)
+        start = time.perf_counter()
+        populate(engine, repositories, 3)
+        populate(engine, 1, 2000, prefix="big")
+        print(f"  populated in {time.perf_counter() - start:.1f} s")
     store = SqlMetadataStore(engine)
     ms, count = time_report(store)
     print(f"  usage report over {count:,} repositories: {ms:.0f} ms (median of 5)")
@@ -176,10 +179,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repositories", type=int, default=10_000)
     parser.add_argument("--postgres", help="an empty PostgreSQL database URL to run on too")
+    parser.add_argument(
+        "--sqlite", type=Path, help="keep the SQLite database in this file (reused if it exists)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print("SQLite")
-        run(make_engine(f"sqlite:///{Path(tmp) / 'moorage.db'}"), args.repositories)
+        path = args.sqlite or Path(tmp) / "moorage.db"
+        run(make_engine(f"sqlite:///{path.resolve()}"), args.repositories)
     if args.postgres:
         print("PostgreSQL")
         run(make_engine(args.postgres), args.repositories)
