@@ -161,6 +161,11 @@ def run(engine: Engine, repositories: int) -> None:
         populate(engine, repositories, 3)
         populate(engine, 1, 2000, prefix="big")
         print(f"  populated in {time.perf_counter() - start:.1f} s")
+    if engine.dialect.name == "postgresql":
+        # What autovacuum does soon after a bulk load; without statistics the planner scans
+        # the blobs table for the quota's query (12 ms instead of 0.2 ms).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
     store = SqlMetadataStore(engine)
     ms, count = time_report(store)
     print(f"  usage report over {count:,} repositories: {ms:.0f} ms (median of 5)")

@@ -280,7 +280,14 @@ def _report(conn: Connection, selected: Select[Any] | None) -> UsageReport:
     }
     namespaces = _namespaces(repositories, namespace_blobs)
 
-    digests = select(referenced.c.digest).distinct().subquery()
+    # Straight from the references: deduplicating (repository, digest) pairs first is wasted,
+    # and so is the join when every repository is wanted.
+    digests_query = select(_mb.c.digest).distinct()
+    if selected is not None:
+        digests_query = digests_query.select_from(_m.join(_mb, _mb.c.manifest_id == _m.c.id)).where(
+            repository_filter
+        )
+    digests = digests_query.subquery()
     distinct_blobs, distinct_blob_bytes = conn.execute(
         select(func.count(), func.coalesce(func.sum(_b.c.size), 0)).select_from(
             digests.join(_b, _b.c.digest == digests.c.digest)
