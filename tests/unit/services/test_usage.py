@@ -15,7 +15,7 @@ from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata import sql as sql_module
 from moorage.metadata import usage_sql
 from moorage.metadata.sql import SqlMetadataStore
-from moorage.metadata.usage import Quota
+from moorage.metadata.usage import DeletedRepository, Quota
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.manifests import ManifestService
 from moorage.services.repositories import RepositoryService
@@ -264,3 +264,32 @@ def test_repository_delete_refused_when_deletes_are_disabled(store: SqlMetadataS
     with pytest.raises(RegistryError) as info:
         RepositoryService(SqlUsageStore(store), delete_enabled=False).delete("any/thing")
     assert info.value.code is ErrorCode.UNSUPPORTED
+
+
+def test_a_repository_delete_waits_for_a_quota_checked_push(
+    store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The push holds the repository's row (the writer lock on SQLite) from before its checks
+    # until it commits, and the delete takes that row first: the delete waits, then removes
+    # the push's manifest and tag too. Neither fails and nothing is left half-deleted.
+    service = limited(store, max_bytes=10**9)
+    config = blob(store, "q/app", "c", 1)
+    deleted: list[DeletedRepository | None] = []
+    deleter = threading.Thread(
+        target=lambda: deleted.append(SqlUsageStore(store).delete_repository("q/app"))
+    )
+    real_check = usage_sql.enforce_quota
+
+    def check_while_deleting(*args: Any, **kwargs: Any) -> None:
+        deleter.start()
+        deleter.join(timeout=0.5)
+        assert deleter.is_alive()  # blocked behind this push
+        real_check(*args, **kwargs)
+
+    monkeypatch.setattr(sql_module, "enforce_quota", check_while_deleting)
+    push(service, "q/app", "v1", manifest(config))
+    deleter.join(timeout=30)
+    assert len(deleted) == 1
+    result = deleted[0]
+    assert result is not None and (result.tags, result.manifests) == (1, 1)
+    assert store.list_tags("q/app", 10, None) is None
