@@ -17,8 +17,8 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from moorage.cli.tokens import _database_error
-from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, load_settings
+from moorage.cli.tokens import _config_option, _database_error
+from moorage.config import ConfigError, load_settings
 from moorage.metadata.usage import UsageReport
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.repositories import RepositoryService
@@ -28,17 +28,13 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _store_options(command: _F) -> _F:
+    """``--config`` as the token commands take it, and ``--data-dir`` as `serve` does."""
     command = click.option(
         "--data-dir",
         type=click.Path(path_type=Path, file_okay=False),
         help="The data directory (its SQLite database), as given to `moorage serve`.",
     )(command)
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help=f"YAML config naming the database (default: ${CONFIG_FILE_VARIABLE}).",
-    )(command)
+    return _config_option(command)
 
 
 @contextmanager
