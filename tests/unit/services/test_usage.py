@@ -293,3 +293,30 @@ def test_a_repository_delete_waits_for_a_quota_checked_push(
     result = deleted[0]
     assert result is not None and (result.tags, result.manifests) == (1, 1)
     assert store.list_tags("q/app", 10, None) is None
+
+
+def test_a_quota_checked_push_does_not_hold_up_blob_uploads(
+    store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: an upload's link waits for any push")
+    # FOR NO KEY UPDATE on the repository row does not conflict with the KEY SHARE lock a
+    # blob link's foreign key takes, so uploads go on while a push checks its quota.
+    service = limited(store, max_bytes=10**9)
+    config = blob(store, "q/app", "c", 1)
+    linked = threading.Event()
+    real_check = usage_sql.enforce_quota
+
+    def upload() -> None:
+        blob(store, "q/app", "new", 5)
+        linked.set()
+
+    def check_while_uploading(*args: Any, **kwargs: Any) -> None:
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        assert linked.wait(timeout=10), "the blob link waited for the push"
+        real_check(*args, **kwargs)
+
+    monkeypatch.setattr(sql_module, "enforce_quota", check_while_uploading)
+    push(service, "q/app", "v1", manifest(config))
+    assert store.linked_blob("q/app", _digest(b"new")) is not None
