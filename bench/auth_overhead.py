@@ -34,7 +34,8 @@ def start(moorage_bin: str, workdir: Path, workers: int, extra: list[str]) -> se
     return server
 
 
-def seed(url: str, auth: str | None) -> None:
+def seed(url: str, auth: str | None) -> str:
+    """Push a config, a layer and manifest ``v1`` to ``REPO``; returns the layer's digest."""
     headers = {"Authorization": auth} if auth else {}
     config = b'{"architecture":"amd64","os":"linux"}'
     layer = b"layer" * 100
@@ -57,6 +58,7 @@ def seed(url: str, auth: str | None) -> None:
             content=json.dumps(manifest).encode(),
             headers={"Content-Type": OCI_MANIFEST},
         ).raise_for_status()
+    return str(descriptors[1]["digest"])
 
 
 def bearer_token(url: str, basic: str) -> str:

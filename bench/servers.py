@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -106,6 +106,11 @@ class ManagedServer:
         pgid = self.proc.pid
         return lambda: group_cpu_seconds(pgid)
 
+    def pids(self) -> list[int]:
+        """The live processes of the server (its process group: the server and its workers)."""
+        assert self.proc is not None
+        return group_pids(self.proc.pid)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -126,10 +131,8 @@ class ManagedServer:
         self.stop()
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds used so far by the live processes of process group pgid."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+def _group_stats(pgid: int) -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc/<pid>/stat fields after the command name) of each live process of pgid."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -139,8 +142,19 @@ def group_cpu_seconds(pgid: int) -> float:
             continue
         fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+            yield int(entry.name), fields
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds used so far by the live processes of process group pgid."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = sum(int(fields[11]) + int(fields[12]) for _, fields in _group_stats(pgid))
+    return total / ticks  # utime + stime
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The live processes of process group pgid (a server and its workers)."""
+    return [pid for pid, _ in _group_stats(pgid)]
 
 
 def cpu_probe_for_pid(pid: int) -> Callable[[], float]:
@@ -187,8 +201,15 @@ def distribution_server(binary: str, workdir: Path) -> ManagedServer:
     )
 
 
-def moorage_server(moorage_bin: str, workdir: Path, workers: int | None) -> ManagedServer:
-    """`moorage serve` on a free loopback port with a fresh data dir under workdir."""
+def moorage_server(
+    moorage_bin: str,
+    workdir: Path,
+    workers: int | None,
+    name: str = "moorage",
+    env: dict[str, str] | None = None,
+) -> ManagedServer:
+    """`moorage serve` on a free loopback port with the data dir workdir/moorage-data (fresh,
+    or shared with another instance started the same way). ``env``: extra MOORAGE_* settings."""
     data = workdir / "moorage-data"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -204,7 +225,37 @@ def moorage_server(moorage_bin: str, workdir: Path, workers: int | None) -> Mana
     ]
     if workers is not None:
         argv += ["--workers", str(workers)]
-    return ManagedServer(name="moorage", argv=argv, port=port, log_path=workdir / "moorage.log")
+    return ManagedServer(
+        name=name,
+        argv=argv,
+        port=port,
+        log_path=workdir / f"{name}.log",
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
+NGINX_BIN = "/usr/sbin/nginx"
+
+
+def nginx_server(prefix: Path, http_block: str, ready_port: int) -> ManagedServer:
+    """nginx in the foreground with ``http_block`` as its whole ``http { }`` content, all its
+    files under ``prefix``; ready when ``ready_port`` (one of its listeners) answers GET /v2/."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    temp = "".join(
+        f"    {kind}_temp_path {prefix / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # Run as root (a benchmark on a scratch VM), nginx's workers would be `nobody` and could not
+    # read Moorage's 0640 blobs; as anyone else the directive is ignored and they keep our uid.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"{user}worker_processes auto;\nevents {{ worker_connections 1024; }}\n"
+        f"http {{\n{temp}    access_log off;\n{http_block}\n}}\n"
+    )
+    argv = [NGINX_BIN, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    argv += ["-g", f"daemon off; pid {prefix / 'nginx.pid'};"]
+    return ManagedServer(name="nginx", argv=argv, port=ready_port, log_path=prefix / "nginx.out")
 
 
 def distribution_version(binary: str) -> str:

@@ -137,10 +137,13 @@ def build_registry(settings: Settings) -> Registry:
         storage=storage,
         manifest_max_bytes=limits.manifest_max_bytes,
         gate=build_gate(settings, engine),
+        header_max_bytes=limits.header_max_bytes,
+        body_idle_timeout_seconds=limits.body_idle_timeout_seconds,
         # Both backends are local here; a network database (or object store) keeps every
         # lookup off the event loop.
         inline_point_reads=engine.dialect.name == "sqlite"
         and settings.storage.backend == "filesystem",
+        accel_redirect=settings.storage.accel_redirect,
     )
 
 

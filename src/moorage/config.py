@@ -81,19 +81,48 @@ class S3Settings(_Section):
         return url or None
 
 
+# An nginx location prefix: a path of URI-safe characters that begins and ends with "/". Nothing
+# that nginx would treat as arguments ("?"), a fragment, an escape or a named location ("@").
+_ACCEL_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*")
+
+
 class StorageSettings(_Section):
     backend: Literal["filesystem", "s3"] = "filesystem"
     # Blobs (filesystem backend), the SQLite database and the token signing key live here.
     data_dir: Path = Path("moorage-data")
     s3: S3Settings = S3Settings()
+    # Behind nginx: answer an authorized blob GET that nginx passed on with `X-Sendfile-Type:
+    # X-Accel-Redirect` with `X-Accel-Redirect: <prefix><alg>/<2 hex>/<hex>` and no body, so that
+    # nginx sends the file itself from an `internal` location that aliases <data_dir>/blobs/
+    # (docs/deploy/nginx.md). None: Moorage sends the bytes.
+    accel_redirect: str | None = None
+
+    @field_validator("accel_redirect")
+    @classmethod
+    def _location_prefix(cls, prefix: str | None) -> str | None:
+        if not prefix:
+            return None
+        segments = prefix.split("/")
+        if not _ACCEL_PREFIX.fullmatch(prefix) or "." in segments or ".." in segments:
+            raise ValueError(
+                "must be an nginx location prefix that starts and ends with '/' "
+                "and holds only letters, digits and . _ ~ - (e.g. /_moorage_blobs/)"
+            )
+        return prefix
 
     @model_validator(mode="after")
-    def _bucket_named(self) -> StorageSettings:
+    def _backend_requirements(self) -> StorageSettings:
         # A model check, not a field one: the s3 section may be absent (all defaults).
         if self.backend == "s3" and not self.s3.bucket:
             raise ValueError(
                 "storage.s3.bucket is required when storage.backend is s3 "
                 "(or MOORAGE_STORAGE__S3__BUCKET, or the classic AWS_BUCKET)"
+            )
+        if self.backend == "s3" and self.accel_redirect is not None:
+            # nginx can only send files it can open; S3 has storage.s3.redirect instead.
+            raise ValueError(
+                "storage.accel_redirect works only with the filesystem backend "
+                "(on S3, use storage.s3.redirect)"
             )
         return self
 
@@ -110,6 +139,13 @@ class LimitsSettings(_Section):
     page_size_max: int = Field(1000, gt=0)
     page_size_default: int = Field(1000, gt=0)
     upload_expiry_seconds: int = Field(24 * 3600, gt=0)
+    # A request body that goes this long without a byte arriving is answered 408 (a partial
+    # upload chunk is dropped): a client trickling a body would otherwise hold its connection,
+    # and an upload session, for as long as it liked.
+    body_idle_timeout_seconds: float = Field(30.0, gt=0)
+    # Request headers larger than this in total (names, values, ": " and CRLF) get 431. Below
+    # 1 KiB ordinary requests would fail; granian refuses heads over ~400 KiB by itself.
+    header_max_bytes: int = Field(16 * 1024, ge=1024)
 
 
 class TokenSettings(_Section):

@@ -413,3 +413,222 @@ def test_nginx_basic_auth_variant(
     skopeo_round_trip(
         skopeo, nginx_auth.host, nginx_auth.pki.cert_dir, tmp_path, "auth/a", creds=creds
     )
+
+
+# ---- pulls sent by nginx: storage.accel_redirect and the internal location -------------------
+
+ACCEL_PREFIX = "/_moorage_blobs/"
+ACCEL_BEGIN, ACCEL_END = "# >>> accel_redirect", "# <<< accel_redirect"
+DOCUMENTED_BLOBS_DIR = "/var/lib/moorage/blobs/"
+ACCEL_POLICY = f"""
+rules:
+  - repositories: ["accel/*"]
+    users: [{USER}]
+    actions: [pull, push]
+"""
+ACCEL_BYTES = hashlib.sha256(b"sent by nginx").digest() * (3 * 1024 * 1024 // 32) + b"tail!"
+BASIC = (USER, PASSWORD)
+
+
+def accel_variant(conf: str, blobs_dir: Path) -> dict[str, str]:
+    """Replacements that switch on the commented blocks between the accel_redirect markers of
+    docs/deploy/nginx.conf (the X-Sendfile-Type header and the internal location), with the
+    location aliased to ``blobs_dir``."""
+    variant = {}
+    begin = conf.find(ACCEL_BEGIN)
+    while begin >= 0:
+        end = conf.find(ACCEL_END, begin)
+        assert end > begin, "an accel_redirect block of docs/deploy/nginx.conf has no end"
+        block = conf[begin:end]
+        lines = block.splitlines(keepends=True)[1:]  # the marker line stays a comment
+        switched_on = "".join(line.replace("# ", "", 1) for line in lines)
+        switched_on = switched_on.replace(DOCUMENTED_BLOBS_DIR, f"{blobs_dir}/")
+        variant[block] = ACCEL_BEGIN + "\n" + switched_on
+        begin = conf.find(ACCEL_BEGIN, end)
+    assert len(variant) == 2, "docs/deploy/nginx.conf lost an accel_redirect block"
+    assert any(str(blobs_dir) in on for on in variant.values())
+    return variant
+
+
+@pytest.fixture(scope="module")
+def accel(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki
+) -> Iterator[tuple[RegistryServer, NginxServer]]:
+    """Moorage with auth and storage.accel_redirect, behind the documented nginx with the
+    internal location switched on."""
+    workdir = tmp_path_factory.mktemp("nginx-accel-backend")
+    htpasswd = write_htpasswd(workdir / "htpasswd")
+    policy = workdir / "policy.yaml"
+    policy.write_text(ACCEL_POLICY)
+    server = moorage_behind_nginx(
+        workdir,
+        TRUST_NGINX
+        + f"auth:\n  htpasswd: {htpasswd}\n  policy_file: {policy}\n"
+        + f"storage:\n  accel_redirect: {ACCEL_PREFIX}\n",
+    )
+    with running(server):
+        variant = accel_variant(DOCUMENTED_CONF.read_text(), server.data_dir / "blobs")
+        proxy = NginxServer(tmp_path_factory.mktemp("nginx-accel"), pki, server.port, variant)
+        with running(proxy):
+            yield server, proxy
+
+
+@pytest.fixture(scope="module")
+def accel_blob(accel: tuple[RegistryServer, NginxServer]) -> str:
+    """ACCEL_BYTES pushed through nginx into accel/app; its digest."""
+    _, proxy = accel
+    digest = sha256_digest(ACCEL_BYTES)
+    with proxy.client() as client:
+        pushed = client.post(
+            "/v2/accel/app/blobs/uploads/",
+            params={"digest": digest},
+            content=ACCEL_BYTES,
+            auth=BASIC,
+        )
+    assert pushed.status_code in (201, 202), describe_response(pushed)
+    if pushed.status_code == 202:  # no single-POST upload: finish with PUT
+        with proxy.client() as client:
+            done = client.put(
+                pushed.headers["location"],
+                params={"digest": digest},
+                content=ACCEL_BYTES,
+                auth=BASIC,
+            )
+        assert done.status_code == 201, describe_response(done)
+    return digest
+
+
+def test_accel_skopeo_round_trip_is_sent_by_nginx(
+    accel: tuple[RegistryServer, NginxServer], tmp_path: Path
+) -> None:
+    backend, proxy = accel
+    skopeo = Tool("skopeo", registry=backend)
+    creds = f"{USER}:{PASSWORD}"
+    image = skopeo_round_trip(skopeo, proxy.host, proxy.pki.cert_dir, tmp_path, "accel/demo", creds)
+    layer = image.layers[0]
+    # Moorage itself answers what nginx passes on with the redirect and no bytes...
+    with backend.client() as direct:
+        answer = direct.get(
+            f"/v2/accel/demo/blobs/{layer.digest}",
+            auth=BASIC,
+            headers={"X-Sendfile-Type": "X-Accel-Redirect"},
+        )
+    assert answer.status_code == 200, describe_response(answer)
+    assert answer.content == b""
+    encoded = layer.digest.split(":", 1)[1]
+    assert answer.headers["x-accel-redirect"] == f"{ACCEL_PREFIX}sha256/{encoded[:2]}/{encoded}"
+    # ...and nginx sent skopeo the layer's bytes (the access log counts the body it sent).
+    sent = [
+        line
+        for line in (proxy.prefix / "access.log").read_text().splitlines()
+        if f'"GET /v2/accel/demo/blobs/{layer.digest} ' in line
+    ]
+    assert sent, "skopeo's layer GET is not in nginx's access log"
+    assert any(f'" 200 {layer.size} ' in line for line in sent), sent
+
+
+def test_accel_pull_is_byte_for_byte_with_the_registry_headers(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str
+) -> None:
+    _, proxy = accel
+    with proxy.client() as client:
+        got = client.get(f"/v2/accel/app/blobs/{accel_blob}", auth=BASIC)
+    assert got.status_code == 200, describe_response(got)
+    assert got.content == ACCEL_BYTES
+    assert "x-accel-redirect" not in got.headers
+    assert got.headers["content-length"] == str(len(ACCEL_BYTES))
+    assert got.headers["docker-content-digest"] == accel_blob
+    assert got.headers["etag"] == f'"{accel_blob}"'
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["cache-control"] == "max-age=31536000"
+    assert got.headers["accept-ranges"] == "bytes"
+    assert got.headers.get_list("docker-distribution-api-version") == ["registry/2.0"]
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=100-199", 100, 199),
+        ("bytes=1048576-", 1048576, len(ACCEL_BYTES) - 1),
+        ("bytes=-10", len(ACCEL_BYTES) - 10, len(ACCEL_BYTES) - 1),
+    ],
+)
+def test_accel_range_gets_206_with_the_right_bytes(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str, header: str, first: int, last: int
+) -> None:
+    _, proxy = accel
+    with proxy.client() as client:
+        got = client.get(f"/v2/accel/app/blobs/{accel_blob}", headers={"Range": header}, auth=BASIC)
+    assert got.status_code == 206, describe_response(got)
+    assert got.content == ACCEL_BYTES[first : last + 1]
+    assert got.headers["content-range"] == f"bytes {first}-{last}/{len(ACCEL_BYTES)}"
+    assert got.headers["docker-content-digest"] == accel_blob
+
+
+def test_accel_several_ranges_or_a_bad_one_are_answered_as_moorage_does(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str
+) -> None:
+    _, proxy = accel
+    url = f"/v2/accel/app/blobs/{accel_blob}"
+    with proxy.client() as client:
+        several = client.get(url, headers={"Range": "bytes=0-1,5-6"}, auth=BASIC)
+        bad = client.get(url, headers={"Range": f"bytes={len(ACCEL_BYTES)}-"}, auth=BASIC)
+    assert several.status_code == 200 and several.content == ACCEL_BYTES
+    assert bad.status_code == 416, describe_response(bad)
+    assert bad.json()["errors"][0]["code"] == "RANGE_INVALID"
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "wrong password", "other repository", "unlinked"])
+def test_accel_refused_callers_get_no_bytes(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str, caller: str
+) -> None:
+    _, proxy = accel
+    repository, auth, statuses = {
+        "anonymous": ("accel/app", None, {401}),
+        "wrong password": ("accel/app", (USER, "wrong"), {401}),
+        "other repository": ("secret/app", BASIC, {401, 403}),
+        "unlinked": ("accel/other", BASIC, {404}),
+    }[caller]
+    with proxy.client() as client:
+        got = client.get(f"/v2/{repository}/blobs/{accel_blob}", auth=auth)
+    assert got.status_code in statuses, describe_response(got)
+    assert "x-accel-redirect" not in got.headers
+    assert len(got.content) < 4096 and ACCEL_BYTES[:64] not in got.content
+
+
+def test_accel_internal_location_is_404_for_clients(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str
+) -> None:
+    _, proxy = accel
+    encoded = accel_blob.split(":", 1)[1]
+    with proxy.client() as client:
+        for path in (f"{ACCEL_PREFIX}sha256/{encoded[:2]}/{encoded}", ACCEL_PREFIX):
+            for auth in (None, BASIC):
+                got = client.get(path, auth=auth)
+                assert got.status_code == 404, describe_response(got)
+                assert ACCEL_BYTES[:64] not in got.content
+
+
+def test_accel_a_client_that_reaches_moorage_directly_still_gets_the_bytes(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str
+) -> None:
+    """Only requests nginx passed on (X-Sendfile-Type) are redirected: a job on the host that
+    talks to 127.0.0.1:5000 itself is sent the blob by Moorage."""
+    backend, _ = accel
+    with backend.client() as direct:
+        got = direct.get(f"/v2/accel/app/blobs/{accel_blob}", auth=BASIC)
+    assert got.status_code == 200, describe_response(got)
+    assert "x-accel-redirect" not in got.headers
+    assert got.content == ACCEL_BYTES
+
+
+def test_accel_head_is_answered_by_moorage(
+    accel: tuple[RegistryServer, NginxServer], accel_blob: str
+) -> None:
+    _, proxy = accel
+    with proxy.client() as client:
+        head = client.head(f"/v2/accel/app/blobs/{accel_blob}", auth=BASIC)
+    assert head.status_code == 200, describe_response(head)
+    assert head.headers["content-length"] == str(len(ACCEL_BYTES))
+    assert head.headers["docker-content-digest"] == accel_blob
+    assert head.content == b""

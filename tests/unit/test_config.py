@@ -47,6 +47,8 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert s.limits.page_size_max == 1000
     assert s.limits.page_size_default == 1000
     assert s.limits.upload_expiry_seconds == 86400
+    assert s.limits.body_idle_timeout_seconds == 30
+    assert s.limits.header_max_bytes == 16 * 1024
     assert s.delete_enabled is True
     assert s.workers == 1
     assert s.log_level == "info"
@@ -158,6 +160,8 @@ def test_explicit_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
         ("limits:\n  manifest_max_bytes: 0\n", "limits.manifest_max_bytes"),
         ("limits:\n  page_size_max: -5\n", "limits.page_size_max"),
         ("limits:\n  upload_expiry_seconds: soon\n", "limits.upload_expiry_seconds"),
+        ("limits:\n  body_idle_timeout_seconds: 0\n", "limits.body_idle_timeout_seconds"),
+        ("limits:\n  header_max_bytes: 512\n", "limits.header_max_bytes"),
         ("workers: 0\n", "workers"),
         ("workers: 65\n", "workers"),
         ("delete_enabled: perhaps\n", "delete_enabled"),
@@ -184,6 +188,7 @@ def test_every_offending_key_is_named(tmp_path: Path) -> None:
         ("MOORAGE_LISTEN__PORT", "99999", "listen.port"),
         ("MOORAGE_LISTEN__BOGUS", "1", "listen.bogus"),
         ("MOORAGE_LIMITS__MANIFEST_MAX_BYTES", "0", "limits.manifest_max_bytes"),
+        ("MOORAGE_LIMITS__BODY_IDLE_TIMEOUT_SECONDS", "-1", "limits.body_idle_timeout_seconds"),
         ("MOORAGE_DELETE_ENABLED", "perhaps", "delete_enabled"),
     ],
 )
@@ -278,3 +283,42 @@ def test_a_bad_trusted_proxy_is_named() -> None:
     with pytest.raises(ConfigError, match=r"proxy\.trusted.*'proxy\.example' is not an IP"):
         load_settings(proxy={"trusted": ["10.0.0.0/8", "proxy.example"]})
     assert load_settings(proxy={"trusted": ["10.0.0.1", "::1", "10.1.2.3/8"]}).proxy.trusted
+
+
+# --- storage.accel_redirect (X-Accel-Redirect behind nginx) ----------------------------------
+
+
+def test_accel_redirect_is_off_by_default_and_set_by_file_or_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().storage.accel_redirect is None
+    path = write(tmp_path, "storage:\n  accel_redirect: /_moorage_blobs/\n")
+    assert load_settings(path).storage.accel_redirect == "/_moorage_blobs/"
+    monkeypatch.setenv("MOORAGE_STORAGE__ACCEL_REDIRECT", "/internal/blobs/")
+    assert load_settings(path).storage.accel_redirect == "/internal/blobs/"
+    monkeypatch.setenv("MOORAGE_STORAGE__ACCEL_REDIRECT", "")
+    assert load_settings().storage.accel_redirect is None
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "_moorage_blobs/",
+        "/_moorage_blobs",
+        "/a/../b/",
+        "/./",
+        "/x?y/",
+        "@blobs",
+        "/a b/",
+        "/%2e%2e/",
+    ],
+)
+def test_a_bad_accel_redirect_prefix_is_named(prefix: str) -> None:
+    assert config_error(storage={"accel_redirect": prefix}).startswith("storage.accel_redirect: ")
+
+
+def test_accel_redirect_needs_the_filesystem_backend() -> None:
+    message = config_error(
+        storage={"backend": "s3", "s3": {"bucket": "b"}, "accel_redirect": "/_moorage_blobs/"}
+    )
+    assert "storage.accel_redirect works only with the filesystem backend" in message

@@ -16,13 +16,14 @@ from moorage.api.responses import error_response
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import RangeNotSatisfiable, parse_range
+from moorage.services.blobs import BlobInfo
 
 OCTET_STREAM = "application/octet-stream"
 
 
 class _WholeFileResponse(FileResponse):
     """A FileResponse that never interprets Range itself (we already did): it hands the path to
-    the server (ASGI pathsend, zero-copy in granian) or streams it."""
+    the server (ASGI pathsend: granian reads and sends it, no byte through Python) or streams it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # This runs after the handler returned, outside the error boundary: a blob deleted
@@ -36,6 +37,26 @@ class _WholeFileResponse(FileResponse):
         self.set_stat_headers(self.stat_result)
         headers = [(k, v) for k, v in scope.get("headers", []) if k != b"range"]
         await super().__call__({**scope, "headers": headers}, receive, send)
+
+
+# Sent by a proxy that can send files itself (nginx: `proxy_set_header X-Sendfile-Type
+# X-Accel-Redirect`, as Rack::Sendfile expects it). Without it the bytes are sent from here, so
+# a client that reaches Moorage directly (a job on the same host) still gets its blob; one that
+# forges it only gets an empty answer for itself.
+SENDFILE_TYPE = "x-sendfile-type"
+ACCEL_REDIRECT = "x-accel-redirect"
+
+
+def _accel_redirect(registry: Registry, request: Request, info: BlobInfo) -> str | None:
+    """The internal nginx URI of the blob's file when storage.accel_redirect is on, the request
+    came through the proxy that sends files, and the blob is a local file. Built from the parsed
+    digest alone, so it cannot name any other file."""
+    if registry.accel_redirect is None:
+        return None
+    if request.headers.get(SENDFILE_TYPE, "").strip().lower() != ACCEL_REDIRECT:
+        return None
+    relative = registry.blobs.relative_path(info)
+    return None if relative is None else registry.accel_redirect + relative
 
 
 async def get_blob(registry: Registry, request: Request, name: str, reference: str) -> Response:
@@ -66,6 +87,15 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
         redirect = registry.blobs.redirect_url(info)
         if redirect is not None:
             return RedirectResponse(redirect, 307, headers)
+        accel = _accel_redirect(registry, request, info)
+        if accel is not None:
+            # nginx sends the file itself (sendfile), and the client's Range header with it:
+            # the request was authorized and the range checked above, and nginx's internal
+            # location answers a list of ranges with the whole blob (max_ranges 1), as we do.
+            headers["X-Accel-Redirect"] = accel
+            # nginx's range filter announces it for the file; ours would be passed on as well.
+            del headers["Accept-Ranges"]
+            return Response(b"", 200, headers, OCTET_STREAM)
 
     if request.method == "HEAD":
         headers["Content-Length"] = str(info.size if byte_range is None else byte_range.length)

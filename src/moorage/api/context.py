@@ -29,10 +29,15 @@ class Registry:
     storage: BlobStore
     manifest_max_bytes: int
     gate: AccessGate
+    # See limits.header_max_bytes and limits.body_idle_timeout_seconds (moorage.config).
+    header_max_bytes: int
+    body_idle_timeout_seconds: float
     # True when a point lookup (one indexed row, a local stat) is cheaper than the hop to a
     # worker thread: SQLite in WAL mode never makes a reader wait for a writer. Measured: manifest
     # GET went from 1.8k to 3.8k-5.5k requests/s and p99 from 90 ms to 20 ms on one worker.
     inline_point_reads: bool = False
+    # storage.accel_redirect: the nginx location prefix that serves the blobs directory, or None.
+    accel_redirect: str | None = None
 
 
 P = ParamSpec("P")

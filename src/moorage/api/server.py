@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from moorage.api import discovery, health
 from moorage.api.auth import enforce, identify, remember_identity, token_get, token_post
 from moorage.api.context import Registry
+from moorage.api.guards import RequestGuards
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import API_ENDPOINTS, ENDPOINTS, Endpoint, resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
@@ -49,27 +50,6 @@ class ApiVersionHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
-
-
-class RejectAmbiguousFraming:
-    """Refuses a request that carries both Content-Length and Transfer-Encoding (RFC 9112
-    section 6.1: a request-smuggling vector) before any handler reads its body."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            names = {name for name, _ in scope["headers"]}
-            if b"content-length" in names and b"transfer-encoding" in names:
-                error = RegistryError(
-                    ErrorCode.SIZE_INVALID,
-                    "Content-Length and Transfer-Encoding must not both be sent",
-                    headers={"Connection": "close"},
-                )
-                await error_response(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
@@ -196,6 +176,10 @@ def build_app(
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_found},
     )
-    app.add_middleware(RejectAmbiguousFraming)
+    app.add_middleware(
+        RequestGuards,
+        header_max_bytes=registry.header_max_bytes,
+        body_idle_timeout=registry.body_idle_timeout_seconds,
+    )
     app.add_middleware(ApiVersionHeader)
     return app

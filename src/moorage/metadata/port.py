@@ -6,6 +6,7 @@ strings. Methods that take a repository name never create the repository unless 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from moorage.metadata.records import (
@@ -53,6 +54,10 @@ class MetadataStore(Protocol):
     def linked_blob(self, repository: str, digest: str) -> BlobRecord | None:
         """The blob if it is linked to ``repository``, else None."""
 
+    def blob_sizes(self, repository: str, digests: Collection[str]) -> dict[str, int]:
+        """The recorded size of each of ``digests`` linked to ``repository``; digests it does
+        not have are left out."""
+
     def unlink_blob(self, repository: str, digest: str) -> bool:
         """Remove the link; False if there was none."""
 
@@ -85,6 +90,10 @@ class MetadataStore(Protocol):
         self, repository: str, reference: str, by_digest: bool
     ) -> ManifestRecord | None:
         """The manifest a tag or digest names in ``repository``, or None."""
+
+    def manifest_sizes(self, repository: str, digests: Collection[str]) -> dict[str, int]:
+        """The length in bytes of each of ``digests`` stored as a manifest in ``repository``;
+        digests it does not have are left out."""
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete the manifest and every tag on it; False if it did not exist."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -116,16 +116,23 @@ def make_engine(url: str, pool_timeout: float = POOL_TIMEOUT_SECONDS) -> Engine:
 # running the query on SQLite.
 _REPOSITORY_ID = select(s.repositories.c.id).where(s.repositories.c.name == bindparam("name"))
 _BLOB = select(s.blobs.c.size, s.blobs.c.location).where(s.blobs.c.digest == bindparam("digest"))
+_REPOSITORY_BLOBS = s.repositories.join(
+    s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
+).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
 _LINKED_BLOB = (
     select(s.blobs.c.size, s.blobs.c.location)
-    .select_from(
-        s.repositories.join(
-            s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
-        ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
-    )
+    .select_from(_REPOSITORY_BLOBS)
     .where(
         s.repositories.c.name == bindparam("repository"),
         s.repository_blobs.c.digest == bindparam("digest"),
+    )
+)
+_LINKED_BLOB_SIZES = (
+    select(s.blobs.c.digest, s.blobs.c.size)
+    .select_from(_REPOSITORY_BLOBS)
+    .where(
+        s.repositories.c.name == bindparam("repository"),
+        s.repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
     )
 )
 _MANIFEST_COLUMNS = (
@@ -138,6 +145,15 @@ _MANIFEST_COLUMNS = (
 )
 _REPOSITORY_MANIFESTS = s.repositories.join(
     s.manifests, s.manifests.c.repository_id == s.repositories.c.id
+)
+# length() of a binary value counts bytes on SQLite (BLOB) and PostgreSQL (bytea) alike.
+_MANIFEST_SIZES = (
+    select(s.manifests.c.digest, func.length(s.manifests.c.payload).label("size"))
+    .select_from(_REPOSITORY_MANIFESTS)
+    .where(
+        s.repositories.c.name == bindparam("repository"),
+        s.manifests.c.digest.in_(bindparam("digests", expanding=True)),
+    )
 )
 _MANIFEST_BY_DIGEST = (
     select(*_MANIFEST_COLUMNS)
@@ -352,6 +368,17 @@ class SqlMetadataStore:
             ).one_or_none()
         return None if row is None else BlobRecord(int(row.size), row.location)
 
+    def blob_sizes(self, repository: str, digests: Collection[str]) -> dict[str, int]:
+        return self._sizes(_LINKED_BLOB_SIZES, repository, digests)
+
+    def _sizes(self, query: Any, repository: str, digests: Collection[str]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        with self._read() as conn:
+            for batch in _batches(digests):
+                rows = conn.execute(query, {"repository": repository, "digests": batch})
+                sizes.update((row.digest, int(row.size)) for row in rows)
+        return sizes
+
     def unlink_blob(self, repository: str, digest: str) -> bool:
         with self._write() as conn:
             repository_id = self._repository_id(conn, repository)
@@ -490,6 +517,9 @@ class SqlMetadataStore:
             subject=row.subject_digest,
             annotations=json.loads(row.annotations) if row.annotations else {},
         )
+
+    def manifest_sizes(self, repository: str, digests: Collection[str]) -> dict[str, int]:
+        return self._sizes(_MANIFEST_SIZES, repository, digests)
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         with self._write() as conn:

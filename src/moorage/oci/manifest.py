@@ -137,10 +137,24 @@ def _media_type(body: dict[str, Any], content_type: str | None) -> str:
     return media_type
 
 
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if a key appears twice. Parsers disagree on which of two keys
+    wins (Python and Go keep the last, others the first or refuse), so the registry and a
+    client or scanner could read two different manifests from the same bytes."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the common case costs one comparison
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _invalid(f"duplicate key {key!r} in a JSON object", {"key": key})
+            seen.add(key)
+    return obj
+
+
 def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     """Validate ``payload`` as a manifest; raise MANIFEST_INVALID (400) with a reason if not."""
     try:
-        body = json.loads(payload)
+        body = json.loads(payload, object_pairs_hook=_object_without_duplicate_keys)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, ...
         raise _invalid(f"manifest is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(body, dict):

@@ -52,8 +52,12 @@ class BlobService:
         return self.blobs.redirect_url(info.digest, info.location)
 
     def local_path(self, info: BlobInfo) -> Path | None:
-        """A file the server may send as it is (zero-copy), or None."""
+        """A file the HTTP server may send as it is (no byte through Python), or None."""
         return self.blobs.local_path(info.digest, info.location)
+
+    def relative_path(self, info: BlobInfo) -> str | None:
+        """The blob's file below the blobs directory, for a front proxy to send, or None."""
+        return self.blobs.relative_path(info.digest, info.location)
 
     def read(self, info: BlobInfo, first: int = 0, last: int | None = None) -> Iterator[bytes]:
         """Bytes ``first..last`` (inclusive) of the blob."""

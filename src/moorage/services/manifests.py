@@ -7,7 +7,7 @@ from moorage.metadata.port import MetadataStore, TagTaken
 from moorage.metadata.records import ManifestRecord, ManifestReferences
 from moorage.metadata.usage import QuotaExceeded
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, is_digest_like
-from moorage.oci.manifest import parse_manifest
+from moorage.oci.manifest import Descriptor, parse_manifest
 from moorage.oci.names import is_valid_tag, parse_tag
 from moorage.services.usage import NO_QUOTAS, Quotas, quota_refusal
 
@@ -33,6 +33,21 @@ def _stored_key(reference: str) -> tuple[str, bool]:
     if not is_valid_tag(reference):
         raise _unknown(reference)
     return reference, False
+
+
+def _check_sizes(descriptors: tuple[Descriptor, ...], stored: dict[str, int]) -> None:
+    """Each descriptor's size must be the size of what the registry holds under its digest
+    (``stored``: a blob's recorded size, a child manifest's length): clients trust it when they
+    pull. Digests missing from ``stored`` are not judged here."""
+    for descriptor in descriptors:
+        digest = str(descriptor.digest)
+        size = stored.get(digest)
+        if size is not None and size != descriptor.size:
+            raise RegistryError(
+                ErrorCode.MANIFEST_INVALID,
+                f"descriptor of {digest} gives size {descriptor.size}, but it is {size} bytes",
+                {"digest": digest, "size": descriptor.size, "stored": size},
+            )
 
 
 class ManifestService:
@@ -73,6 +88,12 @@ class ManifestService:
         parsed = parse_manifest(payload, content_type)
         blob_refs = {str(d.digest) for d in parsed.blobs}
         child_refs = {str(d.digest) for d in parsed.children}
+        # Checked before the write transaction: what a digest names, and so its size, cannot
+        # change. Digests the repository lacks are left to put_manifest, which names them.
+        if blob_refs:
+            _check_sizes(parsed.blobs, self.metadata.blob_sizes(repository, blob_refs))
+        if child_refs:
+            _check_sizes(parsed.children, self.metadata.manifest_sizes(repository, child_refs))
         record = ManifestRecord(
             digest=str(digest),
             media_type=parsed.media_type,

@@ -60,7 +60,12 @@ class BlobStore(Protocol):
         """The blob's size in bytes, or None when it is not stored."""
 
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
-        """A filesystem path the server may send directly (zero-copy), or None if remote."""
+        """A filesystem path the HTTP server may send directly, or None if remote."""
+
+    def relative_path(self, digest: Digest, location: str | None = None) -> str | None:
+        """The blob's file below the store's ``blobs/`` directory (``sha256/ab/ab12…``), built
+        from the digest alone, for a front proxy that serves that directory itself
+        (X-Accel-Redirect); None when the blob is not a local file."""
 
     def read(
         self, digest: Digest, first: int = 0, last: int | None = None, location: str | None = None

@@ -271,6 +271,9 @@ class S3BlobStore:
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         return None
 
+    def relative_path(self, digest: Digest, location: str | None = None) -> str | None:
+        return None
+
     def read(
         self, digest: Digest, first: int = 0, last: int | None = None, location: str | None = None
     ) -> Iterator[bytes]:

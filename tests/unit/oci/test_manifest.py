@@ -350,6 +350,50 @@ def test_null_manifests_or_layers_are_refused(body: dict[str, Any]) -> None:
     assert_invalid(encode(body))
 
 
+def _with_duplicate(body: dict[str, Any], path: tuple[str | int, ...], key: str) -> bytes:
+    """``body`` encoded with ``key`` written a second time (first, with a different value)
+    in the object at ``path``."""
+    target: Any = body
+    for step in path:
+        target = target[step]
+    marker = "__duplicate_marker__"
+    target[marker] = "first"
+    text = encode(body).decode()
+    return text.replace(f'"{marker}": "first"', f'"{key}": "first"').encode()
+
+
+@pytest.mark.parametrize(
+    ("make", "path", "key"),
+    [
+        (image, (), "mediaType"),
+        (image, (), "layers"),
+        (image, (), "config"),
+        (image, ("config",), "digest"),
+        (image, ("layers", 1), "size"),
+        (lambda: image(annotations={"a": "b"}), ("annotations",), "a"),
+        (index, (), "manifests"),
+        (index, ("manifests", 0, "platform"), "os"),
+        (lambda: image(unknownField={"x": 1}), ("unknownField",), "x"),
+    ],
+)
+def test_duplicate_keys_are_refused_at_any_depth(
+    make: Any, path: tuple[str | int, ...], key: str
+) -> None:
+    payload = _with_duplicate(make(), path, key)
+    assert payload.count(f'"{key}"'.encode()) >= 2
+    error = assert_invalid(payload)
+    assert error.detail == {"key": key}
+    assert "duplicate" in error.message
+
+
+def test_keys_that_differ_only_in_escaping_are_duplicates() -> None:
+    payload = encode(image()).replace(b'"schemaVersion"', b'"layers": [], "schemaVersion"', 1)
+    assert_invalid(payload)
+    escaped = payload.replace(b'"layers": []', b'"l\\u0061yers": []', 1)
+    assert b"\\u0061" in escaped
+    assert assert_invalid(escaped).detail == {"key": "layers"}
+
+
 # --- properties --------------------------------------------------------------------------------
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)

@@ -120,6 +120,21 @@ def test_an_empty_blob_can_be_published(store: BlobStore) -> None:
     assert read_all(store, blob) == b""
 
 
+def test_a_local_blob_is_named_below_the_blobs_directory_by_its_digest(store: BlobStore) -> None:
+    """What X-Accel-Redirect hands to nginx: the file's path below ``blobs/``, or nothing."""
+    data = b"served by the front proxy"
+    blob = publish(store, data)
+    local = store.local_path(blob.digest, blob.location)
+    relative = store.relative_path(blob.digest, blob.location)
+    if local is None:
+        assert relative is None
+        return
+    encoded = blob.digest.encoded
+    assert relative == f"sha256/{encoded[:2]}/{encoded}"
+    assert local.as_posix().endswith(f"/blobs/{relative}")
+    assert local.read_bytes() == data
+
+
 def test_deleting_a_missing_blob_is_not_an_error(store: BlobStore) -> None:
     store.delete(digest_of(b"never stored"))
     blob = publish(store, b"gone soon")
