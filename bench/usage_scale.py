@@ -32,6 +32,7 @@ from moorage.services.usage import Quotas
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SHARED_LAYERS = 50
+SHARED_SIZE, OWN_SIZE = 50_000_000, 1_000_000
 PUTS = 200
 
 
@@ -40,8 +41,11 @@ def digest(text: str) -> str:
 
 
 def manifest(config: str, layers: list[str], nonce: str = "") -> bytes:
+    """Layers from the shared pool are SHARED_SIZE bytes, every other blob OWN_SIZE."""
+
     def descriptor(d: str) -> dict[str, Any]:
-        return {"mediaType": "application/octet-stream", "digest": d, "size": 1}
+        size = SHARED_SIZE if d in SHARED else OWN_SIZE
+        return {"mediaType": "application/octet-stream", "digest": d, "size": size}
 
     body: dict[str, Any] = {
         "schemaVersion": 2,
@@ -54,14 +58,17 @@ def manifest(config: str, layers: list[str], nonce: str = "") -> bytes:
     return json.dumps(body).encode()
 
 
+SHARED = [digest(f"shared-{i}") for i in range(SHARED_LAYERS)]
+
+
 def populate(engine: Engine, repositories: int, images: int, prefix: str = "team") -> None:
     now = time.time()
-    shared = [digest(f"shared-{i}") for i in range(SHARED_LAYERS)]
+    shared = SHARED
     with engine.begin() as conn:
         if prefix == "team":
             conn.execute(
                 insert(s.blobs),
-                [{"digest": d, "size": 50_000_000, "created_at": now} for d in shared],
+                [{"digest": d, "size": SHARED_SIZE, "created_at": now} for d in shared],
             )
         names = [f"{prefix}{i % 100:02d}/app-{i:06d}" for i in range(repositories)]
         conn.execute(insert(s.repositories), [{"name": n, "created_at": now} for n in names])
@@ -75,7 +82,7 @@ def populate(engine: Engine, repositories: int, images: int, prefix: str = "team
             for image in range(images):
                 own = [digest(f"{name}-{image}-{k}") for k in ("config", "l1", "l2")]
                 layers = [shared[(index + image) % SHARED_LAYERS], shared[index % 7], *own[1:]]
-                blobs += [{"digest": d, "size": 1_000_000, "created_at": now} for d in own]
+                blobs += [{"digest": d, "size": OWN_SIZE, "created_at": now} for d in own]
                 links += [
                     {"repository_id": rid, "digest": d, "created_at": now} for d in {*own, *layers}
                 ]

@@ -34,9 +34,11 @@ def blob(store: SqlMetadataStore, repository: str, name: str, size: int) -> str:
     return digest
 
 
-def manifest(config: str, *layers: str) -> bytes:
+def manifest(store: SqlMetadataStore, config: str, *layers: str) -> bytes:
     def descriptor(d: str) -> dict[str, object]:
-        return {"mediaType": "application/octet-stream", "digest": d, "size": 1}
+        stored = store.blob(d)
+        assert stored is not None
+        return {"mediaType": "application/octet-stream", "digest": d, "size": stored.size}
 
     return json.dumps(
         {
@@ -60,17 +62,17 @@ def test_usage_counts_shared_blobs_once_per_repository_and_namespace(
     base = blob(store, "team/app", "base", 1000)
     v1 = blob(store, "team/app", "v1", 100)
     v2 = blob(store, "team/app", "v2", 200)
-    first, second = manifest(config, base, v1), manifest(config, base, v2)
+    first, second = manifest(store, config, base, v1), manifest(store, config, base, v2)
     push(service, "team/app", "1", first)
     push(service, "team/app", "2", second)
     push(service, "team/app", "latest", second)
     # team/api shares the base layer; solo has its own config and layer.
     for digest, size in ((config, 10), (base, 1000)):
         store.link_blob("team/api", digest, size)
-    api = manifest(config, base)
+    api = manifest(store, config, base)
     push(service, "team/api", "1", api)
     solo_config, solo_layer = blob(store, "solo", "sc", 7), blob(store, "solo", "sl", 3)
-    solo = manifest(solo_config, solo_layer)
+    solo = manifest(store, solo_config, solo_layer)
     push(service, "solo", "1", solo)
     blob(store, "team/app", "uploaded-but-unused", 5000)
 
@@ -110,7 +112,7 @@ def test_usage_of_an_empty_registry(store: SqlMetadataStore) -> None:
 
 def test_an_underscore_in_a_pattern_is_literal(store: SqlMetadataStore) -> None:
     for name in ("a_b/x", "acb/x"):
-        push(ManifestService(store, True), name, "1", manifest(blob(store, name, "c", 1)))
+        push(ManifestService(store, True), name, "1", manifest(store, blob(store, name, "c", 1)))
     report = UsageService(SqlUsageStore(store)).report("a_b/*")
     assert [u.name for u in report.repositories] == ["a_b/x"]
 
@@ -122,9 +124,9 @@ def limited(store: SqlMetadataStore, **limits: int) -> ManifestService:
 def test_a_push_over_max_bytes_is_refused_and_stores_nothing(store: SqlMetadataStore) -> None:
     service = limited(store, max_bytes=2000)
     config = blob(store, "q/app", "config", 10)
-    small = manifest(config, blob(store, "q/app", "small", 500))
+    small = manifest(store, config, blob(store, "q/app", "small", 500))
     push(service, "q/app", "v1", small)
-    big = manifest(config, blob(store, "q/app", "big", 1600))
+    big = manifest(store, config, blob(store, "q/app", "big", 1600))
     with pytest.raises(RegistryError) as info:
         push(service, "q/app", "v2", big)
     error = info.value
@@ -143,12 +145,12 @@ def test_a_push_over_max_bytes_is_refused_and_stores_nothing(store: SqlMetadataS
     assert store.list_tags("q/app", 10, None) == ["v1"]
     # The refused push's blobs stay linked (the collector's business) but do not count: a
     # push that fits still does.
-    push(service, "q/app", "v3", manifest(config, blob(store, "q/app", "tiny", 100)))
+    push(service, "q/app", "v3", manifest(store, config, blob(store, "q/app", "tiny", 100)))
     assert store.list_tags("q/app", 10, None) == ["v1", "v3"]
 
 
 def test_a_push_adding_no_bytes_is_allowed_over_a_lowered_quota(store: SqlMetadataStore) -> None:
-    payload = manifest(blob(store, "q/app", "c", 10), blob(store, "q/app", "l", 5000))
+    payload = manifest(store, blob(store, "q/app", "c", 10), blob(store, "q/app", "l", 5000))
     push(ManifestService(store, True), "q/app", "v1", payload)
     push(limited(store, max_bytes=100), "q/app", "again", payload)  # a new tag, no new bytes
     assert store.list_tags("q/app", 10, None) == ["again", "v1"]
@@ -157,7 +159,7 @@ def test_a_push_adding_no_bytes_is_allowed_over_a_lowered_quota(store: SqlMetada
 def test_max_tags_refuses_new_tags_only(store: SqlMetadataStore) -> None:
     service = limited(store, max_tags=2)
     config = blob(store, "q/app", "c", 1)
-    one, two = manifest(config, blob(store, "q/app", "1", 1)), manifest(config)
+    one, two = manifest(store, config, blob(store, "q/app", "1", 1)), manifest(store, config)
     push(service, "q/app", "a", one)
     push(service, "q/app", "b", one)
     with pytest.raises(RegistryError) as info:
@@ -178,13 +180,14 @@ def test_the_first_matching_quota_applies(store: SqlMetadataStore) -> None:
 
 def test_no_quota_means_no_extra_statement(store: SqlMetadataStore) -> None:
     config = blob(store, "free/app", "c", 1)
+    first, second = manifest(store, config), manifest(store, config, config)
     statements: list[str] = []
     event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    push(ManifestService(store, True), "free/app", "1", manifest(config))
+    push(ManifestService(store, True), "free/app", "1", first)
     plain = len(statements)
     statements.clear()
     # Quotas configured, but none for this repository.
-    push(limited(store, max_bytes=1, max_tags=1), "free/app", "2", manifest(config, config))
+    push(limited(store, max_bytes=1, max_tags=1), "free/app", "2", second)
     assert len(statements) == plain
 
 
@@ -206,7 +209,7 @@ def test_concurrent_pushes_never_exceed_the_quota_together(
     monkeypatch.setattr(sql_module, "enforce_quota", check_together)
     service = limited(store, max_bytes=1000 + 400)
     config = blob(store, "q/race", "c", 0)
-    payloads = [manifest(config, blob(store, "q/race", f"l{i}", 1000)) for i in range(2)]
+    payloads = [manifest(store, config, blob(store, "q/race", f"l{i}", 1000)) for i in range(2)]
     outcomes: list[str] = []
 
     def run(index: int) -> None:
@@ -228,7 +231,7 @@ def test_concurrent_pushes_never_exceed_the_quota_together(
 def test_repository_delete_removes_it_and_spares_the_others(store: SqlMetadataStore) -> None:
     service = ManifestService(store, True)
     config, layer = blob(store, "gone/app", "c", 10), blob(store, "gone/app", "l", 20)
-    index_child = manifest(config, layer)
+    index_child = manifest(store, config, layer)
     push(service, "gone/app", "1", index_child)
     push(service, "gone/app", "2", index_child)
     blob(store, "gone/app", "only-linked", 30)
@@ -256,7 +259,7 @@ def test_repository_delete_removes_it_and_spares_the_others(store: SqlMetadataSt
     assert info.value.code is ErrorCode.NAME_UNKNOWN
     # The name can be pushed to again, from scratch.
     store.link_blob("gone/app", config, 10)
-    push(service, "gone/app", "new", manifest(config))
+    push(service, "gone/app", "new", manifest(store, config))
     assert store.list_tags("gone/app", 10, None) == ["new"]
 
 
@@ -287,7 +290,7 @@ def test_a_repository_delete_waits_for_a_quota_checked_push(
         real_check(*args, **kwargs)
 
     monkeypatch.setattr(sql_module, "enforce_quota", check_while_deleting)
-    push(service, "q/app", "v1", manifest(config))
+    push(service, "q/app", "v1", manifest(store, config))
     deleter.join(timeout=30)
     assert len(deleted) == 1
     result = deleted[0]
@@ -318,5 +321,5 @@ def test_a_quota_checked_push_does_not_hold_up_blob_uploads(
         real_check(*args, **kwargs)
 
     monkeypatch.setattr(sql_module, "enforce_quota", check_while_uploading)
-    push(service, "q/app", "v1", manifest(config))
+    push(service, "q/app", "v1", manifest(store, config))
     assert store.linked_blob("q/app", _digest(b"new")) is not None
