@@ -39,13 +39,17 @@ from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.metadata.usage import Quota
+from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.blobs import BlobService
 from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
 from moorage.services.jobs import JobLeases, LeaseLost
 from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
+from moorage.services.repositories import RepositoryService
 from moorage.services.uploads import UploadService
+from moorage.services.usage import Quotas
 from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.port import BlobStore
 from moorage.telemetry import metrics
@@ -126,6 +130,10 @@ def build_blob_store(settings: Settings) -> BlobStore:
 # --- end blob store choice ---
 
 
+def build_quotas(settings: Settings) -> Quotas:
+    return Quotas([Quota(q.repository, q.max_bytes, q.max_tags) for q in settings.quotas])
+
+
 def build_registry(settings: Settings) -> Registry:
     """Open the backends the settings name, migrate the database, and wire the services."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
@@ -143,10 +151,11 @@ def build_registry(settings: Settings) -> Registry:
     return Registry(
         uploads=UploadService(metadata, storage, limits.upload_expiry_seconds),
         blobs=BlobService(metadata, storage, settings.delete_enabled),
-        manifests=ManifestService(metadata, settings.delete_enabled),
+        manifests=ManifestService(metadata, settings.delete_enabled, build_quotas(settings)),
         listing=ListingService(
             metadata, PageLimits(limits.page_size_default, limits.page_size_max)
         ),
+        repositories=RepositoryService(SqlUsageStore(metadata), settings.delete_enabled),
         metadata=metadata,
         storage=storage,
         manifest_max_bytes=limits.manifest_max_bytes,

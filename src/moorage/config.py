@@ -343,6 +343,65 @@ class GcSettings(_Section):
 # --- end garbage collection ---
 
 
+# --- quotas (issue 10) ---
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_size(value: Any) -> Any:
+    """``10GiB``, ``500 MB``, ``1.5TB`` or a plain number of bytes, as a number of bytes.
+    Anything else is passed on for pydantic to refuse with its own message."""
+    if not isinstance(value, str):
+        return value
+    match = _SIZE.fullmatch(value)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(
+            f"{value!r} is not a size: write bytes, or a number with B, kB, MB, GB, TB "
+            "(powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
+        )
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+
+class QuotaSettings(_Section):
+    """Limits for each repository matching ``repository`` (the first matching entry wins)."""
+
+    repository: str
+    max_bytes: ByteSize | None = None
+    max_tags: int | None = Field(None, ge=0)
+
+    @field_validator("repository")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        # Imported here: the policy module imports this one.
+        from moorage.auth.policy import validate_repository_pattern
+
+        return validate_repository_pattern(pattern)
+
+    @model_validator(mode="after")
+    def _limits(self) -> QuotaSettings:
+        if self.max_bytes is None and self.max_tags is None:
+            raise ValueError("a quota needs max_bytes, max_tags or both")
+        return self
+
+
+# --- end quotas ---
+
+
 class Settings(BaseSettings):
     """Everything Moorage can be told; every field has a safe default."""
 
@@ -358,6 +417,8 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
     proxy: ProxySettings = ProxySettings()
     gc: GcSettings = GcSettings()
+    # Per repository pattern, checked when a manifest is pushed (docs/gc.md).
+    quotas: list[QuotaSettings] = []
     # Serving a non-loopback address with no authentication configured must be asked for.
     allow_anonymous_network: bool = False
     delete_enabled: bool = True

@@ -13,6 +13,7 @@ from moorage.metadata.port import MetadataStore
 from moorage.services.blobs import BlobService
 from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
+from moorage.services.repositories import RepositoryService
 from moorage.services.uploads import UploadService
 from moorage.storage.port import BlobStore
 
@@ -23,6 +24,7 @@ class Registry:
     blobs: BlobService
     manifests: ManifestService
     listing: ListingService
+    repositories: RepositoryService
     metadata: MetadataStore
     storage: BlobStore
     manifest_max_bytes: int

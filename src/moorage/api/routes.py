@@ -1,5 +1,6 @@
-"""The /v2 route table. Repository names contain slashes, so one pattern per endpoint is matched
-against the path after ``/v2/``; the name is validated once here, at the edge."""
+"""The route tables: /v2 (the OCI API) and /api/v1 (Moorage's own). Repository names contain
+slashes, so one pattern per endpoint is matched against the path after the prefix; the name is
+validated once here, at the edge."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from moorage.api import blobs, discovery, manifests, uploads
+from moorage.api import blobs, discovery, manifests, repositories, uploads
 from moorage.api.context import Registry
-from moorage.auth.access import DELETE, PULL, PUSH
+from moorage.auth.access import ADMIN, DELETE, PULL, PUSH
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.names import parse_name
 
@@ -27,7 +28,7 @@ class Endpoint:
     pattern: re.Pattern[str]
     methods: dict[str, Handler]
     # The repository action each method needs: the one table every authorization decision on a
-    # /v2 route comes from. Uploads need push throughout (status and cancel included).
+    # /v2 or /api/v1 route comes from. Uploads need push throughout (status and cancel included).
     actions: dict[str, str]
 
 
@@ -100,9 +101,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def resolve(path: str, method: str) -> ResolvedRoute:
-    """Find the handler for ``/v2/<path>``; 404 for an unknown route, 405 for a wrong method."""
-    for endpoint in ENDPOINTS:
+# /api/v1: Moorage's management routes. Deleting a repository is for admins only.
+API_ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "/api/v1/repositories/{name}",
+        re.compile(rf"^repositories/{_NAME}(?P<ref>)$"),
+        {"DELETE": repositories.delete_repository},
+        {"DELETE": ADMIN},
+    ),
+)
+
+
+def resolve(path: str, method: str, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> ResolvedRoute:
+    """Find the handler for ``/v2/<path>`` (or ``/api/v1/<path>`` with ``API_ENDPOINTS``);
+    404 for an unknown route, 405 for a wrong method."""
+    for endpoint in endpoints:
         match = endpoint.pattern.match(path)
         if match is None:
             continue

@@ -21,7 +21,7 @@ from moorage.api.guards import RequestGuards
 from moorage.api.observe import ObserveRequests, Recorder
 from moorage.api.request_state import REPOSITORY_KEY, REQUEST_ID_KEY, ROUTE_KEY
 from moorage.api.responses import error_response, json_response
-from moorage.api.routes import resolve
+from moorage.api.routes import API_ENDPOINTS, ENDPOINTS, Endpoint, resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
 from moorage.auth.gate import Decision
 from moorage.auth.identity import Identity
@@ -132,9 +132,9 @@ def build_app(
 
         return await _guarded(request, call)
 
-    async def v2_dispatch(request: Request) -> Response:
+    async def dispatch(request: Request, endpoints: tuple[Endpoint, ...]) -> Response:
         async def call() -> Response:
-            route = resolve(request.path_params["path"], request.method)
+            route = resolve(request.path_params["path"], request.method, endpoints)
             request.scope[ROUTE_KEY] = route.template
             request.scope[REPOSITORY_KEY] = route.name
             routed = request
@@ -149,6 +149,12 @@ def build_app(
 
         return await _guarded(request, call)
 
+    async def v2_dispatch(request: Request) -> Response:
+        return await dispatch(request, ENDPOINTS)
+
+    async def api_dispatch(request: Request) -> Response:
+        return await dispatch(request, API_ENDPOINTS)
+
     async def token(request: Request) -> Response:
         call = token_post if request.method == "POST" else token_get
         return await _guarded(request, lambda: call(gate, request))
@@ -162,6 +168,7 @@ def build_app(
         Route("/v2", v2_root, methods=["GET", "HEAD"]),
         Route("/v2/_catalog", v2_catalog, methods=["GET"]),
         Route("/v2/{path:path}", v2_dispatch, methods=all_methods),
+        Route("/api/v1/{path:path}", api_dispatch, methods=all_methods),
         Route("/token", token, methods=["GET", "POST"]),
         Route("/_ping", health.ping, methods=["GET", "HEAD"]),
         Route("/v1/_ping", health.ping, methods=["GET", "HEAD"]),

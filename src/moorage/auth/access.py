@@ -14,6 +14,10 @@ PULL = "pull"
 PUSH = "push"
 DELETE = "delete"
 REPOSITORY_ACTIONS = frozenset({PULL, PUSH, DELETE})
+# Held only by the policy's admins (no rule or API token scope can grant it): deleting a whole
+# repository (DELETE /api/v1/repositories/<name>).
+ADMIN = "admin"
+ADMIN_ACTIONS = REPOSITORY_ACTIONS | {ADMIN}
 
 REPOSITORY = "repository"
 REGISTRY = "registry"

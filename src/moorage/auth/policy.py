@@ -18,12 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from moorage.auth.access import (
+    ADMIN_ACTIONS,
     CATALOG,
     PULL,
     PUSH,
     REGISTRY,
     REPOSITORY,
-    REPOSITORY_ACTIONS,
     Access,
 )
 from moorage.auth.identity import Identity, Via
@@ -285,7 +285,7 @@ class PolicyAuthorizer:
         if not is_valid_name(repository):
             return frozenset()
         if self._is_admin(identity):
-            return REPOSITORY_ACTIONS
+            return ADMIN_ACTIONS
         # Each action comes only from a rule that lists it: delete never follows from push.
         return frozenset(
             action for rule in self._rules_for(identity, repository) for action in rule.actions

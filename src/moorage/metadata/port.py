@@ -17,6 +17,7 @@ from moorage.metadata.records import (
     ReferrerRecord,
     UploadSession,
 )
+from moorage.metadata.usage import Quota
 
 
 class UploadBusy(Exception):
@@ -69,6 +70,7 @@ class MetadataStore(Protocol):
         references: ManifestReferences,
         tags: list[str],
         keep_tags: bool = False,
+        quota: Quota | None = None,
     ) -> list[str]:
         """Store the manifest (idempotent by digest) and point ``tags`` at it, moving them
         from any manifest they named before; safe to run concurrently for the same manifest
@@ -79,7 +81,11 @@ class MetadataStore(Protocol):
         ``keep_tags`` (immutable tags): a tag may be created, or set again to the manifest it
         names, but not moved; if one would move, stores nothing and raises :class:`TagTaken`.
         Decided in the transaction that writes the tags, so a concurrent push cannot slip a
-        tag in between the check and the write."""
+        tag in between the check and the write.
+
+        ``quota``: the repository's limits; if this push would exceed one, stores nothing and
+        raises :class:`~moorage.metadata.usage.QuotaExceeded`, decided in the same transaction
+        (pushes to one quota-limited repository take turns on it)."""
 
     def get_manifest(
         self, repository: str, reference: str, by_digest: bool

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,13 @@ from moorage.metadata.records import (
     ManifestReferences,
     ReferrerRecord,
     UploadSession,
+)
+from moorage.metadata.usage import Quota
+from moorage.metadata.usage_sql import (
+    enforce_quota,
+    lock_for_quota,
+    manifest_stored,
+    read_snapshot,
 )
 from moorage.metadata.writer_lock import WriterLock
 
@@ -348,6 +355,17 @@ class SqlMetadataStore:
             with writer.begin():
                 yield writer
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read connection whose SELECTs all see one snapshot (reports of many queries)."""
+        with self._read() as conn, read_snapshot(conn):
+            yield conn
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A durable write transaction under the writer lock, for SQL kept in other modules
+        (:mod:`moorage.metadata.usage_sql`)."""
+        return self._write()
+
     @staticmethod
     def _repository_id(conn: Connection, name: str) -> int | None:
         return conn.execute(_REPOSITORY_ID, {"name": name}).scalar_one_or_none()
@@ -474,10 +492,17 @@ class SqlMetadataStore:
         references: ManifestReferences,
         tags: list[str],
         keep_tags: bool = False,
+        quota: Quota | None = None,
     ) -> list[str]:
         now = time.time()
         with self._write() as conn:
             repository_id = self._ensure_repository(conn, repository)
+            # Whether the push adds bytes is asked before the insert: an ON CONFLICT DO
+            # NOTHING's rowcount is -1 on PostgreSQL.
+            had_manifest = False
+            if quota is not None:
+                lock_for_quota(conn, repository_id)
+                had_manifest = manifest_stored(conn, repository_id, manifest.digest)
             # Checked inside the write transaction, with the rows share-locked on PostgreSQL
             # (SQLite has one writer at a time): a blob or child deleted concurrently can
             # never leave this manifest pointing at nothing.
@@ -525,6 +550,8 @@ class SqlMetadataStore:
                         for d in set(references.manifests)
                     ],
                 )
+            if quota is not None:  # raising QuotaExceeded rolls the push back whole
+                enforce_quota(conn, repository_id, quota, new_manifest=not had_manifest, tags=tags)
             rows = [
                 {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id}
                 for tag in tags

@@ -5,9 +5,11 @@ from __future__ import annotations
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.port import MetadataStore, TagTaken
 from moorage.metadata.records import ManifestRecord, ManifestReferences
+from moorage.metadata.usage import QuotaExceeded
 from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, is_digest_like
 from moorage.oci.manifest import Descriptor, parse_manifest
 from moorage.oci.names import is_valid_tag, parse_tag
+from moorage.services.usage import NO_QUOTAS, Quotas, quota_refusal
 
 
 def _unknown(reference: str) -> RegistryError:
@@ -49,9 +51,12 @@ def _check_sizes(descriptors: tuple[Descriptor, ...], stored: dict[str, int]) ->
 
 
 class ManifestService:
-    def __init__(self, metadata: MetadataStore, delete_enabled: bool) -> None:
+    def __init__(
+        self, metadata: MetadataStore, delete_enabled: bool, quotas: Quotas = NO_QUOTAS
+    ) -> None:
         self.metadata = metadata
         self.delete_enabled = delete_enabled
+        self.quotas = quotas
 
     def put(
         self,
@@ -104,8 +109,15 @@ class ManifestService:
         )
         try:
             missing = self.metadata.put_manifest(
-                repository, record, references, tags, keep_tags=immutable_tags
+                repository,
+                record,
+                references,
+                tags,
+                keep_tags=immutable_tags,
+                quota=self.quotas.for_repository(repository),
             )
+        except QuotaExceeded as exceeded:
+            raise quota_refusal(repository, exceeded) from None
         except TagTaken as taken:
             tag = taken.tags[0][:128]
             raise RegistryError(

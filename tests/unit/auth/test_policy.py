@@ -118,8 +118,22 @@ def test_only_what_was_asked_is_granted(authz: PolicyAuthorizer) -> None:
 
 def test_unknown_actions_and_resource_types_are_refused(authz: PolicyAuthorizer) -> None:
     assert authz.grant(user("root"), [repository("x/y", "*")]) == []
-    assert authz.grant(user("root"), [repository("x/y", "admin")]) == []
+    assert authz.grant(user("root"), [repository("x/y", "frobnicate")]) == []
     assert authz.grant(user("root"), [Access("other", "x", frozenset({"pull"}))]) == []
+
+
+def test_only_admins_hold_the_admin_action(authz: PolicyAuthorizer) -> None:
+    # Repository delete (DELETE /api/v1/repositories/<name>) needs it; no rule can grant it.
+    assert authz.grant(user("root"), [repository("x/y", "admin")]) == [repository("x/y", "admin")]
+    assert authz.grant(user("alice"), [repository("team-a/app", "admin", "delete")]) == [
+        repository("team-a/app", "delete")
+    ]
+    assert (
+        authz.grant(
+            user("root", (parse_scope("repository:x/y:pull"),)), [repository("x/y", "admin")]
+        )
+        == []
+    )
 
 
 def test_anonymous_rule_also_applies_to_logged_in_users() -> None:

@@ -20,6 +20,7 @@ from moorage.metadata.gc_port import ManifestPolicy, TagRecord
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.sql import SqlMetadataStore
+from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.oci.digest import Digest
 from moorage.services.blobs import BlobService, find_linked
 from moorage.services.gc import (
@@ -31,6 +32,7 @@ from moorage.services.gc import (
     expired_tags,
 )
 from moorage.services.manifests import ManifestService
+from moorage.services.repositories import RepositoryService
 from moorage.services.uploads import UploadService
 from moorage.storage.filesystem import FilesystemBlobStore
 
@@ -543,3 +545,13 @@ def test_retention_leaves_a_tag_pushed_again_since_it_looked(registry: Registry)
     registry.put(REPO, "pr-1", registry.manifests.get(REPO, first).payload, OCI_MANIFEST)
     assert SqlGcStore(registry.metadata).remove_tags([record], time.time(), False) == []
     assert registry.manifests.get(REPO, "pr-1") is not None
+
+
+def test_a_deleted_repository_is_reclaimed_without_a_full_run(registry: Registry) -> None:
+    registry.image(REPO, "v1", b"only here", b"shared")
+    registry.image(OTHER, "v1", b"shared")
+    RepositoryService(SqlUsageStore(registry.metadata)).delete(REPO)
+    registry.collect(full=False)  # the delete queued what the repository kept alive
+    assert not registry.stored(b"only here") and not registry.has_row(b"only here")
+    assert registry.stored(b"shared")  # still used by the other repository
+    assert registry.manifests.get(OTHER, "v1") is not None

@@ -12,6 +12,7 @@ from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.records import ManifestRecord, ManifestReferences
 from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.metadata.usage import Quota
 from moorage.services.manifests import ManifestService
 
 REPO = "m/race"
@@ -48,11 +49,12 @@ class TagLandsFirst(SqlMetadataStore):
         references: ManifestReferences,
         tags: list[str],
         keep_tags: bool = False,
+        quota: Quota | None = None,
     ) -> list[str]:
         if self.rival:
             rival, self.rival = self.rival, b""
             ManifestService(self, True).put(repository, "v1", rival, OCI_MANIFEST)
-        return super().put_manifest(repository, manifest, references, tags, keep_tags)
+        return super().put_manifest(repository, manifest, references, tags, keep_tags, quota)
 
 
 def test_an_immutable_tag_created_during_a_push_is_not_moved(database_url: str) -> None:
@@ -97,9 +99,10 @@ class DeleteLandsFirst(SqlMetadataStore):
         references: ManifestReferences,
         tags: list[str],
         keep_tags: bool = False,
+        quota: Quota | None = None,
     ) -> list[str]:
         self.unlink_blob(repository, self.victim)
-        return super().put_manifest(repository, manifest, references, tags, keep_tags)
+        return super().put_manifest(repository, manifest, references, tags, keep_tags, quota)
 
 
 def test_a_blob_deleted_during_a_manifest_put_is_never_left_referenced(database_url: str) -> None:
