@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -93,6 +93,21 @@ class ApiTokenInfo:
 
     def is_live(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_expiry(text: str, now: datetime) -> datetime | None:
+    """``12h``, ``30d``, ``8w`` after ``now``, or None for ``never``; else ValueError. (The CLI
+    and the web UI take the same expiry words.)"""
+    if text == "never":
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expiry {text!r} must be like 12h, 30d, 8w, or never")
+    return now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def looks_like_token(secret: str) -> bool:
