@@ -30,7 +30,8 @@ class RepositorySummary:
     tag_count: int
     # Bytes of every blob linked to the repository (each blob once).
     size: int
-    # When a tag was last set, or a manifest last stored; None for an empty repository.
+    # When a tag was last set (pushed or moved); None when it has no tags. Manifests' own
+    # times are left out: reading them scans rows wide with their payloads (8 ms at 10,000).
     last_push: float | None
 
 

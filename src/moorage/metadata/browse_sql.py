@@ -48,6 +48,9 @@ def _blob_bytes() -> ColumnElement[Any]:
             )
         )
         .where(edges.c.manifest_id == _m.c.id)
+        # Two levels down from the manifest row: without this SQLAlchemy would give the
+        # subquery a manifests table of its own, and every index's children would count.
+        .correlate(_m)
     )
     links = s.manifest_blobs
     return (
@@ -128,15 +131,11 @@ class SqlBrowseStore:
         last_tag = (
             select(func.max(_t.c.updated_at)).where(_t.c.repository_id == _r.c.id)
         ).scalar_subquery()
-        last_manifest = (
-            select(func.max(_m.c.created_at)).where(_m.c.repository_id == _r.c.id)
-        ).scalar_subquery()
         query = select(
             _r.c.name,
             tag_count.label("tag_count"),
             size.label("size"),
             last_tag.label("last_tag"),
-            last_manifest.label("last_manifest"),
         ).where(_r.c.name.in_(names))
         found = {row.name: row for row in self._rows(query)}
         summaries = []
@@ -144,11 +143,8 @@ class SqlBrowseStore:
             row = found.get(name)
             if row is None:
                 continue
-            times = [t for t in (row.last_tag, row.last_manifest) if t is not None]
             summaries.append(
-                RepositorySummary(
-                    name, int(row.tag_count), int(row.size), max(times) if times else None
-                )
+                RepositorySummary(name, int(row.tag_count), int(row.size), row.last_tag)
             )
         return summaries
 

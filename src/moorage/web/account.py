@@ -47,7 +47,7 @@ async def sign_in(request: Request, context: WebContext) -> Response:
     viewer = viewer_of(context, request)
     if not context.gate.enabled:
         return RedirectResponse("/ui/", status_code=303)
-    if request.method == "GET":
+    if request.method != "POST":
         next_page = _next_page(request.query_params.get("next"))
         return render(request, context, viewer, "sign_in.html", next_page=next_page, error="")
     try:

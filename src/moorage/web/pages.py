@@ -66,10 +66,11 @@ async def repository_pages(request: Request, context: WebContext) -> Response:
     name, _, rest = path.partition(SEPARATOR)
     if not viewer.may_pull(name):
         return not_found(request, context, viewer)
+    reading = request.method in ("GET", "HEAD")
     try:
-        if not rest and request.method == "GET":
+        if not rest and reading:
             return await _repository(request, context, viewer, name)
-        if rest.startswith("m/") and request.method == "GET":
+        if rest.startswith("m/") and reading:
             return await _image(request, context, viewer, name, rest[2:])
         if rest == "delete":
             return await _delete(request, context, viewer, name)
@@ -131,7 +132,7 @@ async def _delete(request: Request, context: WebContext, viewer: Viewer, name: s
     manifest and every tag on it), as the API's DELETE does."""
     if not (viewer.may_delete(name) and context.manifests.delete_enabled):
         return refused(request, context, viewer, "You may not delete in this repository.")
-    if request.method == "GET":
+    if request.method != "POST":
         reference = request.query_params.get("ref", "")
         # The manifest must exist for a confirmation to make sense; this also keeps the page
         # from echoing arbitrary text.
