@@ -202,6 +202,7 @@ def build_web(settings: Settings, registry: Registry) -> WebContext:
             _session_key(settings) if gate.enabled else b"auth off: no sessions",
             ui.session_seconds,
             gate.credential_of,
+            tokens.is_live if tokens is not None else lambda _: False,
         ),
         throttle=SignInThrottle(
             ui.sign_in_failures_per_user,

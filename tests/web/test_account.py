@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import httpx
 import pytest
 
+from moorage.app import create_app
 from moorage.auth.htpasswd import set_password
+from moorage.config import load_settings
 from tests.web.conftest import Seeded
+from tests.web.html import Element
 from tests.web.support import browser, csrf_of, page, password, sign_in
 
 
@@ -22,24 +29,17 @@ def set_cookies(response: httpx.Response) -> dict[str, SimpleCookie]:
     return found
 
 
-def signed_in_as(document) -> str | None:  # type: ignore[no-untyped-def]
-    users = document.find_all("strong")
-    for user in users:
+def signed_in_as(document: Element) -> str | None:
+    for user in document.find_all("strong"):
         if user.attrs.get("data-testid") == "user":
             return str(user.clean_text)
     return None
 
 
 @pytest.mark.parametrize(
-    ("base_url", "headers", "secure"),
-    [
-        ("http://registry", {}, False),
-        ("https://registry", {}, True),
-    ],
+    ("base_url", "secure"), [("http://registry", False), ("https://registry", True)]
 )
-async def test_session_cookie_flags(
-    seeded: Seeded, base_url: str, headers: dict[str, str], secure: bool
-) -> None:
+async def test_session_cookie_flags(seeded: Seeded, base_url: str, secure: bool) -> None:
     async with browser(seeded.app, base_url=base_url) as client:
         first = await client.get("/ui/sign-in")
         csrf_cookie = set_cookies(first)["moorage_csrf"]["moorage_csrf"]
@@ -57,10 +57,9 @@ async def test_session_cookie_flags(
         assert int(session["max-age"]) == 8 * 3600
 
 
-async def test_secure_cookie_behind_a_trusted_tls_proxy(tmp_path, auth_files) -> None:  # type: ignore[no-untyped-def]
-    from moorage.app import create_app
-    from moorage.config import load_settings
-
+async def test_secure_cookie_behind_a_trusted_tls_proxy(
+    tmp_path: Path, auth_files: dict[str, Path]
+) -> None:
     settings = load_settings(
         storage={"data_dir": tmp_path / "d"}, auth=auth_files, proxy={"trusted": ["127.0.0.1"]}
     )
@@ -161,9 +160,6 @@ async def test_a_tampered_session_cookie_is_anonymous(seeded: Seeded) -> None:
     async with browser(seeded.app, "rita") as client:
         cookie = client.cookies["moorage_session"]
         payload, mac = cookie.split(".")
-        import base64
-        import json
-
         body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         body["u"] = "root"
         forged = base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
@@ -177,8 +173,6 @@ async def test_a_password_change_ends_the_session(seeded: Seeded) -> None:
     async with browser(seeded.app, "rita") as client:
         assert (await client.get("/ui/r/team/app")).status_code == 200
         set_password(seeded.htpasswd, "rita", "a-new-password-1")
-        import asyncio
-
         # The htpasswd file is re-read when it changes (checked at most once a second).
         for _ in range(30):
             if (await client.get("/ui/r/team/app")).status_code == 404:
@@ -290,6 +284,25 @@ async def test_an_api_token_signs_in_but_cannot_manage_tokens(seeded: Seeded) ->
     async with browser(seeded.app) as client:
         # Another user's name with the token is refused.
         assert (await sign_in(client, "rita", secret)).status_code == 401
+
+
+async def test_revoking_a_token_ends_the_sessions_opened_with_it(seeded: Seeded) -> None:
+    async with browser(seeded.app, "wendy") as owner:
+        csrf = csrf_of(page(await owner.get("/ui/tokens")))
+        created = page(
+            await owner.post(
+                "/ui/tokens",
+                data={"csrf": csrf, "scopes": "repository:team/*:pull", "expires": "7d"},
+            )
+        )
+        secret = str(created.by_id("new-token").attrs["value"])
+        [row] = created.rows("tokens")
+        async with browser(seeded.app) as robot:
+            assert (await sign_in(robot, "wendy", secret)).status_code == 303
+            assert (await robot.get("/ui/r/team/app")).status_code == 200
+            await owner.post("/ui/tokens/revoke", data={"csrf": csrf, "id": row[0]})
+            assert (await robot.get("/ui/r/team/app")).status_code == 404
+            assert signed_in_as(page(await robot.get("/ui/"))) is None
 
 
 async def test_anonymous_visitors_have_no_token_page(seeded: Seeded) -> None:

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from moorage.auth.access import ScopeError, parse_scopes
-from moorage.auth.api_tokens import ApiTokenError, parse_expiry
+from moorage.auth.api_tokens import ApiTokenError, parse_expiry, token_id
+from moorage.auth.identity import Via
 from moorage.web.context import WebContext
 from moorage.web.forms import FormRefused, read_form
 from moorage.web.pages import not_found, refused
@@ -72,7 +73,10 @@ async def sign_in(request: Request, context: WebContext) -> Response:
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
     identity = await run_in_threadpool(context.gate.login, user, password)
-    cookie = context.signer.issue(identity) if identity is not None else None
+    cookie = None
+    if identity is not None:
+        api_token = token_id(password) if identity.via is Via.API_TOKEN else None
+        cookie = context.signer.issue(identity, api_token)
     if cookie is None:
         context.throttle.failed(user, address)
         log.info("ui sign-in refused", extra={"user": user[:64], "address": address})

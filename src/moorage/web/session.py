@@ -7,7 +7,8 @@ derived from the token signing key (or ``ui.session_secret``) so every worker an
 that shares that key accepts the same cookies, with no session table.
 
 The tag of the stored password hash ends a session when its user's password changes or the
-user is removed, as refresh tokens do.
+user is removed, as refresh tokens do; a session opened with an API token also ends when that
+token is revoked or expires.
 """
 
 from __future__ import annotations
@@ -53,11 +54,14 @@ class SessionSigner:
         key: bytes,
         lifetime_seconds: int,
         credential_of: Callable[[str], str | None],
+        token_live: Callable[[str], bool] = lambda _: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._key = key
         self.lifetime_seconds = lifetime_seconds
         self._credential_of = credential_of
+        # Whether the API token a session was opened with is still live (not revoked/expired).
+        self._token_live = token_live
         self._clock = clock
 
     def _mac(self, purpose: str, data: bytes) -> bytes:
@@ -69,10 +73,13 @@ class SessionSigner:
             return None
         return _b64(self._mac("credential", credential.encode())[:16])
 
-    def issue(self, identity: Identity) -> str | None:
+    def issue(self, identity: Identity, api_token: str | None = None) -> str | None:
         """A cookie value for ``identity``; None when it cannot hold a session (anonymous, a
-        bearer token, or a user without a stored credential)."""
+        bearer token, a user without a stored credential, or an API token sign-in without
+        ``api_token``, the id of the token, which the session then lasts no longer than)."""
         if identity.name is None or identity.via not in (Via.PASSWORD, Via.API_TOKEN):
+            return None
+        if (identity.via is Via.API_TOKEN) != (api_token is not None):
             return None
         binding = self._binding(identity.name)
         if binding is None:
@@ -83,6 +90,7 @@ class SessionSigner:
             "l": None if identity.limit is None else [a.scope() for a in identity.limit],
             "x": self._clock() + self.lifetime_seconds,
             "b": binding,
+            "t": api_token,
         }
         payload = json.dumps(body, separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._mac('session', payload))}"
@@ -103,7 +111,7 @@ class SessionSigner:
         try:
             body = json.loads(payload)
             user, via, limit = body["u"], Via(body["v"]), body["l"]
-            expires, binding = float(body["x"]), body["b"]
+            expires, binding, api_token = float(body["x"]), body["b"], body["t"]
         except (ValueError, KeyError, TypeError):
             return None
         if expires <= self._clock() or not isinstance(user, str):
@@ -111,6 +119,8 @@ class SessionSigner:
         current = self._binding(user)
         if current is None or not hmac.compare_digest(current, str(binding)):
             return None
+        if api_token is not None and not self._token_live(str(api_token)):
+            return None  # the token it was opened with was revoked or has expired
         scopes = None if limit is None else tuple(parse_scopes(limit))
         return Identity(user, via, scopes)
 

@@ -15,18 +15,38 @@ class Clock:
         return self.now
 
 
-def signer(credentials: dict[str, str], clock: Clock, key: bytes = b"k") -> SessionSigner:
-    return SessionSigner(derive_key(key), 3600, credentials.get, clock)
+def signer(
+    credentials: dict[str, str], clock: Clock, key: bytes = b"k", live: frozenset[str] = frozenset()
+) -> SessionSigner:
+    return SessionSigner(
+        derive_key(key), 3600, credentials.get, token_live=live.__contains__, clock=clock
+    )
 
 
 def test_a_session_round_trips_with_its_limits() -> None:
     clock = Clock()
-    sessions = signer({"ann": "hash1"}, clock)
+    sessions = signer({"ann": "hash1"}, clock, live=frozenset({"t1"}))
+    password = Identity("ann", Via.PASSWORD)
+    cookie = sessions.issue(password)
+    assert cookie is not None
+    assert sessions.identity(cookie) == password
     limited = Identity("ann", Via.API_TOKEN, (parse_scope("repository:team/*:pull"),))
-    for identity in (Identity("ann", Via.PASSWORD), limited):
-        cookie = sessions.issue(identity)
-        assert cookie is not None
-        assert sessions.identity(cookie) == identity
+    cookie = sessions.issue(limited, "t1")
+    assert cookie is not None
+    assert sessions.identity(cookie) == limited
+
+
+def test_a_token_session_ends_with_its_token() -> None:
+    clock = Clock()
+    live = {"t1"}
+    sessions = SessionSigner(derive_key(b"k"), 3600, {"ann": "h"}.get, live.__contains__, clock)
+    cookie = sessions.issue(Identity("ann", Via.API_TOKEN, ()), "t1")
+    assert sessions.identity(cookie) is not None
+    live.clear()
+    assert sessions.identity(cookie) is None
+    # A token sign-in must name its token, and a password one must not.
+    assert sessions.issue(Identity("ann", Via.API_TOKEN, ())) is None
+    assert sessions.issue(Identity("ann", Via.PASSWORD), "t1") is None
 
 
 def test_a_session_expires() -> None:
