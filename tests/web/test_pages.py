@@ -257,6 +257,9 @@ async def test_admin_deletes_a_tag_after_confirming(seeded: Seeded) -> None:
         after = page(await client.get(response.headers["location"]))
         assert "hostile" not in tag_names(after)
         assert after.find("p", class_="notice").clean_text == "Deleted hostile."
+        # A crafted link cannot claim a delete of something that is still there.
+        crafted = page(await client.get("/ui/r/team/app?deleted=v1"))
+        assert not crafted.find_all("p", class_="notice")
         # The manifest stays, by digest; deleting it by digest is the other confirmation.
         by_digest = await client.get(f"/ui/r/team/app/-/m/{seeded.digests['hostile']}")
         assert by_digest.status_code == 200

@@ -86,6 +86,12 @@ async def _repository(request: Request, context: WebContext, viewer: Viewer, nam
     order = TagOrder.TIME if query.get("sort") == "time" else TagOrder.NAME
     page_number = _page_number(query.get("page"))
     tags = await run_in_threadpool(context.browse.tags, name, order, page_number, context.page_size)
+    # The notice after a delete says what went; a crafted link naming something that is
+    # still there shows none (the page must not claim a delete that did not happen).
+    deleted = query.get("deleted", "")[:300]
+    if deleted:
+        still_there = await run_in_threadpool(_resolves, context, name, deleted)
+        deleted = "" if still_there else deleted
     show_untagged = query.get("untagged") == "1"
     untagged: list[TagRow] = []
     more_untagged = False
@@ -106,8 +112,16 @@ async def _repository(request: Request, context: WebContext, viewer: Viewer, nam
         more_untagged=more_untagged,
         untagged_page=_page_number(query.get("upage")),
         may_delete=viewer.may_delete(name) and context.manifests.delete_enabled,
-        deleted=query.get("deleted", "")[:300],
+        deleted=deleted,
     )
+
+
+def _resolves(context: WebContext, name: str, reference: str) -> bool:
+    try:
+        context.manifests.get(name, reference)
+    except RegistryError:
+        return False
+    return True
 
 
 async def _image(
