@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, select
 
 from moorage.metadata import schema as s
 from moorage.metadata.browse import (
@@ -33,32 +33,41 @@ _t = s.tags
 
 def _blob_bytes() -> ColumnElement[Any]:
     """The bytes of the blobs the outer query's manifest references, plus those of its child
-    manifests in the same repository (an index's images); correlated to that manifest row."""
-    child = s.manifests.alias("child")
-    edges = s.manifest_children
-    children = (
-        select(child.c.id)
-        .select_from(
-            edges.join(
-                child,
-                and_(
-                    child.c.digest == edges.c.child_digest,
-                    child.c.repository_id == _m.c.repository_id,
-                ),
-            )
-        )
-        .where(edges.c.manifest_id == _m.c.id)
-        # Two levels down from the manifest row: without this SQLAlchemy would give the
-        # subquery a manifests table of its own, and every index's children would count.
-        .correlate(_m)
-    )
+    manifests in the same repository (an index's images); correlated to that manifest row.
+
+    Two sums, each an index walk. The children are found from the manifest's own child edges
+    by (repository, digest), written as nested INs so that the planner cannot start from every
+    manifest of the repository instead (it did, with a join: 10,000 probes per row)."""
     links = s.manifest_blobs
-    return (
+    own = (
         select(func.coalesce(func.sum(s.blobs.c.size), 0))
         .select_from(links.join(s.blobs, s.blobs.c.digest == links.c.digest))
-        .where(or_(links.c.manifest_id == _m.c.id, links.c.manifest_id.in_(children)))
+        .where(links.c.manifest_id == _m.c.id)
         .scalar_subquery()
     )
+    child = s.manifests.alias("child")
+    child_links = s.manifest_blobs.alias("child_links")
+    # Each level down from the manifest row is correlated to it explicitly: SQLAlchemy
+    # correlates only to the enclosing SELECT, and would otherwise give each subquery a
+    # manifests table of its own (every index's children would then count).
+    child_digests = (
+        select(s.manifest_children.c.child_digest)
+        .where(s.manifest_children.c.manifest_id == _m.c.id)
+        .correlate(_m)
+    )
+    child_ids = (
+        select(child.c.id)
+        .where(child.c.repository_id == _m.c.repository_id, child.c.digest.in_(child_digests))
+        .correlate(_m)
+    )
+    children = (
+        select(func.coalesce(func.sum(s.blobs.c.size), 0))
+        .select_from(child_links.join(s.blobs, s.blobs.c.digest == child_links.c.digest))
+        .where(child_links.c.manifest_id.in_(child_ids))
+        .correlate(_m)
+        .scalar_subquery()
+    )
+    return own + children
 
 
 def _manifest_columns(tag: ColumnElement[Any], pushed_at: ColumnElement[Any]) -> list[Any]:
@@ -98,10 +107,10 @@ class SqlBrowseStore:
         with self._store._read() as conn:
             return list(conn.execute(query).all())
 
-    def _name_order(self) -> Any:
+    def _name_of(self, column: Any) -> Any:
         # Binary collation on both databases, as the catalog orders names.
         postgres = self._store.engine.dialect.name == "postgresql"
-        return _r.c.name.collate("C") if postgres else _r.c.name
+        return column.collate("C") if postgres else column
 
     def repository_names(
         self, text: str, match: NameMatch, limit: int, last: str | None
@@ -113,7 +122,9 @@ class SqlBrowseStore:
             query = query.where(_r.c.name.contains(text, autoescape=True))
         if last is not None:
             query = query.where(_r.c.name > last)
-        return [row.name for row in self._rows(query.order_by(self._name_order()).limit(limit))]
+        return [
+            row.name for row in self._rows(query.order_by(self._name_of(_r.c.name)).limit(limit))
+        ]
 
     def repository_summaries(self, names: list[str]) -> list[RepositorySummary]:
         if not names:
@@ -158,32 +169,53 @@ class SqlBrowseStore:
         rows = self._rows(query)
         return int(rows[0][0]) if rows else None
 
+    def _with_manifests(self, page: Any, order: list[Any]) -> list[TaggedManifest]:
+        """The columns of :class:`TaggedManifest` for the rows of ``page`` (a subquery with
+        ``tag``, ``manifest_id`` and ``pushed_at``), in ``order``. The page is cut first, so
+        the per-manifest sums run for its rows only, never for every row the sort reads."""
+        query = (
+            select(*_manifest_columns(page.c.tag, page.c.pushed_at))
+            .select_from(page.join(_m, _m.c.id == page.c.manifest_id))
+            .order_by(*order)
+        )
+        return [_tagged_manifest(row) for row in self._rows(query)]
+
     def tagged(
         self, repository: str, order: TagOrder, limit: int, offset: int
     ) -> list[TaggedManifest]:
-        query = (
-            select(*_manifest_columns(_t.c.name, _t.c.updated_at))
-            .select_from(
-                _r.join(_t, _t.c.repository_id == _r.c.id).join(_m, _m.c.id == _t.c.manifest_id)
+        by_name = self._name_of(_t.c.name)
+        sort = [by_name] if order is TagOrder.NAME else [_t.c.updated_at.desc(), by_name]
+        page = (
+            select(
+                _t.c.name.label("tag"),
+                _t.c.manifest_id,
+                _t.c.updated_at.label("pushed_at"),
             )
+            .select_from(_r.join(_t, _t.c.repository_id == _r.c.id))
             .where(_r.c.name == repository)
+            .order_by(*sort)
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
         )
-        postgres = self._store.engine.dialect.name == "postgresql"
-        by_name = _t.c.name.collate("C") if postgres else _t.c.name
-        if order is TagOrder.TIME:
-            query = query.order_by(_t.c.updated_at.desc(), by_name)
-        else:
-            query = query.order_by(by_name)
-        return [_tagged_manifest(row) for row in self._rows(query.limit(limit).offset(offset))]
+        page_name = self._name_of(page.c.tag)
+        again = [page_name] if order is TagOrder.NAME else [page.c.pushed_at.desc(), page_name]
+        return self._with_manifests(page, again)
 
     def untagged(self, repository: str, limit: int, offset: int) -> list[TaggedManifest]:
         has_tag = select(_t.c.name).where(_t.c.manifest_id == _m.c.id).exists()
-        query = (
-            select(*_manifest_columns(literal(None), _m.c.created_at))
+        page = (
+            select(
+                literal(None).label("tag"),
+                _m.c.id.label("manifest_id"),
+                _m.c.created_at.label("pushed_at"),
+                _m.c.digest.label("digest"),
+            )
             .select_from(_r.join(_m, _m.c.repository_id == _r.c.id))
             .where(_r.c.name == repository, ~has_tag)
             .order_by(_m.c.created_at.desc(), _m.c.digest)
             .limit(limit)
             .offset(offset)
+            .subquery("page")
         )
-        return [_tagged_manifest(row) for row in self._rows(query)]
+        return self._with_manifests(page, [page.c.pushed_at.desc(), page.c.digest])
