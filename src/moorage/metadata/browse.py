@@ -54,11 +54,11 @@ class TaggedManifest:
 
 class BrowseStore(Protocol):
     def repository_names(
-        self, text: str, match: NameMatch, limit: int, last: str | None
+        self, text: str, match: NameMatch, limit: int, last: str | None, within: str = ""
     ) -> list[str]:
         """Repository names in lexical order after ``last`` that start with ``text``
         (``PREFIX``, an index range) or hold it anywhere (``CONTAINS``); every name when
-        ``text`` is empty."""
+        ``text`` is empty. Only names starting with ``within`` (an index range too)."""
 
     def repository_summaries(self, names: list[str]) -> list[RepositorySummary]:
         """Counts, size and last push of the named repositories (unknown names left out), in

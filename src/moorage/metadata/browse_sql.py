@@ -113,18 +113,20 @@ class SqlBrowseStore:
         return column.collate("C") if postgres else column
 
     def repository_names(
-        self, text: str, match: NameMatch, limit: int, last: str | None
+        self, text: str, match: NameMatch, limit: int, last: str | None, within: str = ""
     ) -> list[str]:
         query = select(_r.c.name)
-        if text and match is NameMatch.PREFIX:
-            query = query.where(_r.c.name >= text, _r.c.name < text + _AFTER_NAME_CHARACTERS)
-        elif text:
+        for prefix in (within, text if match is NameMatch.PREFIX else ""):
+            if prefix:
+                query = query.where(
+                    _r.c.name >= prefix, _r.c.name < prefix + _AFTER_NAME_CHARACTERS
+                )
+        if text and match is NameMatch.CONTAINS:
             query = query.where(_r.c.name.contains(text, autoescape=True))
         if last is not None:
             query = query.where(_r.c.name > last)
-        return [
-            row.name for row in self._rows(query.order_by(self._name_of(_r.c.name)).limit(limit))
-        ]
+        query = query.order_by(self._name_of(_r.c.name)).limit(limit)
+        return [row.name for row in self._rows(query)]
 
     def repository_summaries(self, names: list[str]) -> list[RepositorySummary]:
         if not names:

@@ -104,19 +104,41 @@ class BrowseService:
         size: int,
         last: str | None,
         visible: Callable[[str], bool],
+        within: tuple[str, ...] | None = None,
     ) -> RepositoryPage:
-        """A page of the repositories ``visible`` accepts whose names match ``text``."""
+        """A page of the repositories ``visible`` accepts whose names match ``text``.
+
+        ``within``: name prefixes that bound what ``visible`` can accept (the policy's, see
+        ``AccessGate.pull_prefixes``), so only those ranges are read; None reads every name.
+        Without it, a caller who may see a few of 100,000 repositories would have every name
+        read for each page."""
         found: list[str] = []
-        batch = max(size + 1, NAME_SCAN_BATCH)
-        while len(found) <= size:
-            names = self.browse.repository_names(text, match, batch, last)
+        for prefix in ("",) if within is None else within:
+            found.extend(self._visible_names(text, match, size + 1, last, visible, prefix))
+        # Each range is in order; together, sorted by code point as the database orders them.
+        found.sort()
+        page = found[:size]
+        next_last = page[-1] if len(found) > size and page else None
+        return RepositoryPage(self.browse.repository_summaries(page), next_last)
+
+    def _visible_names(
+        self,
+        text: str,
+        match: NameMatch,
+        wanted: int,
+        last: str | None,
+        visible: Callable[[str], bool],
+        within: str,
+    ) -> list[str]:
+        found: list[str] = []
+        batch = max(wanted, NAME_SCAN_BATCH)
+        while len(found) < wanted:
+            names = self.browse.repository_names(text, match, batch, last, within)
             found.extend(name for name in names if visible(name))
             if len(names) < batch:
                 break
             last = names[-1]
-        page = found[:size]
-        next_last = page[-1] if len(found) > size and page else None
-        return RepositoryPage(self.browse.repository_summaries(page), next_last)
+        return found[:wanted]
 
     def tags(self, repository: str, order: TagOrder, page: int, size: int) -> TagPage:
         """Page ``page`` (from 1) of the repository's tags; NAME_UNKNOWN if there is none."""

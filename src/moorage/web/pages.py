@@ -45,7 +45,13 @@ async def repositories(request: Request, context: WebContext) -> Response:
     match = NameMatch.PREFIX if query.get("match") == "prefix" else NameMatch.CONTAINS
     last = query.get("last") or None
     page = await run_in_threadpool(
-        context.browse.repositories, text, match, context.page_size, last, viewer.visible()
+        context.browse.repositories,
+        text,
+        match,
+        context.page_size,
+        last,
+        viewer.visible(),
+        viewer.visible_within(),
     )
     return render(
         request,

@@ -53,6 +53,10 @@ class Viewer:
     def visible(self) -> Callable[[str], bool]:
         return self.gate.pull_filter(self.identity)
 
+    def visible_within(self) -> tuple[str, ...] | None:
+        """Name prefixes that bound :meth:`visible` (None: no bound)."""
+        return self.gate.pull_prefixes(self.identity)
+
 
 def viewer_of(context: WebContext, request: Request) -> Viewer:
     identity = None

@@ -81,6 +81,37 @@ def test_repository_page_filters_with_a_cursor(
     assert third.next_last is None
 
 
+def test_repository_page_reads_only_the_given_prefixes(
+    store: SqlMetadataStore, service: BrowseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(browse_module, "NAME_SCAN_BATCH", 2)
+    for name in ("a/1", "a/2", "b/1", "c/1", "c/2", "c/3", "d/1"):
+        store.link_blob(name, str(Digest.of_bytes(name.encode())), 1)
+    read: list[str] = []
+    names = service.browse.repository_names
+
+    def counted(*args: object) -> list[str]:
+        found = names(*args)  # type: ignore[arg-type]
+        read.extend(found)
+        return found
+
+    monkeypatch.setattr(service.browse, "repository_names", counted)
+    visible = lambda name: name != "c/2"  # noqa: E731
+    first = service.repositories("", NameMatch.CONTAINS, 2, None, visible, ("c/", "a/"))
+    assert [r.name for r in first.repositories] == ["a/1", "a/2"]
+    assert first.next_last == "a/2"
+    assert not {"b/1", "d/1"} & set(read)
+    second = service.repositories("", NameMatch.CONTAINS, 2, "a/2", visible, ("a/", "c/"))
+    assert [r.name for r in second.repositories] == ["c/1", "c/3"]
+    assert second.next_last is None
+    # A search within the ranges, and no ranges at all.
+    found = service.repositories("3", NameMatch.CONTAINS, 5, None, visible, ("a/", "c/"))
+    assert [r.name for r in found.repositories] == ["c/3"]
+    found = service.repositories("c", NameMatch.PREFIX, 5, None, visible, ("a/", "c/"))
+    assert [r.name for r in found.repositories] == ["c/1", "c/3"]
+    assert service.repositories("", NameMatch.CONTAINS, 5, None, visible, ()).repositories == []
+
+
 def test_summaries_tags_and_untagged(store: SqlMetadataStore, service: BrowseService) -> None:
     manifests = service.manifests
     amd, amd_size = image(manifests, store, "t/app", "v1", b"amd")
