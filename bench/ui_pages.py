@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -25,6 +26,7 @@ import httpx
 from sqlalchemy import create_engine, insert, select
 
 from moorage.app import create_app
+from moorage.auth.htpasswd import add_user
 from moorage.config import load_settings
 from moorage.metadata import schema as s
 from moorage.metadata.migrate import upgrade
@@ -127,7 +129,44 @@ def populate(data_dir: Path, repositories: int, tags: int) -> None:
     engine.dispose()
 
 
-async def measure(data_dir: Path, samples: int, tags: int) -> list[tuple[str, float, float, int]]:
+Result = tuple[str, float, float, int]
+
+# Who the second app's policy lets see what: a team (1,000 of the 100,000 repositories) and
+# one user who may pull a single repository.
+POLICY = """
+rules:
+  - repositories: ["team07/*"]
+    users: [team]
+    actions: [pull]
+  - repositories: ["team99/app-09999*"]
+    users: [few]
+    actions: [pull]
+"""
+
+
+async def _time_pages(
+    client: httpx.AsyncClient, paths: dict[str, str], samples: int
+) -> list[Result]:
+    # Warm up the process (templates compiled, threads and their SQLite readers open).
+    for path in paths.values():
+        for _ in range(5):
+            await client.get(path)
+    results = []
+    for label, path in paths.items():
+        response = await client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            response = await client.get(path)
+            times.append((time.perf_counter() - start) * 1000)
+        times.sort()
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        results.append((label, statistics.median(times), p95, len(response.content)))
+    return results
+
+
+async def measure(data_dir: Path, samples: int, tags: int) -> list[Result]:
     app = create_app(load_settings(storage={"data_dir": data_dir}))
     last_page = max(1, -(-tags // 50))
     paths = {
@@ -142,25 +181,38 @@ async def measure(data_dir: Path, samples: int, tags: int) -> list[tuple[str, fl
         "10,000 tags, with untagged": "/ui/r/big/tags?untagged=1",
         "image page": "/ui/r/big/tags/-/m/v00042",
     }
-    results = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            # Warm up the process (templates compiled, threads and their SQLite readers open).
-            for path in paths.values():
-                for _ in range(5):
-                    await client.get(path)
-            for label, path in paths.items():
-                response = await client.get(path)
-                assert response.status_code == 200, (path, response.status_code)
-                times = []
-                for _ in range(samples):
-                    start = time.perf_counter()
-                    response = await client.get(path)
-                    times.append((time.perf_counter() - start) * 1000)
-                times.sort()
-                p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-                results.append((label, statistics.median(times), p95, len(response.content)))
+            return await _time_pages(client, paths, samples)
+
+
+async def measure_with_policy(data_dir: Path, samples: int) -> list[Result]:
+    """The repository list for users who may see 1,000 and 1 of the repositories."""
+    htpasswd = data_dir / "htpasswd"
+    for user in ("team", "few"):
+        add_user(htpasswd, user, f"{user}-password")
+    policy = data_dir / "policy.yaml"
+    policy.write_text(POLICY)
+    settings = load_settings(
+        storage={"data_dir": data_dir}, auth={"htpasswd": htpasswd, "policy_file": policy}
+    )
+    app = create_app(settings)
+    results = []
+    async with app.router.lifespan_context(app):
+        for user, label in (("team", "1,000 visible"), ("few", "1 visible")):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                form = (await client.get("/ui/sign-in")).text
+                match = re.search(r'name="csrf" value="([^"]+)"', form)
+                assert match is not None
+                signed = await client.post(
+                    "/ui/sign-in",
+                    data={"csrf": match.group(1), "username": user, "password": f"{user}-password"},
+                )
+                assert signed.status_code == 303, signed.text
+                paths = {f"repositories, {label}, first page": "/ui/"}
+                results += await _time_pages(client, paths, samples)
     return results
 
 
@@ -176,6 +228,7 @@ def main() -> None:
         populate(data_dir, args.repositories, args.tags)
         print(f"populated in {time.perf_counter() - start:.1f} s")
         results = asyncio.run(measure(data_dir, args.samples, args.tags))
+        results += asyncio.run(measure_with_policy(data_dir, args.samples))
     print(f"{'page':42} {'p50 ms':>8} {'p95 ms':>8} {'bytes':>8}")
     for label, p50, p95, size in results:
         print(f"{label:42} {p50:8.1f} {p95:8.1f} {size:8d}")
