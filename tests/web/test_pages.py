@@ -226,6 +226,8 @@ async def test_security_headers_on_pages_and_static_files(seeded: Seeded) -> Non
             assert "unsafe-inline" not in policy
             assert directives["frame-ancestors"] == "'none'"
             assert response.headers["x-content-type-options"] == "nosniff"
+            if not url.startswith("/ui/static/"):
+                assert response.headers["cache-control"] == "no-store"
 
 
 async def test_reader_and_writer_get_no_delete_and_cannot_post_one(seeded: Seeded) -> None:

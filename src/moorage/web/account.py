@@ -123,7 +123,8 @@ async def tokens(request: Request, context: WebContext) -> Response:
             error = str(problem)[:300]
             status = 400
     listed = await run_in_threadpool(store.list, user)
-    response = render(
+    # The page may hold a secret shown once; like every page it is sent with no-store.
+    return render(
         request,
         context,
         viewer,
@@ -135,9 +136,6 @@ async def tokens(request: Request, context: WebContext) -> Response:
         expiry_choices=EXPIRY_CHOICES,
         now=datetime.now(UTC),
     )
-    # The page may hold a secret shown once: never keep it in a cache.
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 async def revoke_token(request: Request, context: WebContext) -> Response:

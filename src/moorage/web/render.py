@@ -115,6 +115,9 @@ def render(
         **values,
     )
     response = HTMLResponse(html, status)
+    # What a page shows depends on who asks: no shared cache may keep it for someone else.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Vary"] = "Cookie"
     if fresh:
         set_cookie(response, request, CSRF_COOKIE, nonce, None)
     return response
