@@ -240,6 +240,21 @@ def test_phone_width_page_is_readable(browser: Any, site: Site) -> None:
     assert width <= 360
 
 
+def test_pages_work_without_javascript(browser: Any, site: Site) -> None:
+    context = browser.new_context(base_url=site.server.url, java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, "rita")
+    page.get_by_role("link", name="team/app").click()
+    page.locator("#tags").get_by_role("link", name="v1", exact=True).click()
+    # The command is there to select and copy; the Copy button is the script's to show.
+    command = page.locator("#pull-tag")
+    assert command.input_value() == f"podman pull {site.server.host}/team/app:v1"
+    assert not page.locator("button[data-copy=pull-tag]").is_visible()
+    page.get_by_role("button", name="Sign out").click()
+    assert page.locator("[data-testid=user]").count() == 0
+    context.close()
+
+
 def test_admin_deletes_a_tag_after_confirming(page: Any, site: Site) -> None:
     sign_in(page, "root")
     page.goto("/ui/r/team/app")
