@@ -255,6 +255,21 @@ def test_pages_work_without_javascript(browser: Any, site: Site) -> None:
     context.close()
 
 
+def test_keyboard_reaches_the_content_and_the_sign_in_form(page: Any, site: Site) -> None:
+    page.goto("/ui/sign-in")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    # Fill and send the form with the keyboard alone.
+    page.get_by_label("User name").focus()
+    page.keyboard.type("rita")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "password"
+    page.keyboard.type(PASSWORDS["rita"])
+    page.keyboard.press("Enter")
+    page.locator("[data-testid=user]").wait_for()
+    assert page.locator("[data-testid=user]").inner_text() == "rita"
+
+
 def test_admin_deletes_a_tag_after_confirming(page: Any, site: Site) -> None:
     sign_in(page, "root")
     page.goto("/ui/r/team/app")
