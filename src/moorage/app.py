@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,7 @@ from moorage.auth.policy import (
 from moorage.auth.port import Authenticator
 from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
+from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
@@ -42,6 +44,7 @@ from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.blobs import BlobService
+from moorage.services.browse import BrowseService
 from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
 from moorage.services.jobs import JobLeases, LeaseLost
 from moorage.services.listing import ListingService
@@ -56,6 +59,10 @@ from moorage.telemetry import metrics
 from moorage.telemetry.exposition import exposition
 from moorage.telemetry.inventory import InventoryCollector
 from moorage.telemetry.log_format import configure_logging
+from moorage.web.app import build_ui, to_ui
+from moorage.web.context import WebContext
+from moorage.web.session import SessionSigner, derive_key
+from moorage.web.throttle import SignInThrottle
 
 log = logging.getLogger("moorage")
 
@@ -249,6 +256,62 @@ async def _sweep_expired_uploads(registry: Registry) -> None:
         await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
 
 
+# --- web UI (issue 13) ---
+def _session_key(settings: Settings) -> bytes:
+    """The UI's cookie key: from ``ui.session_secret``, else from the token signing key that
+    every worker and node already shares (created on first start like the token service's)."""
+    secret = settings.ui.session_secret
+    if secret is not None:
+        return derive_key(secret.get_secret_value().encode())
+    token = settings.auth.token
+    key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
+    material = key.private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return derive_key(material)
+
+
+def build_web(settings: Settings, registry: Registry) -> WebContext:
+    """The UI's services: browsing over the same stores, and the API's own gate."""
+    assert isinstance(registry.metadata, SqlMetadataStore)
+    gate = registry.gate
+    tokens = next(
+        (a.store for a in gate.authenticators if isinstance(a, ApiTokenAuthenticator)), None
+    )
+    ui = settings.ui
+    return WebContext(
+        browse=BrowseService(
+            SqlBrowseStore(registry.metadata), registry.manifests, registry.listing, registry.blobs
+        ),
+        manifests=registry.manifests,
+        gate=gate,
+        tokens=tokens,
+        signer=SessionSigner(
+            _session_key(settings) if gate.enabled else b"auth off: no sessions",
+            ui.session_seconds,
+            gate.credential_of,
+            tokens.is_live if tokens is not None else lambda _: False,
+        ),
+        throttle=SignInThrottle(
+            ui.sign_in_failures_per_user,
+            ui.sign_in_failures_per_address,
+            ui.sign_in_window_seconds,
+        ),
+        page_size=ui.page_size,
+    )
+
+
+def mount_ui(app: Starlette, settings: Settings, registry: Registry) -> None:
+    app.mount("/ui", build_ui(build_web(settings, registry)))
+    app.add_route("/", to_ui, methods=["GET", "HEAD"])
+    app.add_route("/ui", to_ui, methods=["GET", "HEAD"])
+
+
+# --- end web UI ---
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for ``settings`` (default: from the config file and environment)."""
     settings = settings or load_settings()
@@ -288,6 +351,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     recorder.flush()
 
     app = build_app(registry, lifespan, recorders, endpoint)
+    if settings.ui.enabled:
+        mount_ui(app, settings, registry)
     # Behind a TLS-terminating proxy (docs/deploy/nginx.md), believe its X-Forwarded-* headers.
     if settings.proxy.trusted:
         app.add_middleware(TrustedProxyHeaders, trusted=settings.proxy.trusted)

@@ -221,6 +221,21 @@ class LogSettings(_Section):
     level: LogLevel = "info"
     # `text` is readable on a terminal; `json` is one object per line for log collectors.
     format: Literal["text", "json"] = "text"
+class UiSettings(_Section):
+    """The web UI under /ui/ (docs/ui.md)."""
+
+    enabled: bool = True
+    # How long a sign-in lasts; the session ends earlier when the user's password changes.
+    session_seconds: int = Field(8 * 3600, ge=60, le=30 * 86400)
+    # The key that signs session cookies. Unset: derived from the token signing key, which every
+    # worker (and every node sharing auth.token.key_file) already shares.
+    session_secret: SecretStr | None = None
+    # Failed sign-ins allowed per user name, and per client address, per window.
+    sign_in_failures_per_user: int = Field(5, ge=1)
+    sign_in_failures_per_address: int = Field(20, ge=1)
+    sign_in_window_seconds: int = Field(15 * 60, ge=1)
+    # Rows per page of repositories and of tags.
+    page_size: int = Field(50, ge=1, le=1000)
 
 
 # --- garbage collection (docs/gc.md) ---
@@ -419,6 +434,7 @@ class Settings(BaseSettings):
     gc: GcSettings = GcSettings()
     # Per repository pattern, checked when a manifest is pushed (docs/gc.md).
     quotas: list[QuotaSettings] = []
+    ui: UiSettings = UiSettings()
     # Serving a non-loopback address with no authentication configured must be asked for.
     allow_anonymous_network: bool = False
     delete_enabled: bool = True

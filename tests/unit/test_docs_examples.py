@@ -61,6 +61,18 @@ def _imports(package: Path) -> set[str]:
         ),
         ("storage", ("starlette", "sqlalchemy", "moorage.services", "moorage.api")),
         ("metadata", ("starlette", "moorage.services", "moorage.api")),
+        # The UI calls services and the gate; it never reads the database or storage itself.
+        (
+            "web",
+            (
+                "sqlalchemy",
+                "moorage.api",
+                "moorage.storage",
+                "moorage.metadata.sql",
+                "moorage.metadata.browse_sql",
+                "moorage.metadata.schema",
+            ),
+        ),
     ],
 )
 def test_layers_do_not_import_what_they_must_not(package: str, forbidden: tuple[str, ...]) -> None:

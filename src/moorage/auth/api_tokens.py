@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -95,9 +95,30 @@ class ApiTokenInfo:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_expiry(text: str, now: datetime) -> datetime | None:
+    """``12h``, ``30d``, ``8w`` after ``now``, or None for ``never``; else ValueError. (The CLI
+    and the web UI take the same expiry words.)"""
+    if text == "never":
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expiry {text!r} must be like 12h, 30d, 8w, or never")
+    return now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
 def looks_like_token(secret: str) -> bool:
     """True when ``secret`` has the shape of an API token, so the database is worth asking."""
     return _TOKEN.fullmatch(secret) is not None
+
+
+def token_id(secret: str) -> str | None:
+    """The id part of an API token secret (public: it names the row), or None."""
+    match = _TOKEN.fullmatch(secret)
+    return match.group(1) if match else None
 
 
 def _digest(secret: str) -> str:
@@ -183,6 +204,8 @@ class ApiTokenStore:
         self._clock = clock
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # Token rows by id, for is_live (a UI session opened with a token); same lifetime.
+        self._by_id: OrderedDict[str, _Verified] = OrderedDict()
 
     def create(
         self,
@@ -236,7 +259,32 @@ class ApiTokenStore:
         with self._cache_lock:
             for key in [k for k, v in self._cache.items() if v.info.id == token_id]:
                 del self._cache[key]
+            self._by_id.pop(token_id, None)
         return result.rowcount == 1
+
+    def is_live(self, token_id: str) -> bool:
+        """Whether the token with this id exists and is neither revoked nor expired. A web UI
+        session opened with a token lasts no longer than the token: this is asked on each page,
+        so the row is remembered like a verified secret (a revocation made elsewhere shows
+        within ``cache_seconds``; one made through this store at once)."""
+        with self._cache_lock:
+            entry = self._by_id.get(token_id)
+            if entry is not None and time.monotonic() >= entry.until:
+                del self._by_id[token_id]
+                entry = None
+        info = entry.info if entry is not None else None
+        if info is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(_BY_ID, {"id": token_id}).one_or_none()
+            if row is None:
+                return False
+            info = _info(row._mapping)
+            if self._cache_seconds > 0:
+                with self._cache_lock:
+                    self._by_id[token_id] = _Verified(info, time.monotonic() + self._cache_seconds)
+                    while len(self._by_id) > self._cache_size:
+                        self._by_id.popitem(last=False)
+        return self._if_live(info) is not None
 
     def verify(self, secret: str) -> ApiTokenInfo | None:
         """The live (not revoked, not expired) token whose secret this is, or None."""

@@ -184,6 +184,13 @@ class AccessGate:
             return lambda _: True
         return self.authorizer.pull_filter(_as_subject(identity))
 
+    def pull_prefixes(self, identity: Identity) -> tuple[str, ...] | None:
+        """Name prefixes that bound what ``identity`` may pull (see
+        :meth:`Authorizer.pull_prefixes`); None when auth is off or nothing narrower holds."""
+        if not self.enabled:
+            return None
+        return self.authorizer.pull_prefixes(_as_subject(identity))
+
     def issue(
         self,
         identity: Identity,

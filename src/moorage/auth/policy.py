@@ -65,6 +65,23 @@ def _any_of(patterns: Iterable[str], *, globs: bool) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{part})" for part in parts) or "(?!)", re.DOTALL)
 
 
+def literal_prefixes(patterns: Iterable[str]) -> tuple[str, ...] | None:
+    """The fewest name prefixes that every name some pattern matches starts with (the text
+    before each pattern's first wildcard), sorted, none a prefix of another; None when a
+    pattern starts with a wildcard (any name may match). No patterns: no prefixes."""
+    found: set[str] = set()
+    for pattern in patterns:
+        literal = re.split(r"[*?]", pattern, maxsplit=1)[0]
+        if not literal:
+            return None
+        found.add(literal)
+    kept: list[str] = []
+    for prefix in sorted(found):
+        if not kept or not prefix.startswith(kept[-1]):
+            kept.append(prefix)
+    return tuple(kept)
+
+
 def matches(pattern: str, name: str) -> bool:
     """True when the repository ``name`` (taken literally) matches the glob ``pattern``."""
     return _glob(pattern).fullmatch(name) is not None
@@ -255,6 +272,29 @@ class PolicyAuthorizer:
             )
 
         return may_pull
+
+    def pull_prefixes(self, identity: Identity) -> tuple[str, ...] | None:
+        """Name prefixes that every repository ``identity`` may pull starts with, so that a
+        listing reads only those name ranges; :meth:`pull_filter` still decides each name.
+        None when no prefix bounds them (an admin, or a rule for ``*``)."""
+        by_policy = None
+        if not self._is_admin(identity):
+            by_policy = literal_prefixes(
+                pattern
+                for rule in self.policy.rules
+                if PULL in rule.actions and self._applies_to(rule, identity)
+                for pattern in rule.repositories
+            )
+        by_limit = None
+        if identity.limit is not None:
+            by_limit = literal_prefixes(
+                entry.name
+                for entry in identity.limit
+                if entry.type == REPOSITORY and not entry.actions.isdisjoint({PULL, "*"})
+            )
+        # Either bounds what may be pulled; the one with fewer ranges costs fewer queries.
+        bounds = [prefixes for prefixes in (by_policy, by_limit) if prefixes is not None]
+        return min(bounds, key=len) if bounds else None
 
     # --- evaluation ----------------------------------------------------------------------------
     def _is_admin(self, identity: Identity) -> bool:

@@ -36,3 +36,9 @@ class Authorizer(Protocol):
         """A predicate telling which repository names ``identity`` may pull (for the catalog),
         cheap to apply to many names."""
         ...
+
+    def pull_prefixes(self, identity: Identity) -> tuple[str, ...] | None:
+        """Name prefixes every repository ``identity`` may pull starts with (a bound, not a
+        decision: ``pull_filter`` still decides each name), for listings that should read
+        only those ranges; None when nothing narrower than every name can be said."""
+        ...

@@ -6,10 +6,9 @@ a new token at once and a revocation within its cache time (see docs/auth-policy
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,24 +17,12 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from moorage.auth.access import ScopeError, parse_scopes
-from moorage.auth.api_tokens import ApiTokenError, ApiTokenInfo, ApiTokenStore
+from moorage.auth.api_tokens import ApiTokenError, ApiTokenInfo, ApiTokenStore, parse_expiry
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, load_settings
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 DEFAULT_EXPIRY = "90d"
-
-
-def parse_expiry(text: str, now: datetime) -> datetime | None:
-    """``12h``, ``30d``, ``8w`` after ``now``, or None for ``never``; else ValueError."""
-    if text == "never":
-        return None
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValueError(f"expiry {text!r} must be like 12h, 30d, 8w, or never")
-    return now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def _config_option(command: _F) -> _F:

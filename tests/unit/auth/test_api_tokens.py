@@ -18,6 +18,7 @@ from moorage.auth.api_tokens import (
     ApiTokenStore,
     api_tokens,
     looks_like_token,
+    token_id,
 )
 from moorage.auth.identity import Identity, Via
 from moorage.auth.policy import PolicyAuthorizer
@@ -262,3 +263,22 @@ def test_secrets_are_unique(store: ApiTokenStore) -> None:
     made = [store.create("robot", SCOPES, None) for _ in range(20)]
     assert len({secret for _, secret in made}) == 20
     assert len({info.id for info, _ in made}) == 20
+
+
+def test_is_live_follows_revocation_and_expiry(engine: Engine, clock: Clock) -> None:
+    store = ApiTokenStore(engine, cache_seconds=3600, clock=clock)
+    info, secret = store.create("ci", [parse_scope("repository:a/*:pull")], None)
+    assert token_id(secret) == info.id
+    assert token_id("not-a-token") is None
+    assert store.is_live(info.id)
+    assert not store.is_live("0" * 16)
+    store.revoke(info.id)
+    assert not store.is_live(info.id)  # at once through the same store, cache or not
+    expiring, _ = store.create(
+        "ci",
+        [parse_scope("repository:a/*:pull")],
+        datetime.fromtimestamp(clock.now + 3600, UTC),
+    )
+    assert store.is_live(expiring.id)
+    clock.now += 3600
+    assert not store.is_live(expiring.id)  # expiry is checked on every call, cached or not

@@ -50,6 +50,9 @@ class Rules:
         pull = frozenset({"pull"})
         return lambda name: bool(self.grant(identity, [Access("repository", name, pull)]))
 
+    def pull_prefixes(self, identity: Identity) -> tuple[str, ...] | None:
+        return None
+
 
 @dataclass
 class Issued:

@@ -15,6 +15,7 @@ from moorage.auth.policy import (
     PolicyAuthorizer,
     PolicyError,
     limit_allows,
+    literal_prefixes,
     load_policy,
     matches,
 )
@@ -375,3 +376,41 @@ def test_pull_filter_agrees_with_may_pull(authz: PolicyAuthorizer, identity: Ide
     ]
     may_pull = authz.pull_filter(identity)
     assert [n for n in names if may_pull(n)] == [n for n in names if authz.may_pull(identity, n)]
+
+
+@pytest.mark.parametrize(
+    ("patterns", "prefixes"),
+    [
+        ([], ()),
+        (["team-a/*"], ("team-a/",)),
+        (["team-a/*", "team-a/x/*", "public/*"], ("public/", "team-a/")),
+        (["team-a/app", "team-a/app2"], ("team-a/app",)),
+        (["t?am/*"], ("t",)),
+        (["*"], None),
+        (["team-a/*", "?x"], None),
+    ],
+)
+def test_literal_prefixes(patterns: list[str], prefixes: tuple[str, ...] | None) -> None:
+    assert literal_prefixes(patterns) == prefixes
+
+
+@pytest.mark.parametrize(
+    ("identity", "prefixes"),
+    [
+        (ANONYMOUS, ("public/",)),
+        (user("alice"), None),  # the "*" rule for every logged-in user
+        (user("root"), None),
+        (token("alice", "repository:team-a/*:pull"), ("team-a/",)),
+        (token("alice", "repository:team-a/*:push"), ()),
+        (token("root", "repository:x/*:pull", "repository:y/*:pull,push"), ("x/", "y/")),
+    ],
+)
+def test_pull_prefixes_bound_what_may_be_pulled(
+    authz: PolicyAuthorizer, identity: Identity, prefixes: tuple[str, ...] | None
+) -> None:
+    assert authz.pull_prefixes(identity) == prefixes
+    if prefixes is not None:
+        may_pull = authz.pull_filter(identity)
+        for name in ("public/a", "team-a/app", "x/y", "y/z", "zzz/q"):
+            if may_pull(name):
+                assert name.startswith(prefixes)
