@@ -9,7 +9,9 @@ Two ways to run it:
   ``CONFORMANCE_URL=http://127.0.0.1:5000 pytest tests/conformance``). Every test then talks
   real HTTP to that registry and works in repositories of its own (``unique_repo``), so the
   registry can be shared and need not be empty. It must allow deletes for the content
-  management tests.
+  management tests. With ``CONFORMANCE_USER`` and ``CONFORMANCE_PASSWORD`` set, the suite logs
+  in as that user through the Docker token flow (``token_auth.py``), as docker and podman do;
+  ``CONFORMANCE_CA_FILE`` names a PEM bundle to verify an https registry against.
 
 Tests marked ``in_process_only`` need to configure the registry themselves (for example with
 deletion turned off). When ``CONFORMANCE_URL`` is set they are *deselected*, not skipped: they
@@ -19,6 +21,7 @@ show up in pytest's "deselected" count and never count as passing.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -31,6 +34,9 @@ from .oci_client import unique_repo
 from .token_auth import DockerTokenAuth
 
 CONFORMANCE_URL = os.environ.get("CONFORMANCE_URL", "").strip() or None
+CONFORMANCE_USER = os.environ.get("CONFORMANCE_USER", "").strip() or None
+CONFORMANCE_PASSWORD = os.environ.get("CONFORMANCE_PASSWORD", "")
+CONFORMANCE_CA_FILE = os.environ.get("CONFORMANCE_CA_FILE", "").strip() or None
 IN_PROCESS_BASE_URL = "http://registry.test"
 
 RegistryFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -61,7 +67,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @asynccontextmanager
 async def _remote_registry(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, follow_redirects=True) as client:
+    auth = None
+    if CONFORMANCE_USER is not None:
+        auth = DockerTokenAuth(CONFORMANCE_USER, CONFORMANCE_PASSWORD)
+    verify: ssl.SSLContext | bool = True
+    if CONFORMANCE_CA_FILE is not None:
+        verify = ssl.create_default_context(cafile=CONFORMANCE_CA_FILE)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30.0, follow_redirects=True, auth=auth, verify=verify
+    ) as client:
         yield client
 
 
