@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
@@ -91,12 +92,25 @@ POOL_TIMEOUT_SECONDS = 5.0
 
 @contextmanager
 def _unavailable_on_pool_timeout() -> Iterator[None]:
+    """An exhausted pool, and a database that cannot be reached, are 503 UNAVAILABLE with
+    Retry-After, not a 500: the request may succeed on retry, and behind a load balancer
+    (docs/deploy/nginx-cluster.conf: `proxy_next_upstream http_503`) on another node at once."""
     try:
         yield
     except PoolTimeout:
         raise RegistryError(
             ErrorCode.UNAVAILABLE,
             "the metadata database is busy; try again",
+            headers={"Retry-After": "1"},
+        ) from None
+    except DBAPIError as error:
+        # No statement: connecting failed. Invalidated: the connection was lost mid-use. Any
+        # other database error is a bug or a conflict, and stays what it is.
+        if error.statement is not None and not error.connection_invalidated:
+            raise
+        raise RegistryError(
+            ErrorCode.UNAVAILABLE,
+            "the metadata database cannot be reached; try again",
             headers={"Retry-After": "1"},
         ) from None
 

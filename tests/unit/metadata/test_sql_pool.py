@@ -57,3 +57,21 @@ def test_an_exhausted_pool_is_503_not_a_hang(tmp_path: Path) -> None:
             conn.close()
     store.link_blob("r/a", "sha256:" + "a" * 64, 3)  # and it recovers
     assert store.linked_blob("r/a", "sha256:" + "a" * 64) == BlobRecord(3)
+
+
+def test_an_unreachable_database_is_503_not_500() -> None:
+    """PostgreSQL down (here: a closed port) is a retryable 503 on reads and writes, so a load
+    balancer sends the request to another node; it is not an internal error."""
+    from tests.support_s3 import free_port
+
+    pytest.importorskip("psycopg")
+    engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    store = SqlMetadataStore(engine)
+    for attempt in (
+        lambda: store.get_upload("r/a", "0" * 32),
+        lambda: store.link_blob("r/a", "sha256:" + "a" * 64, 3),
+    ):
+        with pytest.raises(RegistryError) as info:
+            attempt()
+        assert info.value.code is ErrorCode.UNAVAILABLE
+        assert info.value.headers["Retry-After"] == "1"
