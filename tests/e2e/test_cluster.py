@@ -348,6 +348,13 @@ def test_node_killed_mid_push_skopeo_retries_through_the_others(
     try:
         for result in results:
             assert result.returncode == 0, describe_run(result)
+        # The kill cut requests in flight (or refused the next ones), and nginx moved them on.
+        cut = [
+            line
+            for line in (cluster.nginx.error_log.read_text(errors="replace").splitlines())
+            if "upstream" in line and "/survivors/big" in line
+        ]
+        assert cut, cluster.nginx.log_tail()
         with cluster.client() as client:
             for n, layout in enumerate(layouts):
                 pulled = client.get(
