@@ -58,6 +58,21 @@ def deploy() -> None:
     help="Serve without authentication (anyone who reaches the port may push and delete).",
 )
 @click.option(
+    "--database-url",
+    help="A cluster node: the shared PostgreSQL, postgresql://USER@HOST:5432/DB (no password; "
+    "put it in a pgpass file under --shared-config). See docs/deploy/cluster.md.",
+)
+@click.option(
+    "--public-url",
+    help="A cluster node: the load balancer's address, https://registry.example.com (the "
+    "issuer of the tokens every node accepts).",
+)
+@click.option(
+    "--shared-config",
+    help="A cluster node: s3://BUCKET/PREFIX/ holding token-key.pem, token-cert.pem, htpasswd, "
+    "policy.yaml and optionally pgpass, copied to /etc/moorage at boot.",
+)
+@click.option(
     "--package",
     help="pip requirement to install: a version, a wheel URL or git+https://...@tag "
     "(default: this version of moorage).",
@@ -74,6 +89,9 @@ def cloud_init(
     trusted_proxies: tuple[str, ...],
     htpasswd_users: tuple[str, ...],
     allow_anonymous_network: bool,
+    database_url: str | None,
+    public_url: str | None,
+    shared_config: str | None,
     package: str | None,
 ) -> None:
     """Print EC2 user-data (#cloud-config) that installs Moorage with S3 storage.
@@ -93,6 +111,9 @@ def cloud_init(
         trusted_proxies=trusted_proxies,
         htpasswd_users=htpasswd_users,
         allow_anonymous_network=allow_anonymous_network,
+        database_url=database_url,
+        public_url=public_url,
+        shared_config=shared_config,
     )
     try:
         click.echo(render_cloud_init(options), nl=False)

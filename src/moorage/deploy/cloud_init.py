@@ -4,6 +4,11 @@
 Moorage configuration (dumped from a dict, so it is valid YAML whatever the values), the systemd
 unit, and the install script, whose parameters are shell-quoted. It holds no secret: the bucket
 is reached through the EC2 instance role, and htpasswd passwords are generated on the instance.
+
+A cluster node (``--database-url``, docs/deploy/cluster.md) holds no secret either: what every
+node must share (the token signing key and certificate, the htpasswd file, the policy, and a
+PostgreSQL password file) is copied at boot from ``--shared-config``, an S3 prefix the instance
+role may read, and the database URL must carry no password.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import shlex
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -23,6 +29,15 @@ from moorage.auth.usernames import validate_username
 CONFIG_PATH = "/etc/moorage/moorage.yaml"
 HTPASSWD_PATH = "/etc/moorage/htpasswd"
 DATA_DIR = "/var/lib/moorage"
+# A cluster node's shared files, copied from --shared-config into /etc/moorage at boot.
+SHARED_DIR = "/etc/moorage"
+TOKEN_KEY_PATH = f"{SHARED_DIR}/token-key.pem"
+TOKEN_CERT_PATH = f"{SHARED_DIR}/token-cert.pem"
+POLICY_PATH = f"{SHARED_DIR}/policy.yaml"
+# Required, then optional (libpq reads a password from PGPASSFILE; without one, the database
+# must let the node in some other way, e.g. a client certificate or trust from its subnet).
+SHARED_FILES = ("token-key.pem", "token-cert.pem", "htpasswd", "policy.yaml")
+OPTIONAL_SHARED_FILES = ("pgpass",)
 
 # Bucket names as S3 allows them (3-63 lower-case letters, digits, dots, hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -54,6 +69,15 @@ class CloudInitOptions:
     trusted_proxies: tuple[str, ...] = ()
     htpasswd_users: tuple[str, ...] = ()
     allow_anonymous_network: bool = False
+    # A cluster node: the shared PostgreSQL (no password in the URL), the address clients use
+    # (the load balancer's; the tokens' issuer), and the S3 prefix of the shared files.
+    database_url: str | None = None
+    public_url: str | None = None
+    shared_config: str | None = None
+
+    @property
+    def cluster(self) -> bool:
+        return self.database_url is not None
 
 
 def check_options(options: CloudInitOptions) -> None:
@@ -95,11 +119,61 @@ def check_options(options: CloudInitOptions) -> None:
         )
     if options.trusted_proxies and not options.behind_load_balancer:
         raise DeployOptionError("--trusted-proxy goes with --behind-load-balancer")
-    if not options.htpasswd_users and not options.allow_anonymous_network:
+    _check_cluster_options(options)
+    if not options.htpasswd_users and not options.allow_anonymous_network and not options.cluster:
         raise DeployOptionError(
             "the registry would be open to anyone who reaches it: give --htpasswd-user NAME "
             "(repeatable), or --allow-anonymous-network if that is intended"
         )
+
+
+def _check_cluster_options(options: CloudInitOptions) -> None:
+    cluster_only = {"--public-url": options.public_url, "--shared-config": options.shared_config}
+    if not options.cluster:
+        for flag, value in cluster_only.items():
+            if value is not None:
+                raise DeployOptionError(f"{flag} goes with --database-url (a cluster node)")
+        return
+    assert options.database_url is not None
+    url = urlsplit(options.database_url)
+    if url.scheme not in ("postgresql", "postgresql+psycopg") or not url.hostname:
+        raise DeployOptionError(
+            "--database-url must be a PostgreSQL URL: postgresql://USER@HOST:5432/DATABASE"
+        )
+    if url.password is not None:
+        raise DeployOptionError(
+            "--database-url must not hold a password (the EC2 API shows user-data to anyone "
+            "who may describe the instance): put it in a pgpass file under --shared-config"
+        )
+    for flag, value in cluster_only.items():
+        if value is None:
+            raise DeployOptionError(f"a cluster node (--database-url) needs {flag}")
+    assert options.public_url is not None and options.shared_config is not None
+    public = urlsplit(options.public_url)
+    origin_only = public.path in ("", "/") and not public.query
+    if public.scheme not in ("http", "https") or not public.hostname or not origin_only:
+        raise DeployOptionError(
+            "--public-url must be the load balancer's address, e.g. https://registry.example.com"
+        )
+    shared = urlsplit(options.shared_config)
+    if shared.scheme != "s3" or not _BUCKET.fullmatch(shared.hostname or ""):
+        raise DeployOptionError("--shared-config must be s3://BUCKET/PREFIX/")
+    for value in (options.database_url, options.public_url, options.shared_config):
+        if not value.isprintable() or any(ch.isspace() for ch in value):
+            raise DeployOptionError(f"{value!r}: no spaces or control characters")
+    if not options.behind_load_balancer:
+        raise DeployOptionError("a cluster node (--database-url) goes --behind-load-balancer")
+    if options.htpasswd_users:
+        raise DeployOptionError(
+            "--htpasswd-user makes passwords on each instance, so nodes would disagree; a "
+            "cluster's users are the htpasswd file under --shared-config"
+        )
+
+
+def _database_url(url: str) -> str:
+    """The driver Moorage installs (``moorage[postgres]``: psycopg 3) named in the URL."""
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+psycopg://{rest}" if scheme == "postgresql" else url
 
 
 def moorage_config(options: CloudInitOptions) -> dict[str, Any]:
@@ -122,6 +196,18 @@ def moorage_config(options: CloudInitOptions) -> dict[str, Any]:
         config["proxy"] = {"trusted": list(options.trusted_proxies)}
     if options.allow_anonymous_network:
         config["allow_anonymous_network"] = True
+    if options.cluster:
+        assert options.database_url is not None and options.public_url is not None
+        config["database"] = {"url": _database_url(options.database_url)}
+        config["auth"] = {
+            "htpasswd": HTPASSWD_PATH,
+            "policy_file": POLICY_PATH,
+            "token": {
+                "issuer": options.public_url.rstrip("/"),
+                "key_file": TOKEN_KEY_PATH,
+                "cert_file": TOKEN_CERT_PATH,
+            },
+        }
     return config
 
 
@@ -146,12 +232,20 @@ def command_line(options: CloudInitOptions) -> str:
         args += ["--htpasswd-user", user]
     if options.allow_anonymous_network:
         args.append("--allow-anonymous-network")
+    if options.database_url:
+        args += ["--database-url", options.database_url]
+    if options.public_url:
+        args += ["--public-url", options.public_url]
+    if options.shared_config:
+        args += ["--shared-config", options.shared_config]
     args += ["--package", options.package]
     return shlex.join(args)
 
 
 def _install_parameters(options: CloudInitOptions) -> str:
     users = " ".join(shlex.quote(user) for user in options.htpasswd_users)
+    shared = " ".join(SHARED_FILES) if options.cluster else ""
+    optional = " ".join(OPTIONAL_SHARED_FILES) if options.cluster else ""
     return "\n".join(
         [
             f"PACKAGE={shlex.quote(options.package)}",
@@ -159,6 +253,9 @@ def _install_parameters(options: CloudInitOptions) -> str:
             f"HTPASSWD_USERS=({users})",
             f"TLS_CERT={shlex.quote(options.tls_cert_path or '')}",
             f"TLS_KEY={shlex.quote(options.tls_key_path or '')}",
+            f"SHARED_CONFIG={shlex.quote(options.shared_config or '')}",
+            f"SHARED_FILES=({shared})",
+            f"OPTIONAL_SHARED_FILES=({optional})",
         ]
     )
 

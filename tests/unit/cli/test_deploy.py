@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +271,122 @@ def test_unworkable_options_are_refused(args: list[str], message: str) -> None:
     assert result.exit_code != 0
     assert message in result.output
     assert "#cloud-config" not in result.output
+
+
+# --- a cluster node (docs/deploy/cluster.md) ----------------------------------------------------
+
+CLUSTER = [
+    "--bucket",
+    "my-registry",
+    *LB,
+    "--database-url",
+    "postgresql://moorage@db.internal:5432/moorage",
+    "--public-url",
+    "https://registry.example.com",
+    "--shared-config",
+    "s3://my-registry-config/cluster/",
+]
+
+
+def test_cluster_node_settings(tmp_path: Path) -> None:
+    """Every node rendered from the same flags reads the same PostgreSQL, names the load
+    balancer as the tokens' issuer, and signs with the shared key copied at boot."""
+    user_data = rendered(*CLUSTER)
+    settings = load_settings(embedded_config(user_data, tmp_path))
+    assert settings.database.url == "postgresql+psycopg://moorage@db.internal:5432/moorage"
+    assert settings.auth.token.issuer == "https://registry.example.com"
+    assert settings.auth.token.key_file == Path("/etc/moorage/token-key.pem")
+    assert settings.auth.token.cert_file == Path("/etc/moorage/token-cert.pem")
+    assert settings.auth.htpasswd == Path("/etc/moorage/htpasswd")
+    assert settings.auth.policy_file == Path("/etc/moorage/policy.yaml")
+    assert settings.proxy.trusted == ["10.0.0.0/16"]
+    assert settings.storage.s3.redirect is True
+
+    install = files_of(user_data)["/usr/local/sbin/moorage-install"]["content"]
+    bash_syntax_ok(install, tmp_path)
+    assert "SHARED_CONFIG=s3://my-registry-config/cluster/\n" in install
+    assert "SHARED_FILES=(token-key.pem token-cert.pem htpasswd policy.yaml)\n" in install
+    assert "OPTIONAL_SHARED_FILES=(pgpass)\n" in install
+    assert "HTPASSWD_USERS=()\n" in install
+    assert "psycopg[binary]" in install
+    # The recorded command renders the same user-data again.
+    command = re.search(r"^# Rendered by: (.*)$", user_data, re.MULTILINE)
+    assert command is not None
+    assert rendered(*shlex.split(command.group(1))[3:]) == user_data
+
+
+def test_single_node_user_data_copies_nothing(tmp_path: Path) -> None:
+    user_data = rendered("--bucket", "my-registry", "--htpasswd-user", "alice", *LB)
+    install = files_of(user_data)["/usr/local/sbin/moorage-install"]["content"]
+    assert "SHARED_CONFIG=''\n" in install
+    assert "database" not in load_settings(embedded_config(user_data, tmp_path)).model_dump(
+        exclude_defaults=True
+    )
+
+
+def test_shared_files_copy_runs_on_a_bucket(tmp_path: Path) -> None:
+    """The copy step of the install script, run as written against a local object store
+    (obstore's file:// stands in for s3://): required files arrive, a missing optional one
+    is skipped, a missing required one stops the install."""
+    install = template("install.sh")
+    snippet = install.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    source = tmp_path / "bucket" / "cluster"
+    source.mkdir(parents=True)
+    for name in ("token-key.pem", "htpasswd"):
+        (source / name).write_text(f"{name} contents\n")
+    target = tmp_path / "etc"
+    target.mkdir()
+    script = tmp_path / "copy.py"
+    script.write_text(snippet.replace('region=os.environ["AWS_REGION"]', ""))
+
+    def run(*names: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, str(script), f"file://{source}/", str(target), *names]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    copied = run("token-key.pem", "htpasswd", "--", "pgpass")
+    assert copied.returncode == 0, copied.stderr
+    assert (target / "htpasswd").read_text() == "htpasswd contents\n"
+    assert (target / "token-key.pem").stat().st_mode & 0o077 == 0
+    assert not (target / "pgpass").exists()
+    missing = run("token-key.pem", "policy.yaml", "--")
+    assert missing.returncode != 0
+    assert "policy.yaml is missing" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--database-url": "postgresql://moorage:s3cret@db/moorage"}, "must not hold a password"),
+        ({"--database-url": "mysql://db/moorage"}, "must be a PostgreSQL URL"),
+        ({"--public-url": "registry.example.com"}, "--public-url must be"),
+        ({"--public-url": "https://registry.example.com/v2/"}, "--public-url must be"),
+        ({"--shared-config": "https://bucket/cluster/"}, "--shared-config must be"),
+        ({"--public-url": None}, "needs --public-url"),
+        ({"--shared-config": None}, "needs --shared-config"),
+    ],
+)
+def test_unworkable_cluster_options_are_refused(
+    change: dict[str, str | None], message: str
+) -> None:
+    args = list(CLUSTER)
+    for flag, value in change.items():
+        index = args.index(flag)
+        if value is None:
+            del args[index : index + 2]
+        else:
+            args[index + 1] = value
+    result = render(*args)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_cluster_node_refuses_per_instance_users_and_lone_cluster_flags() -> None:
+    users = render(*CLUSTER, "--htpasswd-user", "alice")
+    assert users.exit_code != 0 and "nodes would disagree" in users.output
+    lone = render(
+        "--bucket", "b-1", "--htpasswd-user", "alice", *LB, "--public-url", "https://r.example"
+    )
+    assert lone.exit_code != 0 and "goes with --database-url" in lone.output
 
 
 # --- docs/deploy ---------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ echo "moorage: installing ${PACKAGE} into ${VENV}"
 "${PYTHON}" -m venv "${VENV}"
 "${VENV}/bin/pip" install --quiet --upgrade pip
 "${VENV}/bin/pip" install --quiet "${PACKAGE}"
+if [ -n "${SHARED_CONFIG}" ]; then
+    # A cluster node talks to PostgreSQL: the driver of moorage's `postgres` extra.
+    "${VENV}/bin/pip" install --quiet 'psycopg[binary]>=3.1'
+fi
 
 # The service reads its configuration through its group; nobody else may.
 chown root:moorage /etc/moorage "${CONFIG}"
@@ -51,6 +55,48 @@ if [ -z "${REGION}" ]; then
     echo "AWS_REGION=${REGION}" > /etc/moorage/environment
     chmod 0644 /etc/moorage/environment
     echo "moorage: bucket region taken from the instance: ${REGION}"
+fi
+
+if [ -n "${SHARED_CONFIG}" ]; then
+    # A cluster node: what every node must have identically (the token signing key and
+    # certificate, users, policy, the database password) comes from one S3 prefix, read with
+    # the instance role, never from the user-data. Change a file there, then re-run this copy
+    # on each node (or replace the nodes) for it to take effect.
+    echo "moorage: copying the cluster's shared files from ${SHARED_CONFIG}"
+    env AWS_REGION="${REGION}" "${VENV}/bin/python" - "${SHARED_CONFIG}" /etc/moorage \
+        "${SHARED_FILES[@]}" -- "${OPTIONAL_SHARED_FILES[@]}" <<'PY'
+import os
+import sys
+from pathlib import Path
+
+import obstore
+from obstore.store import from_url
+
+url, target, names = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+required, optional = names[: names.index("--")], names[names.index("--") + 1 :]
+store = from_url(url.rstrip("/") + "/", region=os.environ["AWS_REGION"])
+for name in required + optional:
+    try:
+        data = bytes(obstore.get(store, name).bytes())
+    except FileNotFoundError:
+        if name in optional:
+            continue
+        sys.exit(f"moorage: {url.rstrip('/')}/{name} is missing")
+    path = target / name
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+PY
+    for name in "${SHARED_FILES[@]}"; do
+        chown root:moorage "/etc/moorage/${name}"
+        chmod 0640 "/etc/moorage/${name}"
+    done
+    if [ -f /etc/moorage/pgpass ]; then
+        # libpq ignores a password file that anyone but its owner may read.
+        chown moorage:moorage /etc/moorage/pgpass
+        chmod 0600 /etc/moorage/pgpass
+        echo "PGPASSFILE=/etc/moorage/pgpass" >> /etc/moorage/environment
+        chmod 0644 /etc/moorage/environment
+    fi
 fi
 
 if [ "${#HTPASSWD_USERS[@]}" -gt 0 ]; then
