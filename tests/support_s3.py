@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -97,13 +98,15 @@ def moto_server(
 
 class FaultyProxy:
     """A loopback HTTP proxy in front of an S3 server that can be told to fail every request
-    (``fail_with = (503, "SlowDown")``) or to forward them again (``fail_with = None``)."""
+    (``fail_with = (503, "SlowDown")``) or to forward them again (``fail_with = None``).
+    ``requests`` counts what reached it by method (bench/cluster_cost.py reads it)."""
 
     def __init__(self, target: str) -> None:
         import http.server
         import threading
 
         self.fail_with: tuple[int, str] | None = None
+        self.requests: Counter[str] = Counter()
         proxy = self
         client = httpx.Client(base_url=target, timeout=30)
 
@@ -114,6 +117,7 @@ class FaultyProxy:
                 pass
 
             def _relay(self) -> None:
+                proxy.requests[self.command] += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if proxy.fail_with is not None:

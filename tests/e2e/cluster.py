@@ -189,8 +189,12 @@ def shared_settings(
 
 
 @contextlib.contextmanager
-def running_cluster(workdir: Path) -> Iterator[Cluster]:
-    """Start everything, nodes one after another (the first one migrates the schema)."""
+def running_cluster(workdir: Path, nodes_started: int = NODES) -> Iterator[Cluster]:
+    """Start everything, nodes one after another (the first one migrates the schema).
+
+    With ``nodes_started`` below ``NODES`` the documented upstream addresses share the nodes
+    round-robin (nginx accepts one server listed twice), so the same nginx config measures
+    one node against three (bench/cluster_cost.py)."""
     pki = make_pki(workdir / "pki")
     with (
         postgres_server() as postgres,
@@ -199,13 +203,12 @@ def running_cluster(workdir: Path) -> Iterator[Cluster]:
     ):
         nginx_prefix = workdir / "nginx"
         nginx_prefix.mkdir()
-        node_ports = [free_port() for _ in DOCUMENTED_NODES]
-        nginx = NginxServer(
-            nginx_prefix,
-            pki,
-            dict(zip(DOCUMENTED_NODES, node_ports, strict=True)),
-            conf=CLUSTER_CONF,
-        )
+        node_ports = [free_port() for _ in range(nodes_started)]
+        upstreams = {
+            address: node_ports[index % nodes_started]
+            for index, address in enumerate(DOCUMENTED_NODES)
+        }
+        nginx = NginxServer(nginx_prefix, pki, upstreams, conf=CLUSTER_CONF)
         settings = shared_settings(workdir, database_url, s3, nginx.url)
         config = workdir / "moorage.yaml"
         config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
