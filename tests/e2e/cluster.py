@@ -189,12 +189,15 @@ def shared_settings(
 
 
 @contextlib.contextmanager
-def running_cluster(workdir: Path, nodes_started: int = NODES) -> Iterator[Cluster]:
+def running_cluster(
+    workdir: Path, nodes_started: int = NODES, isolate_last: bool = True
+) -> Iterator[Cluster]:
     """Start everything, nodes one after another (the first one migrates the schema).
 
     With ``nodes_started`` below ``NODES`` the documented upstream addresses share the nodes
     round-robin (nginx accepts one server listed twice), so the same nginx config measures
-    one node against three (bench/cluster_cost.py)."""
+    one node against three (bench/cluster_cost.py). ``isolate_last=False`` connects the last
+    node directly too (the relay and the proxy, in Python, would slow a benchmark)."""
     pki = make_pki(workdir / "pki")
     with (
         postgres_server() as postgres,
@@ -220,7 +223,7 @@ def running_cluster(workdir: Path, nodes_started: int = NODES) -> Iterator[Clust
         try:
             for index, port in enumerate(node_ports):
                 env = {}
-                if index == len(node_ports) - 1:
+                if isolate_last and index == len(node_ports) - 1:
                     relayed = database_url.replace(f":{postgres.port}/", f":{db_relay.port}/")
                     env = {
                         "MOORAGE_DATABASE__URL": relayed,
