@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +68,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[PostgresServer]:
+    """``settings``: further server settings (``-c name=value``), e.g. ``max_connections``."""
     bin_dir = _bin_dir()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="moorage-pg-") as tmp:
@@ -86,6 +87,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             capture_output=True,
         )
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
         pg_ctl = str(bin_dir / "pg_ctl")
         subprocess.run(
             _as_server_user(

@@ -190,7 +190,10 @@ def shared_settings(
 
 @contextlib.contextmanager
 def running_cluster(
-    workdir: Path, nodes_started: int = NODES, isolate_last: bool = True
+    workdir: Path,
+    nodes_started: int = NODES,
+    isolate_last: bool = True,
+    postgres_settings: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """Start everything, nodes one after another (the first one migrates the schema).
 
@@ -200,7 +203,7 @@ def running_cluster(
     node directly too (the relay and the proxy, in Python, would slow a benchmark)."""
     pki = make_pki(workdir / "pki")
     with (
-        postgres_server() as postgres,
+        postgres_server(postgres_settings) as postgres,
         postgres.fresh_database() as database_url,
         moto_server(bucket="moorage-cluster") as s3,
     ):
