@@ -37,6 +37,7 @@ from sqlalchemy.pool import Pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.e2e.cluster import Cluster
 from tests.support_pg import postgres_server
 from tests.support_s3 import SECRET_KEY, FaultyProxy, moto_server
 
