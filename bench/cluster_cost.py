@@ -281,7 +281,8 @@ def main() -> int:
         for connections in (100, 400):
             for nodes in (1, 3):
                 key = f"throughput, {nodes} node(s), max_connections={connections}"
-                results[key] = throughput(root / key, nodes, args.seconds, connections)
+                workdir = root / f"n{nodes}-c{connections}"  # nginx's -g takes no spaces
+                results[key] = throughput(workdir, nodes, args.seconds, connections)
 
     for setup in ("single node (SQLite, filesystem)", "cluster node (PostgreSQL, S3, redirects)"):
         print(f"\n{setup}: per operation (mean of {args.rounds})")
