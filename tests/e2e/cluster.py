@@ -111,6 +111,26 @@ class TcpRelay:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+#: The node that runs in a pid namespace of its own (``unshare --pid``), standing in for a node
+#: on another host: the process ids it records (upload lease holders) mean nothing to the
+#: other nodes, which therefore cannot tell whether its processes still run.
+FOREIGN_NODE = 1
+
+
+class ClusterNode(RegistryServer):
+    """``moorage serve`` as one node; ``foreign``: in a pid namespace of its own."""
+
+    def __init__(self, *args: Any, foreign: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.foreign = foreign
+
+    def command(self) -> list[str]:
+        argv = super().command()
+        # --fork: the namespace's first process is moorage itself; stop() kills the whole
+        # session, unshare included.
+        return ["unshare", "--pid", "--fork", *argv] if self.foreign else argv
+
+
 @dataclass
 class Cluster:
     """The running pieces; ``nodes[i]`` stands in for ``DOCUMENTED_NODES[i]``."""
@@ -121,7 +141,7 @@ class Cluster:
     database_url: str
     s3: MotoServer
     config: Path
-    nodes: list[RegistryServer]
+    nodes: list[ClusterNode]
     nginx: NginxServer
     db_relay: TcpRelay
     s3_proxy: FaultyProxy
@@ -222,7 +242,7 @@ def running_cluster(
         db_relay = TcpRelay((postgres.host, postgres.port))
         db_relay.up()
         s3_proxy = FaultyProxy(s3.endpoint)
-        nodes: list[RegistryServer] = []
+        nodes: list[ClusterNode] = []
         try:
             for index, port in enumerate(node_ports):
                 env = {}
@@ -232,11 +252,12 @@ def running_cluster(
                         "MOORAGE_DATABASE__URL": relayed,
                         "MOORAGE_STORAGE__S3__ENDPOINT_URL": s3_proxy.endpoint,
                     }
-                node = RegistryServer(
+                node = ClusterNode(
                     "moorage",
                     workdir / f"node{index + 1}",
                     extra_args=["--config", str(config)],
                     env=env,
+                    foreign=index == FOREIGN_NODE,
                 )
                 node.port = port  # the port nginx's upstream already names
                 nodes.append(node)

@@ -19,7 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .cluster import ADMIN, ADMIN_PASSWORD, PASSWORD, USER, Cluster, running_cluster
+from .cluster import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    FOREIGN_NODE,
+    PASSWORD,
+    USER,
+    Cluster,
+    running_cluster,
+)
 from .support import (
     MT_OCI_CONFIG,
     MT_OCI_LAYER_GZIP,
@@ -375,13 +383,33 @@ def test_node_killed_mid_push_skopeo_retries_through_the_others(
         victim.start()
 
 
-def test_upload_session_of_a_killed_node_continues_elsewhere_at_once(cluster: Cluster) -> None:
+@pytest.mark.parametrize(
+    "victim_index",
+    [
+        pytest.param(0, id="same-pid-namespace"),
+        pytest.param(
+            FOREIGN_NODE,
+            id="another-host",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 14 item 3, being fixed in services/lease_holders.py by another "
+                "engineer: a lease held by a process on another host (here: another pid "
+                "namespace) cannot be checked, so the survivor answers 429 until the dead "
+                "node's lease runs out (60 s)",
+            ),
+        ),
+    ],
+)
+def test_upload_session_of_a_killed_node_continues_elsewhere_at_once(
+    cluster: Cluster, victim_index: int
+) -> None:
     """A node dies while it holds an upload session (mid-PATCH); the client goes on with the
-    session on another node without waiting for the lease to run out."""
-    victim, survivor = cluster.nodes[0], cluster.nodes[2]
+    session on another node without waiting for the lease to run out. On one host the
+    survivor sees that the holder's process is gone; a node on another host cannot."""
+    victim, survivor = cluster.nodes[victim_index], cluster.nodes[2]
     first = b"first chunk " * 10_000
     with cluster.node_client(survivor) as client:
-        started = client.post("/v2/failover/app/blobs/uploads/")
+        started = client.post(f"/v2/failover/app{victim_index}/blobs/uploads/")
         location = started.headers["location"]
         patched = client.patch(
             location,
