@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from moorage.auth.policy import matches
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.usage import Quota, QuotaExceeded, UsageReport, UsageStore
+from moorage.units import human_bytes
 
 
 class Quotas:
@@ -25,16 +26,6 @@ class Quotas:
 
 
 NO_QUOTAS = Quotas()
-
-
-def human_bytes(size: int) -> str:
-    """``1536`` -> ``1.5 KiB``: binary units, one decimal, exact below 1 KiB."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def quota_refusal(repository: str, exceeded: QuotaExceeded) -> RegistryError:

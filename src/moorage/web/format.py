@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+from moorage.units import human_bytes
+
 # (seconds in the unit, its name); the first whose count is at least 1 is used.
 _SPANS = (
     (365 * 86400, "year"),
@@ -18,13 +19,8 @@ _SPANS = (
 
 
 def human_size(size: int) -> str:
-    """``1536`` -> ``1.5 KB`` (decimal units, as podman and docker show image sizes)."""
-    value = float(size)
-    for unit in _UNITS:
-        if value < 1000 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
+    """Sizes on pages: decimal units, as podman and docker show image sizes."""
+    return human_bytes(size, decimal=True)
 
 
 def exact_time(timestamp: float | None) -> str:
