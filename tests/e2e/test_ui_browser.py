@@ -229,6 +229,7 @@ def test_sign_in_browse_to_an_image_copy_its_pull_command_and_open_a_referrer(
     page.goto("/ui/r/team/app")
     assert int(page.locator("#usage-bytes").get_attribute("value")) > 0
     assert page.get_by_role("link", name="Delete repository").count() == 0
+    assert page.locator("header").get_by_role("link", name="Usage").count() == 0
 
 
 def test_phone_width_page_is_readable(browser: Any, site: Site) -> None:
@@ -336,6 +337,10 @@ def test_admin_deletes_a_repository_after_typing_its_name(page: Any, site: Site)
         listed = api.get("/v2/team/scratch/tags/list")
         assert listed.status_code == 404
         assert listed.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+    # The admin's usage overview, one row per namespace.
+    page.locator("header").get_by_role("link", name="Usage").click()
+    assert page.locator("#namespaces tbody tr td:first-child").all_inner_texts() == ["team"]
+    page.screenshot(path=site.shots / "usage-overview.png", full_page=True)
 
 
 def test_create_copy_and_revoke_an_api_token(page: Any, site: Site) -> None:

@@ -13,9 +13,11 @@ import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
 
+from moorage.app import create_app
 from moorage.cli.main import main
+from moorage.config import load_settings
 from moorage.web import pages
-from tests.api.support import push_blob
+from tests.api.support import push_blob, push_image
 from tests.web.conftest import Seeded, seeded_registry
 from tests.web.html import Element
 from tests.web.support import browser, csrf_of, page, password, sign_in
@@ -58,10 +60,17 @@ def may_delete_repository(document: Element) -> bool:
     return any(target.endswith("/-/delete-repository") for target in targets)
 
 
-def cli_usage(data_dir: Path, name: str) -> dict[str, Any]:
-    result = CliRunner().invoke(main, ["usage", "--json", "--data-dir", str(data_dir), name])
+def cli_report(data_dir: Path, *pattern: str) -> dict[str, Any]:
+    """What ``moorage usage --json`` prints for this data directory."""
+    result = CliRunner().invoke(main, ["usage", "--json", "--data-dir", str(data_dir), *pattern])
     assert result.exit_code == 0, result.output
-    (entry,) = json.loads(result.output)["repositories"]
+    report = json.loads(result.output)
+    assert isinstance(report, dict)
+    return report
+
+
+def cli_usage(data_dir: Path, name: str) -> dict[str, Any]:
+    (entry,) = cli_report(data_dir, name)["repositories"]
     assert isinstance(entry, dict)
     return entry
 
@@ -214,6 +223,7 @@ async def test_an_admins_api_token_session_may_not_delete_a_repository(registry:
         assert posted.status_code == 403
         api = await client.delete("/api/v1/repositories/team/app", auth=("root", secret))
         assert api.status_code == 403
+        assert (await client.get("/ui/usage")).status_code == 404
     assert (await tags_list(registry.app, "team/app")).status_code == 200
 
 
@@ -233,3 +243,43 @@ async def test_a_big_repositorys_usage_is_shown_on_request(
         assert shown.has_id("quota-bytes")
         # Small repositories show it at once.
         assert data_value(page(await client.get("/ui/r/public/hello")), "usage-tags") == 1
+
+
+@pytest.mark.parametrize("user", [None, "rita", "wendy", "root"])
+async def test_only_admins_get_the_usage_overview(registry: Seeded, user: str | None) -> None:
+    async with browser(registry.app, user) as client:
+        front = page(await client.get("/ui/"))
+        response = await client.get("/ui/usage")
+        if user != "root":
+            assert "/ui/usage" not in front.links()
+            assert response.status_code == 404
+            return
+        assert "/ui/usage" in front.find("header").links()
+        document = page(response)
+    expected = cli_report(registry.data_dir)
+    rows = document.rows("namespaces")
+    assert [row[:3] for row in rows] == [
+        ["(top level)" if not ns["name"] else ns["name"], str(ns["repositories"]), str(ns["blobs"])]
+        for ns in expected["namespaces"]
+    ]
+    assert [row[0] for row in rows] == ["public", "secret", "team"]
+    sizes = [int(str(d.attrs["value"])) for d in document.by_id("namespaces").find_all("data")]
+    assert sizes == [ns["bytes"] for ns in expected["namespaces"]]
+    assert data_value(document, "distinct-bytes") == expected["distinct_bytes"]
+    assert data_value(document, "stored-bytes") == expected["stored_bytes"]
+
+
+async def test_without_auth_everyone_sees_usage_and_may_delete(tmp_path: Path) -> None:
+    """Auth off (loopback only): the gate allows everything, the UI as much as the API."""
+    app = create_app(load_settings(storage={"data_dir": tmp_path / "d"}))
+    async with app.router.lifespan_context(app), browser(app) as client:
+        await push_image(client, "any/thing", "v1")
+        document = page(await client.get("/ui/r/any/thing"))
+        assert data_value(document, "usage-tags") == 1
+        assert may_delete_repository(document)
+        assert (await client.get("/ui/usage")).status_code == 200
+        url = "/ui/r/any/thing/-/delete-repository"
+        csrf = csrf_of(page(await client.get(url)))
+        response = await client.post(url, data={"csrf": csrf, "confirm": "any/thing"})
+        assert response.status_code == 303
+        assert (await client.get("/v2/any/thing/tags/list")).status_code == 404

@@ -74,6 +74,16 @@ async def repositories(request: Request, context: WebContext) -> Response:
     )
 
 
+async def usage(request: Request, context: WebContext) -> Response:
+    """Admins only: each namespace's totals and the registry's, as ``moorage usage`` reports
+    them. Anyone else gets the page an unknown path gets, before anything is counted."""
+    viewer = viewer_of(context, request)
+    if not viewer.may_read_usage:
+        return not_found(request, context, viewer)
+    report = await run_in_threadpool(context.usage.report)
+    return render(request, context, viewer, "usage.html", report=report)
+
+
 def _repository_deleted(context: WebContext, viewer: Viewer, name: str) -> str:
     """``name`` if the notice "Deleted NAME" may be shown, else "". Only to someone who may
     delete it (anyone else could learn from the notice whether a name they cannot pull
