@@ -64,6 +64,7 @@ def build_ui(context: WebContext) -> Starlette:
     routes = [
         Route("/", bound(pages.repositories), methods=["GET", "HEAD"]),
         Route("/r/{path:path}", bound(pages.repository_pages), methods=["GET", "HEAD", "POST"]),
+        Route("/usage", bound(pages.usage), methods=["GET", "HEAD"]),
         Route("/sign-in", bound(account.sign_in), methods=["GET", "POST"]),
         Route("/sign-out", bound(account.sign_out), methods=["POST"]),
         Route("/tokens", bound(account.tokens), methods=["GET", "POST"]),

@@ -3,6 +3,7 @@ exact time kept for a tooltip. Pure functions, registered as template filters.""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 
@@ -51,3 +52,11 @@ def short_digest(digest: str) -> str:
     """``sha256:0123456789ab`` - enough to tell digests apart on a page."""
     algorithm, _, hex_part = digest.partition(":")
     return f"{algorithm}:{hex_part[:12]}" if hex_part else digest[:19]
+
+
+def percent(fraction: float | None) -> str:
+    """``0.423`` -> ``42%``, rounded down so that ``100%`` means at the limit, not nearly;
+    usage past a lowered quota shows as such (``130%``)."""
+    if fraction is None:
+        return ""
+    return f"{math.floor(fraction * 100)}%"
