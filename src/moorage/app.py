@@ -39,7 +39,7 @@ from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
-from moorage.metadata.migrate import upgrade
+from moorage.metadata.migrate import check_schema
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
@@ -141,11 +141,30 @@ def build_quotas(settings: Settings) -> Quotas:
     return Quotas([Quota(q.repository, q.max_bytes, q.max_tags) for q in settings.quotas])
 
 
+def open_database(settings: Settings) -> Engine:
+    """The configured database with its bounded pool, on a schema this code runs on: upgraded
+    as ``database.migrate`` allows, else :class:`~moorage.metadata.migrate.SchemaMismatch`."""
+    database = settings.database
+    engine = make_engine(
+        settings.database_url,
+        database.pool_timeout,
+        pool_size=database.pool_size,
+        max_overflow=database.max_overflow,
+        pgbouncer=database.pgbouncer,
+    )
+    try:
+        check_schema(engine, database.migrate_mode)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def build_registry(settings: Settings) -> Registry:
-    """Open the backends the settings name, migrate the database, and wire the services."""
+    """Open the backends the settings name, check (or migrate) the database's schema, and wire
+    the services."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = open_database(settings)
     observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
     # A HEAD of a blob link under review restarts its grace at most every tenth of it.
     metadata = SqlMetadataStore(engine, observe, gc_touch_after=settings.gc.grace / 10)
