@@ -8,7 +8,6 @@ import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from alembic import command
 from sqlalchemy import Engine, inspect
 
 from moorage.metadata.migrate import (
-    MIGRATIONS,
     MigrateMode,
     SchemaMismatch,
     alembic_config,
@@ -26,10 +24,9 @@ from moorage.metadata.migrate import (
     upgrade,
 )
 from moorage.metadata.sql import make_engine
+from tests.support_migrations import HEAD, NEWER, OLDER, newer_moorage
 from tests.support_pg import PostgresServer
 
-HEAD = "0005"
-OLDER = "0004"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -42,38 +39,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         engine = make_engine(url)
         stack.callback(engine.dispose)
         yield engine
-
-
-def newer_moorage(tmp_path: Path, *compatible: bool) -> Path:
-    """The migrations of a newer Moorage: ours plus one revision per flag, each saying
-    whether the code before it still runs on its schema."""
-    location = tmp_path / "newer-migrations"
-    shutil.copytree(MIGRATIONS, location, ignore=shutil.ignore_patterns("__pycache__"))
-    previous = HEAD
-    for number, flag in enumerate(compatible, start=int(HEAD) + 1):
-        revision = f"{number:04d}"
-        (location / "versions" / f"{revision}_test.py").write_text(
-            f'''"""A test revision."""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{revision}"
-down_revision = "{previous}"
-branch_labels = None
-depends_on = None
-COMPATIBLE_WITH_PREVIOUS = {flag}
-
-
-def upgrade() -> None:
-    op.create_table("t_{revision}", sa.Column("id", sa.Integer, primary_key=True))
-
-
-def downgrade() -> None:
-    op.drop_table("t_{revision}")
-'''
-        )
-        previous = revision
-    return location
 
 
 def test_our_own_schema_passes_in_every_mode(engine: Engine) -> None:
@@ -122,10 +87,10 @@ def test_a_newer_schema_is_refused_in_every_mode(
     with pytest.raises(SchemaMismatch) as info:
         check_schema(engine, mode)
     message = str(info.value)
-    assert "revision 0006, which this Moorage does not know" in message
+    assert f"revision {NEWER[0]}, which this Moorage does not know" in message
     assert f"its newest is {HEAD}" in message
-    assert "needs code at revision 0006" in message
-    assert schema_state(engine).current == "0006"  # never downgraded
+    assert f"needs code at revision {NEWER[0]}" in message
+    assert schema_state(engine).current == NEWER[0]  # never downgraded
 
 
 def test_a_newer_schema_marked_compatible_is_accepted(
@@ -135,15 +100,15 @@ def test_a_newer_schema_marked_compatible_is_accepted(
     with caplog.at_level(logging.WARNING, "moorage"):
         check_schema(engine, "never")
     assert "newer than this moorage, and compatible" in caplog.text
-    assert schema_state(engine).current == "0007"
+    assert schema_state(engine).current == NEWER[1]
 
 
 def test_one_incompatible_revision_in_between_is_enough_to_refuse(
     engine: Engine, tmp_path: Path
 ) -> None:
-    # 0007 is expand-only, but 0006 is not: code at 0005 cannot run on it.
+    # The second is expand-only, but the first is not: code at HEAD cannot run on it.
     upgrade(engine, script_location=newer_moorage(tmp_path, False, True))
-    with pytest.raises(SchemaMismatch, match="needs code at revision 0006 or later"):
+    with pytest.raises(SchemaMismatch, match=f"needs code at revision {NEWER[0]} or later"):
         check_schema(engine, "auto")
 
 
@@ -151,7 +116,7 @@ def test_the_newer_code_itself_runs_on_its_schema(engine: Engine, tmp_path: Path
     newer = newer_moorage(tmp_path, False)
     check_schema(engine, "create", newer)
     check_schema(engine, "never", newer)
-    assert "t_0006" in inspect(engine).get_table_names()
+    assert f"t_{NEWER[0]}" in inspect(engine).get_table_names()
 
 
 def test_a_downgrade_then_upgrade_keeps_the_record_right(engine: Engine, tmp_path: Path) -> None:
