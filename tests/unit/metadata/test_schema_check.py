@@ -28,7 +28,6 @@ from tests.support_migrations import HEAD, NEWER, OLDER, newer_moorage
 from tests.support_pg import PostgresServer
 
 
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with contextlib.ExitStack() as stack:
