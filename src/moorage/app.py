@@ -29,9 +29,9 @@ from moorage.auth.policy import (
     DEFAULT_POLICY,
     PolicyAuthorizer,
     has_immutable_tags,
-    load_policy,
     matches,
 )
+from moorage.auth.policy_reload import ReloadingPolicyAuthorizer
 from moorage.auth.port import Authenticator
 from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
@@ -70,19 +70,30 @@ log = logging.getLogger("moorage")
 EXPIRY_SWEEP_SECONDS = 300.0
 
 
+def build_authorizer(settings: Settings) -> PolicyAuthorizer | ReloadingPolicyAuthorizer:
+    """The policy file's rules, re-read when it changes; without one, the default policy."""
+    auth = settings.auth
+    if auth.policy_file is None:
+        return PolicyAuthorizer(DEFAULT_POLICY)
+    return ReloadingPolicyAuthorizer(auth.policy_file, auth.policy_check_seconds)
+
+
 def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     """Authentication and authorization as configured: off (loopback, everyone may do
     everything) unless an htpasswd file or a trusted token issuer is configured."""
     auth = settings.auth
     token = auth.token
-    policy = load_policy(auth.policy_file) if auth.policy_file else DEFAULT_POLICY
-    authorizer = PolicyAuthorizer(policy)
+    authorizer = build_authorizer(settings)
     if not settings.auth_enabled:
         return AccessGate(False, (), authorizer, token.service, realm=auth.realm)
     htpasswd = HtpasswdAuthenticator(auth.htpasswd) if auth.htpasswd is not None else None
 
     def user_exists(name: str) -> bool:
         return htpasswd is not None and htpasswd.has_user(name)
+
+    def user_exists_recently(name: str) -> bool:
+        # For every bearer request: the file is looked at once a second at most.
+        return htpasswd is not None and htpasswd.has_user_recently(name)
 
     def credential_of(name: str) -> str | None:
         return htpasswd.stored_hash(name) if htpasswd is not None else None
@@ -119,6 +130,7 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
         issuer,
         verifier,
         credential_of,
+        user_exists_recently,
         realm=auth.realm,
     )
 
@@ -202,7 +214,9 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
     gc = settings.gc
     policy = ManifestPolicy(referrers=gc.referrers, untagged_age=gc.untagged_age)
-    access = load_policy(settings.auth.policy_file) if settings.auth.policy_file else None
+    # The gate's own rules, as they are when each collection runs (the file may be reloaded).
+    authorizer = registry.gate.authorizer
+    assert isinstance(authorizer, PolicyAuthorizer | ReloadingPolicyAuthorizer)
     collector = Collector(
         SqlGcStore(metadata),
         registry.storage,
@@ -217,7 +231,7 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
             )
             for rule in gc.retention
         ],
-        immutable=functools.partial(has_immutable_tags, access or DEFAULT_POLICY),
+        immutable=lambda repository: has_immutable_tags(authorizer.policy, repository),
     )
     return collector, SqlJobLeases(metadata)
 

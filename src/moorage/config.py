@@ -198,6 +198,9 @@ class AuthSettings(_Section):
     htpasswd: Path | None = None
     # A YAML policy file (users, groups, repository globs, actions); see docs/auth.md.
     policy_file: Path | None = None
+    # The policy file is re-read this often at most (per worker), so a change reaches every
+    # node within this bound; an invalid new file keeps the previous policy.
+    policy_check_seconds: float = Field(2.0, gt=0, le=3600)
     # The realm shown in Basic challenges.
     realm: str = "moorage"
     token: TokenSettings = TokenSettings()
