@@ -99,7 +99,9 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
         return htpasswd.stored_hash(name) if htpasswd is not None else None
 
     authenticators: list[Authenticator] = [
-        ApiTokenAuthenticator(ApiTokenStore(engine), user_exists)
+        ApiTokenAuthenticator(
+            ApiTokenStore(engine, cache_seconds=auth.api_token_cache_seconds), user_exists
+        )
     ]
     if htpasswd is not None:
         authenticators.append(htpasswd)

@@ -201,6 +201,9 @@ class AuthSettings(_Section):
     # The policy file is re-read this often at most (per worker), so a change reaches every
     # node within this bound; an invalid new file keeps the previous policy.
     policy_check_seconds: float = Field(2.0, gt=0, le=3600)
+    # A verified API token is remembered this long per worker: a revocation (from the CLI or
+    # another node) takes effect within it. 0 checks the database on every request.
+    api_token_cache_seconds: float = Field(30.0, ge=0, le=3600)
     # The realm shown in Basic challenges.
     realm: str = "moorage"
     token: TokenSettings = TokenSettings()
