@@ -63,11 +63,13 @@ async def nodes(
 
 
 async def push_blob(node: httpx.AsyncClient, auth: tuple[str, str] | dict[str, str]) -> int:
+    """A monolithic blob upload as Basic credentials or with a bearer header; its status."""
     data = b"blob for the auth change tests"
-    kwargs: dict[str, object] = {"headers": auth} if isinstance(auth, dict) else {"auth": auth}
-    response = await node.post(
-        f"/v2/team/app/blobs/uploads/?digest={digest_of(data)}", content=data, **kwargs
-    )
+    url = f"/v2/team/app/blobs/uploads/?digest={digest_of(data)}"
+    if isinstance(auth, dict):
+        response = await node.post(url, content=data, headers=auth)
+    else:
+        response = await node.post(url, content=data, auth=auth)
     return response.status_code
 
 
