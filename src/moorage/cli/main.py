@@ -308,7 +308,8 @@ def db_upgrade(config_file: Path | None) -> None:
     from moorage.metadata.migrate import newer_schema_message, schema_state, upgrade
     from moorage.metadata.sql import make_engine
 
-    engine = make_engine(_load(config_file).database_url)
+    settings = _load(config_file)
+    engine = make_engine(settings.database_url, pgbouncer=settings.database.pgbouncer)
     try:
         state = schema_state(engine)
         if state.newer:
