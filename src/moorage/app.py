@@ -52,7 +52,7 @@ from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
 from moorage.services.repositories import RepositoryService
 from moorage.services.uploads import UploadService
-from moorage.services.usage import Quotas
+from moorage.services.usage import Quotas, UsageService
 from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.port import BlobStore
 from moorage.telemetry import metrics
@@ -321,6 +321,10 @@ def build_web(settings: Settings, registry: Registry) -> WebContext:
             SqlBrowseStore(registry.metadata), registry.manifests, registry.listing, registry.blobs
         ),
         manifests=registry.manifests,
+        # The API's own repository service and the quotas pushes are checked against, so the
+        # UI shows and deletes exactly as `moorage usage` and the API do.
+        usage=UsageService(registry.repositories.store, registry.manifests.quotas),
+        repositories=registry.repositories,
         gate=gate,
         tokens=tokens,
         signer=SessionSigner(

@@ -250,6 +250,8 @@ class LogSettings(_Section):
     level: LogLevel = "info"
     # `text` is readable on a terminal; `json` is one object per line for log collectors.
     format: Literal["text", "json"] = "text"
+
+
 class UiSettings(_Section):
     """The web UI under /ui/ (docs/ui.md)."""
 

@@ -18,12 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from moorage.auth.access import (
+    ADMIN,
     ADMIN_ACTIONS,
     CATALOG,
     PULL,
     PUSH,
     REGISTRY,
     REPOSITORY,
+    USAGE,
     Access,
 )
 from moorage.auth.identity import Identity, Via
@@ -224,6 +226,8 @@ class PolicyAuthorizer:
                 allowed = self._repository_actions(identity, access.name)
             elif access.type == REGISTRY and access.name == CATALOG:
                 allowed = self._catalog_actions(identity)
+            elif access.type == REGISTRY and access.name == USAGE and self._is_admin(identity):
+                allowed = frozenset({ADMIN})
             else:
                 allowed = frozenset()
             narrowed = limit_allows(

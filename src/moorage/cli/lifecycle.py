@@ -22,7 +22,8 @@ from moorage.config import ConfigError, load_settings
 from moorage.metadata.usage import UsageReport
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.repositories import RepositoryService
-from moorage.services.usage import UsageService, human_bytes
+from moorage.services.usage import UsageService
+from moorage.units import human_bytes
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
