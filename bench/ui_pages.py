@@ -179,6 +179,8 @@ async def measure(data_dir: Path, samples: int, tags: int) -> list[Result]:
         "10,000 tags, by push time": "/ui/r/big/tags?sort=time",
         "10,000 tags, last page": f"/ui/r/big/tags?page={last_page}",
         "10,000 tags, with untagged": "/ui/r/big/tags?untagged=1",
+        "10,000 tags, with usage (on request)": "/ui/r/big/tags?usage=1",
+        "a small repository (its usage shown)": "/ui/r/team00/app-000000",
         "image page": "/ui/r/big/tags/-/m/v00042",
     }
     async with app.router.lifespan_context(app):

@@ -224,8 +224,12 @@ def test_sign_in_browse_to_an_image_copy_its_pull_command_and_open_a_referrer(
     page.locator(f"a[href$='{site.referrer}']").click()
     assert page.locator("#digest").inner_text() == site.referrer
     assert page.get_by_text("Refers to").count() == 1
-    # A reader is offered no delete.
+    # A reader is offered no delete, of a tag or of the repository, but sees its usage.
     assert page.locator("a.danger").count() == 0
+    page.goto("/ui/r/team/app")
+    assert int(page.locator("#usage-bytes").get_attribute("value")) > 0
+    assert page.get_by_role("link", name="Delete repository").count() == 0
+    assert page.locator("header").get_by_role("link", name="Usage").count() == 0
 
 
 def test_phone_width_page_is_readable(browser: Any, site: Site) -> None:
@@ -282,6 +286,61 @@ def test_admin_deletes_a_tag_after_confirming(page: Any, site: Site) -> None:
     assert page.locator("#tags").get_by_role("link", name="old", exact=True).count() == 0
     with httpx.Client(base_url=site.server.url, auth=("root", PASSWORDS["root"])) as api:
         assert "old" not in api.get("/v2/team/app/tags/list").json()["tags"]
+
+
+def push_small_image(server: RegistryServer, repository: str, tag: str) -> None:
+    """A one-layer image over the API (quicker than a skopeo copy for a throwaway)."""
+    config = canonical_json({"architecture": "amd64", "os": "linux"})
+    layer = b"a throwaway layer"
+    with httpx.Client(base_url=server.url, auth=("root", PASSWORDS["root"]), timeout=30) as api:
+        for data in (config, layer):
+            digest = sha256_digest(data)
+            pushed = api.post(f"/v2/{repository}/blobs/uploads/?digest={digest}", content=data)
+            assert pushed.status_code == 201, pushed.text
+        body = {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": {
+                "mediaType": MT_OCI_CONFIG,
+                "digest": sha256_digest(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": MT_OCI_LAYER_GZIP,
+                    "digest": sha256_digest(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+        response = api.put(
+            f"/v2/{repository}/manifests/{tag}",
+            content=json.dumps(body).encode(),
+            headers={"Content-Type": MT_OCI_MANIFEST},
+        )
+        assert response.status_code == 201, response.text
+
+
+def test_admin_deletes_a_repository_after_typing_its_name(page: Any, site: Site) -> None:
+    push_small_image(site.server, "team/scratch", "v1")
+    sign_in(page, "root")
+    page.goto("/ui/r/team/scratch")
+    assert page.locator("#usage-tags").inner_text() == "1"
+    page.get_by_role("link", name="Delete repository").click()
+    assert page.locator("h1").inner_text() == "Delete the repository team/scratch?"
+    page.get_by_label("Type team/scratch to confirm").fill("team/scratch")
+    page.screenshot(path=site.shots / "confirm-delete-repository.png", full_page=True)
+    page.get_by_role("button", name="Delete repository").click()
+    assert page.get_by_role("status").inner_text() == "Deleted the repository team/scratch."
+    assert page.locator("#repositories").get_by_role("link", name="team/scratch").count() == 0
+    with httpx.Client(base_url=site.server.url, auth=("root", PASSWORDS["root"])) as api:
+        listed = api.get("/v2/team/scratch/tags/list")
+        assert listed.status_code == 404
+        assert listed.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+    # The admin's usage overview, one row per namespace.
+    page.locator("header").get_by_role("link", name="Usage").click()
+    assert page.locator("#namespaces tbody tr td:first-child").all_inner_texts() == ["team"]
+    page.screenshot(path=site.shots / "usage-overview.png", full_page=True)
 
 
 def test_create_copy_and_revoke_an_api_token(page: Any, site: Site) -> None:

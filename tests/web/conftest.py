@@ -4,8 +4,10 @@ policy, seeded with images pushed through the API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +36,7 @@ class Seeded:
     app: Starlette
     htpasswd: Path
     digests: dict[str, str]
+    data_dir: Path
 
 
 @pytest.fixture
@@ -100,12 +103,17 @@ async def seed(api: httpx.AsyncClient) -> dict[str, str]:
     return digests
 
 
-@pytest.fixture
-async def seeded(tmp_path: Path, auth_files: dict[str, Path]) -> AsyncIterator[Seeded]:
-    settings = load_settings(
-        storage={"data_dir": tmp_path / "data"}, auth=auth_files, ui={"page_size": 3}
+@asynccontextmanager
+async def seeded_registry(
+    tmp_path: Path, auth_files: dict[str, Path], **settings: Any
+) -> AsyncIterator[Seeded]:
+    """The seeded app, with ``settings`` (e.g. ``quotas``) on top of the tests' own."""
+    data_dir = tmp_path / "data"
+    app = create_app(
+        load_settings(
+            storage={"data_dir": data_dir}, auth=auth_files, ui={"page_size": 3}, **settings
+        )
     )
-    app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
@@ -113,4 +121,10 @@ async def seeded(tmp_path: Path, auth_files: dict[str, Path]) -> AsyncIterator[S
             auth=("root", password("root")),
         ) as api:
             digests = await seed(api)
-        yield Seeded(app, auth_files["htpasswd"], digests)
+        yield Seeded(app, auth_files["htpasswd"], digests, data_dir)
+
+
+@pytest.fixture
+async def seeded(tmp_path: Path, auth_files: dict[str, Path]) -> AsyncIterator[Seeded]:
+    async with seeded_registry(tmp_path, auth_files) as registry:
+        yield registry

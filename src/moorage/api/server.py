@@ -12,7 +12,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage.api import discovery, health
 from moorage.api.auth import enforce, identify, remember_identity, token_get, token_post
@@ -27,30 +26,12 @@ from moorage.auth.gate import Decision
 from moorage.auth.identity import Identity
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.names import is_valid_name
+from moorage.response_headers import AddResponseHeaders
 from moorage.storage.port import StorageThrottled, StorageUnavailable
 
 log = logging.getLogger("moorage.api")
 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
-
-
-class ApiVersionHeader:
-    """Adds ``Docker-Distribution-API-Version: registry/2.0`` to every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER]
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 async def _guarded(request: Request, call: Callable[[], Any]) -> Response:
@@ -199,7 +180,7 @@ def build_app(
         header_max_bytes=registry.header_max_bytes,
         body_idle_timeout=registry.body_idle_timeout_seconds,
     )
-    app.add_middleware(ApiVersionHeader)
+    app.add_middleware(AddResponseHeaders, headers=(API_VERSION_HEADER,))
     # Outermost of these, so that it sees every response and every other layer sees the id.
     app.add_middleware(ObserveRequests, recorders=recorders)
     return app

@@ -63,6 +63,10 @@ def repository(name: str, *actions: str) -> Access:
 
 
 CATALOG_ACCESS = Access(REGISTRY, CATALOG, frozenset({"*"}))
+# The registry-wide usage report (the web UI's usage overview, every repository's figures):
+# like ADMIN on a repository, held only by the policy's admins; no token can carry it.
+USAGE = "usage"
+USAGE_ACCESS = Access(REGISTRY, USAGE, frozenset({ADMIN}))
 
 
 def covers(granted: Iterable[Access], needed: Access) -> bool:

@@ -13,6 +13,7 @@ import click
 from moorage.config import ConfigError, Settings, load_settings, parse_duration
 from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, TAGS, GcReport
 from moorage.storage.port import StorageUnavailable
+from moorage.units import human_bytes
 
 _LABELS = {
     TAGS: "tags",
@@ -21,15 +22,6 @@ _LABELS = {
     BLOBS: "blobs",
     ORPHANS: "orphaned objects",
 }
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
@@ -144,6 +136,7 @@ def gc(
 def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
     from moorage.app import build_collector, build_registry
+    from moorage.metadata.migrate import SchemaMismatch
     from moorage.services.gc import CollectorBusy, collect_exclusively
     from moorage.services.jobs import LeaseLost
 
@@ -170,5 +163,7 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
         ) from None
     except StorageUnavailable as error:
         raise click.ClickException(f"storage: {error}") from None
+    except SchemaMismatch as error:
+        raise click.ClickException(str(error)) from None
     finally:
         progress.done()

@@ -22,7 +22,8 @@ from moorage.config import ConfigError, load_settings
 from moorage.metadata.usage import UsageReport
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.repositories import RepositoryService
-from moorage.services.usage import UsageService, human_bytes
+from moorage.services.usage import UsageService
+from moorage.units import human_bytes
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -40,8 +41,9 @@ def _store_options(command: _F) -> _F:
 @contextmanager
 def _usage_store(config_file: Path | None, data_dir: Path | None) -> Iterator[SqlUsageStore]:
     """The usage store on the configured database, migrated to the current schema."""
-    from moorage.metadata.migrate import upgrade
-    from moorage.metadata.sql import SqlMetadataStore, make_engine
+    from moorage.app import open_database
+    from moorage.metadata.migrate import SchemaMismatch
+    from moorage.metadata.sql import SqlMetadataStore
 
     overrides: dict[str, Any] = {}
     if data_dir is not None:
@@ -52,9 +54,10 @@ def _usage_store(config_file: Path | None, data_dir: Path | None) -> Iterator[Sq
         raise click.ClickException(f"invalid configuration:\n{error}") from None
     engine: Engine | None = None
     try:
-        engine = make_engine(settings.database_url)
-        upgrade(engine)
+        engine = open_database(settings)
         yield SqlUsageStore(SqlMetadataStore(engine))
+    except SchemaMismatch as error:
+        raise click.ClickException(str(error)) from None
     except SQLAlchemyError as error:
         raise click.ClickException(_database_error(settings.database_url, error)) from None
     finally:

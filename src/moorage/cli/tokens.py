@@ -37,8 +37,8 @@ def _config_option(command: _F) -> _F:
 @contextmanager
 def _store(config_file: Path | None) -> Iterator[ApiTokenStore]:
     """The token store on the configured database, migrated to the current schema."""
-    from moorage.metadata.migrate import upgrade
-    from moorage.metadata.sql import make_engine
+    from moorage.app import open_database
+    from moorage.metadata.migrate import SchemaMismatch
 
     try:
         settings = load_settings(config_file)
@@ -46,9 +46,10 @@ def _store(config_file: Path | None) -> Iterator[ApiTokenStore]:
         raise click.ClickException(f"invalid configuration:\n{error}") from None
     engine: Engine | None = None
     try:
-        engine = make_engine(settings.database_url)
-        upgrade(engine)
+        engine = open_database(settings)
         yield ApiTokenStore(engine, cache_seconds=0)
+    except SchemaMismatch as error:
+        raise click.ClickException(str(error)) from None
     except SQLAlchemyError as error:
         raise click.ClickException(_database_error(settings.database_url, error)) from None
     finally:

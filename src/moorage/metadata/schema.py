@@ -168,3 +168,14 @@ job_leases = Table(
     Column("holder", String(255), nullable=False),
     Column("until", Float, nullable=False),
 )
+
+# Beside alembic_version, and like it kept by metadata/migrate.py rather than by a revision: the
+# schema's revision and the oldest revision whose code still runs on it (each migration since
+# then says COMPATIBLE_WITH_PREVIOUS), so an older node can tell a newer schema it may use from
+# one it must refuse. One row.
+schema_compat = Table(
+    "moorage_schema",
+    metadata,
+    Column("revision", String(64), primary_key=True),
+    Column("oldest_code_revision", String(64), nullable=False),
+)

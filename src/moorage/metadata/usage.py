@@ -112,6 +112,9 @@ class UsageStore(Protocol):
         """Usage of the repositories matching the glob ``pattern`` (all when None), by
         repository and namespace (both in name order), from one consistent snapshot."""
 
+    def repository_usage(self, name: str) -> RepositoryUsage | None:
+        """One repository's figures, as :meth:`usage` counts them; None if it does not exist."""
+
     def delete_repository(self, name: str) -> DeletedRepository | None:
         """In one transaction, remove the repository, its tags, manifests (with their
         references) and blob links; None if it does not exist. Blob rows and bytes stay: the

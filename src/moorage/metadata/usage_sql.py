@@ -176,6 +176,14 @@ class SqlUsageStore:
         with self._store.snapshot() as conn:
             return _report(conn, selected)
 
+    def repository_usage(self, name: str) -> RepositoryUsage | None:
+        # An equality on the name (its unique index), not the report's LIKE, and none of the
+        # report's namespace and registry-wide totals: a repository page asks this each time.
+        selected = select(_r.c.id).where(_r.c.name == name)
+        with self._store.snapshot() as conn:
+            found = _repository_usages(conn, selected)
+        return found[0] if found else None
+
     def delete_repository(self, name: str) -> DeletedRepository | None:
         with self._store.transaction() as conn:
             # The row lock first: a quota-checked push to this repository (which takes it first
@@ -217,8 +225,8 @@ def _in(column: Any, selected: Select[Any] | None) -> Any:
     return true() if selected is None else column.in_(selected)
 
 
-def _report(conn: Connection, selected: Select[Any] | None) -> UsageReport:
-    """The report over the repositories ``selected`` (ids; None: all of them)."""
+def _repository_usages(conn: Connection, selected: Select[Any] | None) -> list[RepositoryUsage]:
+    """Each repository ``selected`` (ids; None: all of them) with its figures, in name order."""
     names: dict[int, str] = {
         row.id: row.name
         for row in conn.execute(select(_r.c.id, _r.c.name).where(_in(_r.c.id, selected)))
@@ -271,6 +279,14 @@ def _report(conn: Connection, selected: Select[Any] | None) -> UsageReport:
         for rid, name in names.items()
     ]
     repositories.sort(key=lambda usage: usage.name)
+    return repositories
+
+
+def _report(conn: Connection, selected: Select[Any] | None) -> UsageReport:
+    """The report over the repositories ``selected`` (ids; None: all of them)."""
+    repositories = _repository_usages(conn, selected)
+    repository_filter = _in(_m.c.repository_id, selected)
+    referenced = _referenced(repository_filter).subquery()
 
     # Distinct blobs per namespace: the same digest in two repositories of one namespace is
     # one (namespace, digest) pair.

@@ -4,10 +4,18 @@ refused push gets. How bytes are counted is defined in :mod:`moorage.metadata.us
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from moorage.auth.policy import matches
 from moorage.errors import ErrorCode, RegistryError
-from moorage.metadata.usage import Quota, QuotaExceeded, UsageReport, UsageStore
+from moorage.metadata.usage import (
+    Quota,
+    QuotaExceeded,
+    RepositoryUsage,
+    UsageReport,
+    UsageStore,
+)
+from moorage.units import human_bytes
 
 
 class Quotas:
@@ -25,16 +33,6 @@ class Quotas:
 
 
 NO_QUOTAS = Quotas()
-
-
-def human_bytes(size: int) -> str:
-    """``1536`` -> ``1.5 KiB``: binary units, one decimal, exact below 1 KiB."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def quota_refusal(repository: str, exceeded: QuotaExceeded) -> RegistryError:
@@ -59,9 +57,39 @@ def quota_refusal(repository: str, exceeded: QuotaExceeded) -> RegistryError:
     return RegistryError(ErrorCode.DENIED, message, detail)
 
 
+@dataclass(frozen=True, slots=True)
+class RepositoryStanding:
+    """A repository's usage and the quota that applies to it (None: no limit)."""
+
+    usage: RepositoryUsage
+    quota: Quota | None
+
+    @property
+    def bytes_fraction(self) -> float | None:
+        """How full ``max_bytes`` is (1.0: at the limit; above after a quota was lowered);
+        None without a byte limit. The same figure a push is checked against."""
+        if self.quota is None or self.quota.max_bytes is None:
+            return None
+        return self.usage.bytes / self.quota.max_bytes if self.quota.max_bytes else 1.0
+
+    @property
+    def tags_fraction(self) -> float | None:
+        if self.quota is None or self.quota.max_tags is None:
+            return None
+        return self.usage.tags / self.quota.max_tags if self.quota.max_tags else 1.0
+
+
 class UsageService:
-    def __init__(self, store: UsageStore) -> None:
+    def __init__(self, store: UsageStore, quotas: Quotas = NO_QUOTAS) -> None:
         self.store = store
+        self.quotas = quotas
+
+    def repository(self, name: str) -> RepositoryStanding | None:
+        """One repository's usage and quota; None if it does not exist."""
+        usage = self.store.repository_usage(name)
+        if usage is None:
+            return None
+        return RepositoryStanding(usage, self.quotas.for_repository(name))
 
     def report(self, pattern: str | None = None) -> UsageReport:
         """Usage of the repositories matching the glob ``pattern`` (all when None)."""

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage.errors import RegistryError
+from moorage.response_headers import AddResponseHeaders
 from moorage.web import account, pages
 from moorage.web.context import WebContext
 from moorage.web.render import render
@@ -34,25 +34,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
 )
-
-
-class SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every UI response, static files and errors included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 Handler = Callable[[Request, WebContext], Awaitable[Response]]
@@ -83,6 +64,7 @@ def build_ui(context: WebContext) -> Starlette:
     routes = [
         Route("/", bound(pages.repositories), methods=["GET", "HEAD"]),
         Route("/r/{path:path}", bound(pages.repository_pages), methods=["GET", "HEAD", "POST"]),
+        Route("/usage", bound(pages.usage), methods=["GET", "HEAD"]),
         Route("/sign-in", bound(account.sign_in), methods=["GET", "POST"]),
         Route("/sign-out", bound(account.sign_out), methods=["POST"]),
         Route("/tokens", bound(account.tokens), methods=["GET", "POST"]),
@@ -90,7 +72,7 @@ def build_ui(context: WebContext) -> Starlette:
         Mount("/static", StaticFiles(packages=[("moorage.web", "static")]), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={404: missing, 405: missing})
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(AddResponseHeaders, headers=SECURITY_HEADERS)
     return app
 
 

@@ -8,6 +8,8 @@ from moorage.auth.api_tokens import ApiTokenStore
 from moorage.auth.gate import AccessGate
 from moorage.services.browse import BrowseService
 from moorage.services.manifests import ManifestService
+from moorage.services.repositories import RepositoryService
+from moorage.services.usage import UsageService
 from moorage.web.session import SessionSigner
 from moorage.web.throttle import SignInThrottle
 
@@ -16,6 +18,8 @@ from moorage.web.throttle import SignInThrottle
 class WebContext:
     browse: BrowseService
     manifests: ManifestService
+    usage: UsageService
+    repositories: RepositoryService
     gate: AccessGate
     # None when authentication is off: there are no users to hold tokens.
     tokens: ApiTokenStore | None

@@ -3,10 +3,12 @@ exact time kept for a tooltip. Pure functions, registered as template filters.""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 
-_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+from moorage.units import human_bytes
+
 # (seconds in the unit, its name); the first whose count is at least 1 is used.
 _SPANS = (
     (365 * 86400, "year"),
@@ -18,13 +20,8 @@ _SPANS = (
 
 
 def human_size(size: int) -> str:
-    """``1536`` -> ``1.5 KB`` (decimal units, as podman and docker show image sizes)."""
-    value = float(size)
-    for unit in _UNITS:
-        if value < 1000 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
+    """Sizes on pages: decimal units, as podman and docker show image sizes."""
+    return human_bytes(size, decimal=True)
 
 
 def exact_time(timestamp: float | None) -> str:
@@ -55,3 +52,11 @@ def short_digest(digest: str) -> str:
     """``sha256:0123456789ab`` - enough to tell digests apart on a page."""
     algorithm, _, hex_part = digest.partition(":")
     return f"{algorithm}:{hex_part[:12]}" if hex_part else digest[:19]
+
+
+def percent(fraction: float | None) -> str:
+    """``0.423`` -> ``42%``, rounded down so that ``100%`` means at the limit, not nearly;
+    usage past a lowered quota shows as such (``130%``)."""
+    if fraction is None:
+        return ""
+    return f"{math.floor(fraction * 100)}%"

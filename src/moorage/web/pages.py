@@ -1,5 +1,6 @@
-"""The browsing pages: repositories, one repository's tags, one image; deleting a tag or a
-manifest. A repository the viewer may not pull gets exactly the page a missing one gets."""
+"""The browsing pages: repositories, one repository's tags and usage, one image; deleting a tag,
+a manifest or (for admins) a whole repository. A repository the viewer may not pull gets
+exactly the page a missing one gets."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from moorage.web.viewer import Viewer, viewer_of
 SEPARATOR = "/-/"
 # Search text longer than any repository name finds nothing; it is cut, not refused.
 SEARCH_MAX = 255
+# Up to this many tags, a repository's page shows its usage; past it, on request.
+USAGE_INLINE_TAGS = 1000
+# Longest text a repository delete's confirmation field passes on: no name is longer.
+CONFIRM_MAX = 256
 
 _NOT_FOUND = frozenset({ErrorCode.NAME_UNKNOWN, ErrorCode.MANIFEST_UNKNOWN, ErrorCode.NAME_INVALID})
 
@@ -44,6 +49,9 @@ async def repositories(request: Request, context: WebContext) -> Response:
     text = query.get("q", "").strip().lower()[:SEARCH_MAX]
     match = NameMatch.PREFIX if query.get("match") == "prefix" else NameMatch.CONTAINS
     last = query.get("last") or None
+    deleted = query.get("deleted", "")[:SEARCH_MAX]
+    if deleted:
+        deleted = await run_in_threadpool(_repository_deleted, context, viewer, deleted)
     page = await run_in_threadpool(
         context.browse.repositories,
         text,
@@ -62,11 +70,33 @@ async def repositories(request: Request, context: WebContext) -> Response:
         q=text,
         match=match.value,
         first_page=last is None,
+        deleted=deleted,
     )
 
 
+async def usage(request: Request, context: WebContext) -> Response:
+    """Admins only: each namespace's totals and the registry's, as ``moorage usage`` reports
+    them. Anyone else gets the page an unknown path gets, before anything is counted."""
+    viewer = viewer_of(context, request)
+    if not viewer.may_read_usage:
+        return not_found(request, context, viewer)
+    report = await run_in_threadpool(context.usage.report)
+    return render(request, context, viewer, "usage.html", report=report)
+
+
+def _repository_deleted(context: WebContext, viewer: Viewer, name: str) -> str:
+    """``name`` if the notice "Deleted NAME" may be shown, else "". Only to someone who may
+    delete it (anyone else could learn from the notice whether a name they cannot pull
+    exists), and only once it is gone: a crafted link cannot claim a delete that did not
+    happen."""
+    if not viewer.may_administer(name) or context.usage.repository(name) is not None:
+        return ""
+    return name
+
+
 async def repository_pages(request: Request, context: WebContext) -> Response:
-    """Everything under /ui/r/: ``NAME``, ``NAME/-/m/REFERENCE``, ``NAME/-/delete``."""
+    """Everything under /ui/r/: ``NAME``, ``NAME/-/m/REFERENCE``, ``NAME/-/delete``,
+    ``NAME/-/delete-repository``."""
     viewer = viewer_of(context, request)
     path: str = request.path_params["path"]
     name, _, rest = path.partition(SEPARATOR)
@@ -80,6 +110,8 @@ async def repository_pages(request: Request, context: WebContext) -> Response:
             return await _image(request, context, viewer, name, rest[2:])
         if rest == "delete":
             return await _delete(request, context, viewer, name)
+        if rest == "delete-repository":
+            return await _delete_repository(request, context, viewer, name)
     except RegistryError as error:
         if error.code in _NOT_FOUND:
             return not_found(request, context, viewer)
@@ -92,6 +124,14 @@ async def _repository(request: Request, context: WebContext, viewer: Viewer, nam
     order = TagOrder.TIME if query.get("sort") == "time" else TagOrder.NAME
     page_number = _page_number(query.get("page"))
     tags = await run_in_threadpool(context.browse.tags, name, order, page_number, context.page_size)
+    # Usage reads every blob reference of the repository: about a millisecond for a few
+    # hundred images, 40 ms and more at 10,000. A big repository's usage is computed when asked
+    # for, so that paging through its tags stays as fast as for a small one.
+    standing = None
+    if query.get("usage") == "1" or tags.total <= USAGE_INLINE_TAGS:
+        standing = await run_in_threadpool(context.usage.repository, name)
+        if standing is None:  # deleted since the line above
+            return not_found(request, context, viewer)
     # The notice after a delete says what went; a crafted link naming something that is
     # still there shows none (the page must not claim a delete that did not happen).
     deleted = query.get("deleted", "")[:300]
@@ -118,8 +158,14 @@ async def _repository(request: Request, context: WebContext, viewer: Viewer, nam
         more_untagged=more_untagged,
         untagged_page=_page_number(query.get("upage")),
         may_delete=viewer.may_delete(name) and context.manifests.delete_enabled,
+        may_delete_repository=_may_delete_repository(context, viewer, name),
         deleted=deleted,
+        standing=standing,
     )
+
+
+def _may_delete_repository(context: WebContext, viewer: Viewer, name: str) -> bool:
+    return viewer.may_administer(name) and context.repositories.delete_enabled
 
 
 def _resolves(context: WebContext, name: str, reference: str) -> bool:
@@ -173,3 +219,36 @@ async def _delete(request: Request, context: WebContext, viewer: Viewer, name: s
     reference = form.get("ref", "")
     await run_in_threadpool(context.manifests.delete, name, reference)
     return RedirectResponse(query_url(repository_url(name), deleted=reference), status_code=303)
+
+
+async def _delete_repository(
+    request: Request, context: WebContext, viewer: Viewer, name: str
+) -> Response:
+    """GET: the confirmation step, which asks for the name to be typed. POST: delete the
+    repository (tags, manifests, blob links), as ``DELETE /api/v1/repositories/NAME`` does."""
+    if not _may_delete_repository(context, viewer, name):
+        return refused(request, context, viewer, "You may not delete this repository.")
+    typed: str | None = None
+    if request.method == "POST":
+        try:
+            form = await read_form(request, context)
+        except FormRefused as error:
+            return refused(request, context, viewer, str(error))
+        typed = form.get("confirm", "")[:CONFIRM_MAX]
+        if typed == name:
+            await run_in_threadpool(context.repositories.delete, name)
+            return RedirectResponse(query_url("/ui/", deleted=name), status_code=303)
+    # The confirmation says what would go; a repository that is already gone has none.
+    standing = await run_in_threadpool(context.usage.repository, name)
+    if standing is None:
+        return not_found(request, context, viewer)
+    return render(
+        request,
+        context,
+        viewer,
+        "confirm_delete_repository.html",
+        200 if typed is None else 400,
+        name=name,
+        usage=standing.usage,
+        mistyped=typed is not None,
+    )

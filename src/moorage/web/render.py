@@ -52,6 +52,7 @@ _environment.filters.update(
     exact_time=fmt.exact_time,
     iso_time=fmt.iso_time,
     short_digest=fmt.short_digest,
+    percent=fmt.percent,
 )
 _environment.globals.update(
     repository_url=repository_url,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from moorage.auth.access import DELETE, PULL, repository
+from moorage.auth.access import ADMIN, DELETE, PULL, USAGE_ACCESS, repository
 from moorage.auth.gate import AccessGate, Decision
 from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.oci.names import is_valid_name
@@ -49,6 +49,17 @@ class Viewer:
 
     def may_delete(self, name: str) -> bool:
         return self.may(name, DELETE)
+
+    def may_administer(self, name: str) -> bool:
+        """The ``admin`` action, as ``DELETE /api/v1/repositories/<name>`` needs it: only the
+        policy's admins hold it (no rule or API token scope grants it)."""
+        return self.may(name, ADMIN)
+
+    @property
+    def may_read_usage(self) -> bool:
+        """The registry-wide usage overview: every repository's figures, so for the policy's
+        admins only (a page shows what the same person's ``admin`` rights cover)."""
+        return self.gate.decide(self.identity, [USAGE_ACCESS]) is Decision.ALLOW
 
     def visible(self) -> Callable[[str], bool]:
         return self.gate.pull_filter(self.identity)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from moorage.auth.access import CATALOG_ACCESS, Access, parse_scope, repository
+from moorage.auth.access import CATALOG_ACCESS, USAGE_ACCESS, Access, parse_scope, repository
 from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.auth.policy import (
     DEFAULT_POLICY,
@@ -135,6 +135,19 @@ def test_only_admins_hold_the_admin_action(authz: PolicyAuthorizer) -> None:
         )
         == []
     )
+
+
+def test_only_admins_may_read_the_usage_report(authz: PolicyAuthorizer) -> None:
+    assert authz.grant(user("root"), [USAGE_ACCESS]) == [USAGE_ACCESS]
+    for caller in (user("alice"), user("robot"), ANONYMOUS):
+        assert authz.grant(caller, [USAGE_ACCESS]) == []
+    # Not through an API token either, even one holding every repository and the catalog.
+    token = Identity(
+        "root",
+        Via.API_TOKEN,
+        limit=(parse_scope("repository:*:pull,push,delete"), CATALOG_ACCESS),
+    )
+    assert authz.grant(token, [USAGE_ACCESS]) == []
 
 
 def test_anonymous_rule_also_applies_to_logged_in_users() -> None:

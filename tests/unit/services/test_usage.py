@@ -104,6 +104,36 @@ def test_usage_counts_shared_blobs_once_per_repository_and_namespace(
     assert only_team.stored_bytes == 6320  # the store's figure is registry-wide
 
 
+def test_one_repositorys_usage_is_its_report_entry_with_its_quota(
+    store: SqlMetadataStore,
+) -> None:
+    """What a repository's page shows: the report's figures for it, and the quota a push to it
+    is checked against (how full, in bytes and tags)."""
+    service = ManifestService(store, True)
+    config, layer = blob(store, "team/app", "config", 10), blob(store, "team/app", "layer", 990)
+    push(service, "team/app", "1", manifest(store, config, layer))
+    blob(store, "team/app", "uploaded-but-unused", 5000)
+    push(service, "solo", "1", manifest(store, blob(store, "solo", "c", 1)))
+    store_ = SqlUsageStore(store)
+    quotas = Quotas([Quota("team/*", max_bytes=4000, max_tags=4)])
+    usage = UsageService(store_, quotas)
+
+    standing = usage.repository("team/app")
+    assert standing is not None
+    (expected,) = UsageService(store_).report("team/app").repositories
+    assert standing.usage == expected
+    assert (expected.unreferenced_bytes, expected.tags) == (5000, 1)
+    assert standing.quota == quotas.for_repository("team/app")
+    assert standing.bytes_fraction == expected.bytes / 4000
+    assert standing.tags_fraction == 0.25
+    solo = usage.repository("solo")
+    assert solo is not None and solo.quota is None
+    assert (solo.bytes_fraction, solo.tags_fraction) == (None, None)
+    assert usage.repository("team/missing") is None
+    # A name is matched exactly, never as a pattern (LIKE would take `_` for any character).
+    assert usage.repository("team_app") is None
+
+
 def test_usage_of_an_empty_registry(store: SqlMetadataStore) -> None:
     report = UsageService(SqlUsageStore(store)).report()
     assert report.repositories == [] and report.namespaces == []
@@ -298,11 +328,11 @@ def test_a_repository_delete_waits_for_a_quota_checked_push(
     assert store.list_tags("q/app", 10, None) is None
 
 
+# PostgreSQL only: on SQLite writers take turns, so an upload's link waits for any push.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_quota_checked_push_does_not_hold_up_blob_uploads(
     store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if store.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has one writer at a time: an upload's link waits for any push")
     # FOR NO KEY UPDATE on the repository row does not conflict with the KEY SHARE lock a
     # blob link's foreign key takes, so uploads go on while a push checks its quota.
     service = limited(store, max_bytes=10**9)

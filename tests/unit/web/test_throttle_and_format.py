@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moorage.web.format import exact_time, human_size, relative_time, short_digest
+from moorage.web.format import exact_time, human_size, percent, relative_time, short_digest
 from moorage.web.throttle import SignInThrottle
 
 
@@ -81,3 +81,13 @@ def test_exact_time_and_short_digest() -> None:
     assert exact_time(0) == "1970-01-01 00:00:00 UTC"
     assert relative_time(None) == "never"
     assert short_digest("sha256:" + "ab" * 32) == "sha256:abababababab"
+
+
+@pytest.mark.parametrize(
+    ("fraction", "text"),
+    [(None, ""), (0.0, "0%"), (0.4239, "42%"), (0.999, "99%"), (1.0, "100%"), (1.3, "130%")],
+)
+def test_percent_is_rounded_down_so_100_means_at_the_limit(
+    fraction: float | None, text: str
+) -> None:
+    assert percent(fraction) == text
