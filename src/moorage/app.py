@@ -190,6 +190,9 @@ def build_registry(settings: Settings) -> Registry:
         and settings.storage.backend == "filesystem",
         accel_redirect=settings.storage.accel_redirect,
         event_backlog=SqlEventStore(metadata).backlog if outbox is not None else None,
+        manifest_pulled=SqlEventStore(metadata).pulled
+        if outbox is not None and events.pull
+        else None,
     )
 
 

@@ -198,3 +198,23 @@ async def test_the_audit_trail_records_changes_and_refusals(
     assert (delete.user, delete.reference, delete.outcome) == ("deleter", digest, "ok")
     text = repr(entries)
     assert password("writer") not in text and "not-it" not in text
+
+
+async def test_pulls_are_events_only_when_asked_for(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    async with make_client(events=events_config(receiver)) as client:
+        digest, _ = await push_image(client, "team/app", "1.0")
+        assert (await client.get("/v2/team/app/manifests/1.0")).status_code == 200
+        await receiver.arrive(1)
+        await asyncio.sleep(1.5)
+    assert len(receiver.received) == 1
+    async with make_client(events=events_config(receiver, pull=True)) as client:
+        assert (await client.head("/v2/team/app/manifests/1.0")).status_code == 200
+        assert (await client.get("/v2/team/app/manifests/1.0")).status_code == 200
+        received = await receiver.arrive(2)
+    pulled = json.loads(received[1].body)
+    assert pulled["type"] == "dev.moorage.manifest.pulled"
+    assert pulled["data"]["reference"] == "1.0" and pulled["data"]["digest"] == digest
+    await asyncio.sleep(0)
+    assert len(receiver.received) == 2  # the HEAD is not a pull

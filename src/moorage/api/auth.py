@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.body import read_at_most
-from moorage.api.request_state import AUDIT_KEY, IDENTITY_KEY
+from moorage.api.request_state import IDENTITY_KEY
 from moorage.api.responses import json_response
-from moorage.audit.entry import LOGIN_FAILED, REFUSED, AuditNote
+from moorage.audit.entry import AUDIT_KEY, LOGIN_FAILED, REFUSED, AuditNote
 from moorage.auth.access import Access, ScopeError, parse_scopes
 from moorage.auth.gate import AccessGate, Decision, RefreshRefused
 from moorage.auth.identity import ANONYMOUS, Identity, Via

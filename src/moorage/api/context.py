@@ -40,6 +40,9 @@ class Registry:
     accel_redirect: str | None = None
     # The events outbox's backlog (undelivered), for /readyz; None when events are off.
     event_backlog: Callable[[], int] | None = None
+    # Records a manifest GET as an event (repository, reference, digest); None unless
+    # events.pull is on.
+    manifest_pulled: Callable[[str, str, str], None] | None = None
 
 
 P = ParamSpec("P")

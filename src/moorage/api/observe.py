@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage.api.request_state import (
-    AUDIT_KEY,
     ERROR_CODE_KEY,
     IDENTITY_KEY,
     REFERENCE_KEY,
@@ -26,6 +25,7 @@ from moorage.api.request_state import (
     ROUTE_KEY,
     new_request_id,
 )
+from moorage.audit.entry import AUDIT_KEY
 from moorage.events.context import ACTOR, REQUEST_ID
 
 log = logging.getLogger("moorage.api")

@@ -19,9 +19,8 @@ IDENTITY_KEY = "moorage.identity"
 ROUTE_KEY = "moorage.route"
 REPOSITORY_KEY = "moorage.repository"
 ERROR_CODE_KEY = "moorage.error_code"
-# The /v2 route's reference (tag or digest) for the audit trail, and a handler's AuditNote.
+# The /v2 route's reference (tag or digest), for the audit trail.
 REFERENCE_KEY = "moorage.reference"
-AUDIT_KEY = "moorage.audit"
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A proxy's id is written into logs and echoed back: keep to a charset that cannot break a

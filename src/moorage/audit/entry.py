@@ -15,6 +15,10 @@ TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action name)
 
 OK, REFUSED = "ok", "refused"
 
+# Where a handler leaves its AuditNote in the request's ASGI scope (beside the keys of
+# moorage.api.request_state; here so that the web UI can set it without importing the API).
+AUDIT_KEY = "moorage.audit"
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:

@@ -9,6 +9,7 @@ dead: services/jobs.py), the others check back every ``STANDBY_SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -59,5 +60,9 @@ async def _hold(
                 await asyncio.to_thread(housekeeping)
             await asyncio.sleep(poll_seconds)
     finally:
+        # Given up at shutdown so that a new server takes over at once. Called inline: the
+        # task is being cancelled, and this is one short write.
+        with contextlib.suppress(Exception):
+            held.release()
         if deliverer is not None:
             await deliverer.stop()

@@ -69,6 +69,22 @@ class SqlEventStore:
     def __init__(self, store: SqlMetadataStore) -> None:
         # The metadata store's own transaction helpers (SQLite's writer lock included).
         self._write, self._read = store._write, store._read
+        self._outbox = store.outbox
+
+    def pulled(self, repository: str, reference: str, digest: str) -> None:
+        """Record a manifest GET (``events.pull``). A pull changes nothing, so the event has a
+        transaction of its own, committed without an fsync: a crash of the process keeps it,
+        a power failure may lose the last ones."""
+        if self._outbox is None:
+            return
+        with self._write(durable=False) as conn:
+            self._outbox.record(
+                conn,
+                ce.MANIFEST_PULLED,
+                repository,
+                f"{repository}@{digest}",
+                {"digest": digest, "reference": reference},
+            )
 
     def dispatch(self, wants: Callable[[str, str], Sequence[str]], limit: int = 500) -> int:
         """Make the deliveries of up to ``limit`` new events: ``wants(type, repository)`` names

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from moorage.api.request_state import AUDIT_KEY
 from moorage.audit import entry as audit
+from moorage.audit.entry import AUDIT_KEY
 from moorage.auth.access import ScopeError, parse_scopes
 from moorage.auth.api_tokens import ApiTokenError, parse_expiry, token_id
 from moorage.auth.identity import Via
