@@ -90,13 +90,18 @@ class SqlEventStore:
         """Make the deliveries of up to ``limit`` new events: ``wants(type, repository)`` names
         the endpoints that get it. Returns how many events were dispatched."""
         now = time.time()
+        new = (
+            select(_e.c.seq, _e.c.type, _e.c.repository)
+            .where(_e.c.dispatched == 0)
+            .order_by(_e.c.seq)
+            .limit(limit)
+        )
+        # Asked every second: a read first, so that an idle registry never takes the writer.
+        with self._read() as conn:
+            if conn.execute(new.with_only_columns(_e.c.seq)).first() is None:
+                return 0
         with self._write() as conn:
-            rows = conn.execute(
-                select(_e.c.seq, _e.c.type, _e.c.repository)
-                .where(_e.c.dispatched == 0)
-                .order_by(_e.c.seq)
-                .limit(limit)
-            ).all()
+            rows = conn.execute(new).all()
             deliveries = [
                 {
                     "event_seq": row.seq,
