@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from moorage.events.signature import verify
 from moorage.metadata.audit_sql import SqlAuditLog
 from moorage.metadata.outbox import SqlEventStore
 from moorage.metadata.sql import SqlMetadataStore, make_engine
-from tests.api.support import ClientFactory, push_image
+from tests.api.support import ClientFactory, digest_of, push_image
 from tests.api.test_auth_api import auth_files, password  # noqa: F401 (a fixture)
 from tests.events_receiver import Receiver
 
@@ -99,9 +100,7 @@ async def test_each_change_sends_one_signed_cloudevent(
     assert len({e["id"] for e in events}) == 6
 
 
-async def test_a_refused_push_sends_nothing(
-    make_client: ClientFactory, receiver: Receiver
-) -> None:
+async def test_a_refused_push_sends_nothing(make_client: ClientFactory, receiver: Receiver) -> None:
     async with make_client(events=events_config(receiver)) as client:
         bad = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
         bad += b'"config":{"mediaType":"a/b","digest":"sha256:' + b"0" * 64 + b'","size":1},'
@@ -122,6 +121,7 @@ async def test_a_receiver_down_for_a_while_misses_nothing(
     make_client: ClientFactory, storage: dict[str, Any]
 ) -> None:
     receiver = Receiver()  # not listening yet
+    before = {outcome: deliveries(outcome) or 0 for outcome in ("failed", "delivered")}
     async with make_client(events=events_config(receiver)) as client:
         for n in range(3):
             await push_image(client, "team/app", f"v{n}", seed=bytes([n]))
@@ -141,6 +141,12 @@ async def test_a_receiver_down_for_a_while_misses_nothing(
             receiver.stop()
     tags = [json.loads(r.body)["data"]["tags"] for r in received]
     assert tags == [["v0"], ["v1"], ["v2"]]
+    for outcome in ("failed", "delivered"):
+        assert (deliveries(outcome) or 0) > before[outcome]
+
+
+def deliveries(outcome: str) -> float | None:
+    return REGISTRY.get_sample_value("moorage_webhook_deliveries_total", {"outcome": outcome})
 
 
 def _db(storage: dict[str, Any]) -> str:
@@ -183,6 +189,12 @@ async def test_the_audit_trail_records_changes_and_refusals(
             assert denied.status_code == 403
         deleted = await client.delete(f"/v2/team-a/app/manifests/{digest}", auth=deleter)
         assert deleted.status_code == 202
+        blob = digest_of(b"layer-x")
+        deleted = await client.delete(f"/v2/team-a/app/blobs/{blob}", auth=deleter)
+        assert deleted.status_code == 202
+        root = ("root", password("root"))
+        gone = await client.delete("/api/v1/repositories/team-a/app", auth=root)
+        assert gone.status_code in (200, 202)
         entries = await _audit(storage)
     by_action = {e.action: e for e in entries}
     push = by_action["manifest.push"]
@@ -196,6 +208,11 @@ async def test_the_audit_trail_records_changes_and_refusals(
     assert (denial.user, denial.count, denial.reference) == ("writer", 5, digest)
     delete = by_action["manifest.delete"]
     assert (delete.user, delete.reference, delete.outcome) == ("deleter", digest, "ok")
+    assert (by_action["blob.delete"].user, by_action["blob.delete"].reference) == (
+        "deleter", blob
+    )  # fmt: skip
+    repository_delete = by_action["repository.delete"]
+    assert (repository_delete.user, repository_delete.repository) == ("root", "team-a/app")
     text = repr(entries)
     assert password("writer") not in text and "not-it" not in text
 
