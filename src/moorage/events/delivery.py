@@ -3,9 +3,11 @@
 Each endpoint's deliveries go out oldest first, one at a time, in a task of its own: an
 endpoint that times out or refuses holds up nobody else, and pushes never wait for any of them
 (they only wrote the outbox row). A failed attempt is retried after ``backoff_initial`` seconds,
-doubling up to ``backoff_max``, ``max_attempts`` times in all; the endpoint pauses until then
-(its first failing event is the probe), so a dead endpoint costs one attempt per backoff step,
-not one per event. Delivery means a 2xx answer; a redirect is a failure, never followed.
+doubling up to ``backoff_max``, ``max_attempts`` times in all; the endpoint's other deliveries
+wait until then too (its first failing event is the probe: see EventStore.settle), so a dead
+endpoint costs one attempt per backoff step, not one per event, and `moorage events
+redeliver` (which makes deliveries due now) ends the wait. Delivery means a 2xx answer; a
+redirect is a failure, never followed.
 """
 
 from __future__ import annotations
@@ -64,24 +66,18 @@ class Deliverer:
         self.count = count
         self.clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._paused_until: dict[str, float] = {}
         self._client = _client()
 
     def wants(self, event_type: str, repository: str) -> list[str]:
         return [e.key for e in self.endpoints if e.wants(event_type, repository)]
 
     async def tick(self) -> None:
-        """Dispatch new events, and start each endpoint's delivery task unless it runs, is
-        paused after a failure, or has nothing due."""
+        """Dispatch new events, and start each endpoint's delivery task unless it runs."""
         await asyncio.to_thread(self.store.dispatch, self.wants)
-        now = self.clock()
         for endpoint in self.endpoints:
             running = self._tasks.get(endpoint.key)
-            if running is not None and not running.done():
-                continue
-            if self._paused_until.get(endpoint.key, 0.0) > now:
-                continue
-            self._tasks[endpoint.key] = asyncio.create_task(self._drain(endpoint))
+            if running is None or running.done():
+                self._tasks[endpoint.key] = asyncio.create_task(self._drain(endpoint))
 
     async def stop(self) -> None:
         """Cancel the endpoints' tasks (an attempt cut short is retried: at least once)."""
@@ -113,7 +109,6 @@ class Deliverer:
             if attempts < self.max_attempts:
                 delay = min(self.backoff_initial * 2 ** (attempts - 1), self.backoff_max)
                 retry_at = self.clock() + delay
-                self._paused_until[endpoint.key] = retry_at
             outcome = failure.outcome if retry_at is not None else "gave_up"
             self.count(outcome)
             log.warning(

@@ -45,7 +45,8 @@ class EventStore(Protocol):
         """When ``endpoint``'s next pending delivery is due, or None if it has none."""
 
     def settle(self, seq: int, endpoint: str, error: str | None, retry_at: float | None) -> None:
-        """Record an attempt: delivered (no error), retry at ``retry_at``, or given up."""
+        """Record an attempt: delivered (no error), retry at ``retry_at``, or given up. A retry
+        holds the endpoint's other pending deliveries back until ``retry_at`` as well."""
 
     def backlog(self) -> int: ...
 

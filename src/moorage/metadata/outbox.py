@@ -145,7 +145,8 @@ class SqlEventStore:
 
     def settle(self, seq: int, endpoint: str, error: str | None, retry_at: float | None) -> None:
         """Record an attempt: delivered (``error`` None), retried at ``retry_at``, or failed
-        for good (``retry_at`` None)."""
+        for good (``retry_at`` None). A retry also holds back the endpoint's other pending
+        deliveries until then: the endpoint is down, so this one is its probe."""
         now = time.time()
         state = DELIVERED if error is None else PENDING if retry_at is not None else FAILED
         with self._write() as conn:
@@ -160,6 +161,13 @@ class SqlEventStore:
                     updated_at=now,
                 )
             )
+            if retry_at is not None:
+                conn.execute(
+                    update(_d)
+                    .where(_d.c.endpoint == endpoint, _d.c.state == PENDING)
+                    .where(_d.c.next_at < retry_at)
+                    .values(next_at=retry_at)
+                )
 
     def backlog(self) -> int:
         """Events not yet dispatched plus deliveries still pending."""
