@@ -316,7 +316,9 @@ def _background_worker(settings: Settings, registry: Registry) -> Coroutine[Any,
         if settings.audit.enabled:
             audit_log.prune(now - settings.audit.retention)
 
-    deliverer = build_deliverer(settings, store) if settings.events.endpoints else None
+    # With events recorded but no endpoint (events.enabled), the deliverer still marks them
+    # dispatched, so that they are pruned after events.retention.
+    deliverer = build_deliverer(settings, store) if settings.events.recording else None
     return events_worker.serve(deliverer, SqlJobLeases(metadata), housekeeping)
 
 

@@ -235,3 +235,18 @@ async def test_pulls_are_events_only_when_asked_for(
     assert pulled["data"]["reference"] == "1.0" and pulled["data"]["digest"] == digest
     await asyncio.sleep(0)
     assert len(receiver.received) == 2  # the HEAD is not a pull
+
+
+async def test_an_endpoint_that_never_answers_holds_up_no_other(
+    make_client: ClientFactory, receiver: Receiver
+) -> None:
+    config = events_config(receiver)
+    # TEST-NET-1: nothing answers there, so each attempt waits for its whole timeout.
+    config["endpoints"].insert(0, {"url": "http://192.0.2.1:9/hook", "timeout": 30})
+    async with make_client(events=config) as client:
+        loop = asyncio.get_running_loop()
+        for n in range(3):
+            await push_image(client, "team/app", f"v{n}", seed=bytes([n]))
+        started = loop.time()
+        await receiver.arrive(3, seconds=10)
+        assert loop.time() - started < 10
