@@ -173,8 +173,9 @@ async def test_the_audit_trail_records_changes_and_refusals(
     make_client: ClientFactory,
     auth_files: dict[str, Path],  # noqa: F811
     storage: dict[str, Any],
+    receiver: Receiver,
 ) -> None:
-    async with make_client(auth=auth_files) as client:
+    async with make_client(auth=auth_files, events=events_config(receiver)) as client:
         writer = ("writer", password("writer"))
         deleter = ("deleter", password("deleter"))
         digest, _ = await push_image(
@@ -196,6 +197,13 @@ async def test_the_audit_trail_records_changes_and_refusals(
         gone = await client.delete("/api/v1/repositories/team-a/app", auth=root)
         assert gone.status_code in (200, 202)
         entries = await _audit(storage)
+        received = await receiver.arrive(3)
+    actors = [(json.loads(r.body)["type"], json.loads(r.body)["data"]["actor"]) for r in received]
+    assert actors == [
+        ("dev.moorage.manifest.pushed", "writer"),
+        ("dev.moorage.manifest.deleted", "deleter"),
+        ("dev.moorage.repository.deleted", "root"),
+    ]
     by_action = {e.action: e for e in entries}
     push = by_action["manifest.push"]
     assert (push.user, push.repository, push.reference, push.status) == (
