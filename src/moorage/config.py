@@ -493,6 +493,15 @@ class EventsSettings(_Section):
     def recording(self) -> bool:
         return bool(self.endpoints) if self.enabled is None else self.enabled
 
+    @model_validator(mode="after")
+    def _distinct_endpoints(self) -> EventsSettings:
+        # Deliveries are kept per endpoint name: two endpoints under one name would share them.
+        keys = [endpoint.key for endpoint in self.endpoints]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"endpoints need distinct names (or URLs): {twice}")
+        return self
+
 
 class AuditSettings(_Section):
     enabled: bool = True
