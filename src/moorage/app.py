@@ -33,9 +33,9 @@ from moorage.auth.policy import (
     DEFAULT_POLICY,
     PolicyAuthorizer,
     has_immutable_tags,
-    load_policy,
     matches,
 )
+from moorage.auth.policy_reload import ReloadingPolicyAuthorizer
 from moorage.auth.port import Authenticator
 from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
@@ -47,7 +47,7 @@ from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
-from moorage.metadata.migrate import upgrade
+from moorage.metadata.migrate import check_schema
 from moorage.metadata.outbox import OutboxWriter, SqlEventStore
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
@@ -81,13 +81,20 @@ EXPIRY_SWEEP_SECONDS = 300.0
 AUDIT_FLUSH_SECONDS = 1.0
 
 
+def build_authorizer(settings: Settings) -> PolicyAuthorizer | ReloadingPolicyAuthorizer:
+    """The policy file's rules, re-read when it changes; without one, the default policy."""
+    auth = settings.auth
+    if auth.policy_file is None:
+        return PolicyAuthorizer(DEFAULT_POLICY)
+    return ReloadingPolicyAuthorizer(auth.policy_file, auth.policy_check_seconds)
+
+
 def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     """Authentication and authorization as configured: off (loopback, everyone may do
     everything) unless an htpasswd file or a trusted token issuer is configured."""
     auth = settings.auth
     token = auth.token
-    policy = load_policy(auth.policy_file) if auth.policy_file else DEFAULT_POLICY
-    authorizer = PolicyAuthorizer(policy)
+    authorizer = build_authorizer(settings)
     if not settings.auth_enabled:
         return AccessGate(False, (), authorizer, token.service, realm=auth.realm)
     htpasswd = HtpasswdAuthenticator(auth.htpasswd) if auth.htpasswd is not None else None
@@ -95,11 +102,17 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
     def user_exists(name: str) -> bool:
         return htpasswd is not None and htpasswd.has_user(name)
 
+    def user_exists_recently(name: str) -> bool:
+        # For every bearer request: the file is looked at once a second at most.
+        return htpasswd is not None and htpasswd.has_user_recently(name)
+
     def credential_of(name: str) -> str | None:
         return htpasswd.stored_hash(name) if htpasswd is not None else None
 
     authenticators: list[Authenticator] = [
-        ApiTokenAuthenticator(ApiTokenStore(engine), user_exists)
+        ApiTokenAuthenticator(
+            ApiTokenStore(engine, cache_seconds=auth.api_token_cache_seconds), user_exists
+        )
     ]
     if htpasswd is not None:
         authenticators.append(htpasswd)
@@ -130,6 +143,7 @@ def build_gate(settings: Settings, engine: Engine) -> AccessGate:
         issuer,
         verifier,
         credential_of,
+        user_exists_recently,
         realm=auth.realm,
     )
 
@@ -152,11 +166,30 @@ def build_quotas(settings: Settings) -> Quotas:
     return Quotas([Quota(q.repository, q.max_bytes, q.max_tags) for q in settings.quotas])
 
 
+def open_database(settings: Settings) -> Engine:
+    """The configured database with its bounded pool, on a schema this code runs on: upgraded
+    as ``database.migrate`` allows, else :class:`~moorage.metadata.migrate.SchemaMismatch`."""
+    database = settings.database
+    engine = make_engine(
+        settings.database_url,
+        database.pool_timeout,
+        pool_size=database.pool_size,
+        max_overflow=database.max_overflow,
+        pgbouncer=database.pgbouncer,
+    )
+    try:
+        check_schema(engine, database.migrate_mode)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def build_registry(settings: Settings) -> Registry:
-    """Open the backends the settings name, migrate the database, and wire the services."""
+    """Open the backends the settings name, check (or migrate) the database's schema, and wire
+    the services."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = open_database(settings)
     observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
     # A HEAD of a blob link under review restarts its grace at most every tenth of it.
     events = settings.events
@@ -202,7 +235,9 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
     gc = settings.gc
     policy = ManifestPolicy(referrers=gc.referrers, untagged_age=gc.untagged_age)
-    access = load_policy(settings.auth.policy_file) if settings.auth.policy_file else None
+    # The gate's own rules, as they are when each collection runs (the file may be reloaded).
+    authorizer = registry.gate.authorizer
+    assert isinstance(authorizer, PolicyAuthorizer | ReloadingPolicyAuthorizer)
     collector = Collector(
         SqlGcStore(metadata),
         registry.storage,
@@ -217,7 +252,7 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
             )
             for rule in gc.retention
         ],
-        immutable=functools.partial(has_immutable_tags, access or DEFAULT_POLICY),
+        immutable=lambda repository: has_immutable_tags(authorizer.policy, repository),
     )
     return collector, SqlJobLeases(metadata)
 

@@ -132,6 +132,29 @@ class StorageSettings(_Section):
 class DatabaseSettings(_Section):
     # SQLAlchemy URL; empty means SQLite in the data directory.
     url: str = ""
+    # What `moorage serve` (and the CLI) may do to an older schema: `auto` upgrades it at
+    # start, `create` only creates the schema in an empty database, `never` leaves everything
+    # to `moorage db upgrade`. Unset: `auto` on SQLite (one node), `create` on PostgreSQL,
+    # where several nodes of different versions may share the database during an upgrade
+    # (docs/deploy/upgrade.md). A schema newer than the code is refused whatever this says.
+    migrate: Literal["auto", "create", "never"] | None = None
+    # Connections each process (every worker of every node) may open: pool_size kept open,
+    # max_overflow more under load. A request that cannot get one within pool_timeout seconds
+    # is answered 503 with Retry-After. See docs/configuration.md for the arithmetic against
+    # PostgreSQL's max_connections.
+    pool_size: int = Field(16, ge=1, le=1000)
+    max_overflow: int = Field(32, ge=0, le=1000)
+    pool_timeout: float = Field(5.0, gt=0, le=300)
+    # Behind PgBouncer in transaction pooling mode: no server-side prepared statements (psycopg
+    # prepares a statement after 5 runs, and PgBouncer before 1.21 hands the next transaction
+    # another server connection that does not have it).
+    pgbouncer: bool = False
+
+    @property
+    def migrate_mode(self) -> Literal["auto", "create", "never"]:
+        if self.migrate is not None:
+            return self.migrate
+        return "auto" if not self.url or self.url.startswith("sqlite") else "create"
 
 
 class LimitsSettings(_Section):
@@ -175,6 +198,12 @@ class AuthSettings(_Section):
     htpasswd: Path | None = None
     # A YAML policy file (users, groups, repository globs, actions); see docs/auth.md.
     policy_file: Path | None = None
+    # The policy file is re-read this often at most (per worker), so a change reaches every
+    # node within this bound; an invalid new file keeps the previous policy.
+    policy_check_seconds: float = Field(2.0, gt=0, le=3600)
+    # A verified API token is remembered this long per worker: a revocation (from the CLI or
+    # another node) takes effect within it. 0 checks the database on every request.
+    api_token_cache_seconds: float = Field(30.0, ge=0, le=3600)
     # The realm shown in Basic challenges.
     realm: str = "moorage"
     token: TokenSettings = TokenSettings()

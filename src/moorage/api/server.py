@@ -19,7 +19,6 @@ from moorage.api.context import Registry
 from moorage.api.guards import RequestGuards
 from moorage.api.observe import ObserveRequests, Recorder
 from moorage.api.request_state import REFERENCE_KEY, REPOSITORY_KEY, REQUEST_ID_KEY, ROUTE_KEY
-from moorage.api.response_headers import AddResponseHeaders
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import API_ENDPOINTS, ENDPOINTS, Endpoint, resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
@@ -27,6 +26,7 @@ from moorage.auth.gate import Decision
 from moorage.auth.identity import Identity
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.names import is_valid_name
+from moorage.response_headers import AddResponseHeaders
 from moorage.storage.port import StorageThrottled, StorageUnavailable
 
 log = logging.getLogger("moorage.api")

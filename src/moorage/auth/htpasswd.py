@@ -279,13 +279,9 @@ class HtpasswdAuthenticator:
         return Identity(username, Via.PASSWORD)
 
     def recall(self, username: str, password: str) -> Identity | None:
-        # A changed file empties the cache first. On this per-request path the file is looked
-        # at no more than every RECALL_RECHECK_SECONDS: its stat cost ~3 of the ~10 us a cached
-        # Basic login takes. authenticate_password, the path of every new login, always looks.
-        now = time.monotonic()
-        if now - self._recall_checked_at >= self._recall_recheck:
-            self._current()
-            self._recall_checked_at = now
+        # A changed file empties the cache first (_recent). authenticate_password, the path of
+        # every new login, always looks.
+        self._recent()
         if self._cache.contains(username, password):
             return Identity(username, Via.PASSWORD)
         return None
@@ -293,6 +289,20 @@ class HtpasswdAuthenticator:
     def has_user(self, username: str) -> bool:
         """Whether ``username`` has an entry we accept (one dict probe, for per-request use)."""
         return self._current().hashes.get(username) is not None
+
+    def has_user_recently(self, username: str) -> bool:
+        """:meth:`has_user` as of the file at most ``recall_recheck_seconds`` ago, for checks
+        made on every request (a bearer token's or an API token's user)."""
+        return self._recent().hashes.get(username) is not None
+
+    def _recent(self) -> _Snapshot:
+        # On per-request paths the file is looked at no more than every RECALL_RECHECK_SECONDS:
+        # its stat cost ~3 of the ~10 us a cached Basic login takes.
+        now = time.monotonic()
+        if now - self._recall_checked_at >= self._recall_recheck:
+            self._recall_checked_at = now
+            return self._current()
+        return self._snapshot
 
     def stored_hash(self, username: str) -> str | None:
         """The hash ``username`` has in the file now (None: no accepted entry); it changes

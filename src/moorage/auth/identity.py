@@ -29,6 +29,9 @@ class Identity:
     name: str | None
     via: Via
     limit: tuple[Access, ...] | None = None
+    # A bearer token from our own token service (not a trusted external issuer): its subject
+    # must still exist and the policy must still grant what it holds.
+    issued_here: bool = False
 
     @property
     def anonymous(self) -> bool:

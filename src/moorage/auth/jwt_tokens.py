@@ -222,7 +222,9 @@ class TokenVerifier:
         expires = _check_registered(claims, signer.issuer, self._audience, now, self._leeway)
         if TOKEN_USE in claims:
             raise InvalidToken("not an access token")
-        identity = Identity(_subject(claims), Via.BEARER, _access(claims.get("access")))
+        identity = Identity(
+            _subject(claims), Via.BEARER, _access(claims.get("access")), issued_here=signer.own
+        )
         self._cache.put(digest, expires + self._leeway, identity)
         return identity
 
@@ -257,7 +259,7 @@ def make_verifier(
     keys: dict[str, TrustedKey] = {}
     roots: list[TrustedRoot] = []
     if own_key is not None:
-        own = TrustedKey(own_key.public_key, own_key.alg, own_issuer)
+        own = TrustedKey(own_key.public_key, own_key.alg, own_issuer, own=True)
         add_key(keys, own_key.kid, own, "token key")
         roots.append(TrustedRoot(own_key.certificate, own_issuer))
     if trusted_issuer is not None:

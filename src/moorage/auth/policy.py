@@ -153,9 +153,16 @@ DEFAULT_POLICY = Policy(
 def load_policy(path: Path) -> Policy:
     """Read and validate the policy file at ``path``. Raises :class:`PolicyError`."""
     try:
-        data = yaml.safe_load(path.read_text())
+        content = path.read_bytes()
     except OSError as error:
         raise PolicyError(f"cannot read policy file {path}: {error.strerror}") from None
+    return parse_policy(content, path)
+
+
+def parse_policy(content: bytes, path: Path) -> Policy:
+    """Validate the policy file ``path``'s ``content``. Raises :class:`PolicyError`."""
+    try:
+        data = yaml.safe_load(content)
     except yaml.YAMLError as error:
         raise PolicyError(f"policy file {path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
@@ -198,6 +205,9 @@ def limit_allows(limit: Iterable[Access] | None, requested: Access, *, globs: bo
 
 class PolicyAuthorizer:
     """The :class:`~moorage.auth.port.Authorizer` over a :class:`Policy`."""
+
+    # Its policy never changes (ReloadingPolicyAuthorizer replaces a whole PolicyAuthorizer).
+    generation = 0
 
     def __init__(self, policy: Policy = DEFAULT_POLICY) -> None:
         self.policy = policy

@@ -23,6 +23,12 @@ class Authenticator(Protocol):
 
 
 class Authorizer(Protocol):
+    @property
+    def generation(self) -> int:
+        """Moves when the rules change (a policy file reloaded): answers given before may no
+        longer hold, so whoever remembers them must forget them."""
+        ...
+
     def grant(self, identity: Identity, requested: Sequence[Access]) -> list[Access]:
         """The part of ``requested`` that ``identity`` may have (possibly nothing). Never
         raises for a denial; an empty grant is how the token endpoint answers one."""

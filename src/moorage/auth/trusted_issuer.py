@@ -47,6 +47,8 @@ class TrustedKey:
     public_key: PublicKey
     alg: str
     issuer: str
+    # Our own token signing key: its tokens were granted under our policy, which still binds them.
+    own: bool = False
 
 
 @dataclass(frozen=True, slots=True)

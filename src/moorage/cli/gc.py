@@ -136,6 +136,7 @@ def gc(
 def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
     from moorage.app import build_collector, build_registry
+    from moorage.metadata.migrate import SchemaMismatch
     from moorage.services.gc import CollectorBusy, collect_exclusively
     from moorage.services.jobs import LeaseLost
 
@@ -162,5 +163,7 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
         ) from None
     except StorageUnavailable as error:
         raise click.ClickException(f"storage: {error}") from None
+    except SchemaMismatch as error:
+        raise click.ClickException(str(error)) from None
     finally:
         progress.done()

@@ -41,14 +41,18 @@ def _ensure_port_free(host: str, port: int) -> None:
 
 
 def _prepare_here() -> str | None:
-    """Migrate the database and check the blob store; a message if storage is unusable."""
+    """Check (or migrate) the database's schema and check the blob store; a message if either
+    is unusable."""
     from moorage.app import build_registry
+    from moorage.metadata.migrate import SchemaMismatch
     from moorage.storage.port import StorageUnavailable
 
     try:
         build_registry(load_settings())
     except StorageUnavailable as error:  # e.g. a missing bucket, said plainly
         return f"storage: {error}"
+    except SchemaMismatch as error:  # a node never runs on a schema it does not know
+        return f"database: {error}"
     return None
 
 
@@ -220,7 +224,8 @@ def serve(
 
 
 def _serve(settings: Settings, tls: tuple[Path, Path] | None) -> None:
-    # Migrate once here, before workers start, so they never race each other to do it.
+    # Check (or migrate) the schema once here, before workers start, so they never race each
+    # other to do it, and a schema this code does not know stops the node before it listens.
     problem = _prepare(settings)
     if problem:
         raise click.ClickException(problem)
@@ -299,12 +304,25 @@ def db() -> None:
 @db.command("upgrade")
 @click.option("--config", "config_file", type=click.Path(path_type=Path))
 def db_upgrade(config_file: Path | None) -> None:
-    """Apply pending migrations."""
-    from moorage.metadata.migrate import upgrade
+    """Apply pending migrations (once per database, before starting upgraded nodes)."""
+    from moorage.metadata.migrate import newer_schema_message, schema_state, upgrade
     from moorage.metadata.sql import make_engine
 
-    upgrade(make_engine(_load(config_file).database_url))
-    click.echo("database schema is up to date")
+    settings = _load(config_file)
+    engine = make_engine(settings.database_url, pgbouncer=settings.database.pgbouncer)
+    try:
+        state = schema_state(engine)
+        if state.newer:
+            raise click.ClickException(newer_schema_message(state))
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    if state.current == state.head:
+        click.echo(f"database schema is up to date (revision {state.head})")
+    else:
+        click.echo(
+            f"database schema upgraded from revision {state.current or '(empty)'} to {state.head}"
+        )
 
 
 main.add_command(users.user)

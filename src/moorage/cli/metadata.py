@@ -44,11 +44,12 @@ def _database_error(url: str, error: SQLAlchemyError) -> str:
 def open_metadata(
     config_file: Path | None, data_dir: Path | None = None
 ) -> Iterator[tuple[Settings, SqlMetadataStore]]:
-    """The settings and the metadata store on their database, migrated to the current schema.
-    Changes made through it write their events as a running server's would."""
-    from moorage.metadata.migrate import upgrade
+    """The settings and the metadata store on their database, on a schema this code runs on
+    (upgraded as ``database.migrate`` allows). Changes made through it write their events as a
+    running server's would."""
+    from moorage.app import open_database
+    from moorage.metadata.migrate import SchemaMismatch
     from moorage.metadata.outbox import OutboxWriter
-    from moorage.metadata.sql import make_engine
 
     overrides: dict[str, Any] = {}
     if data_dir is not None:
@@ -61,9 +62,10 @@ def open_metadata(
     outbox = OutboxWriter(events.source) if events.recording else None
     engine: Engine | None = None
     try:
-        engine = make_engine(settings.database_url)
-        upgrade(engine)
+        engine = open_database(settings)
         yield settings, SqlMetadataStore(engine, outbox=outbox)
+    except SchemaMismatch as error:
+        raise click.ClickException(str(error)) from None
     except SQLAlchemyError as error:
         raise click.ClickException(_database_error(settings.database_url, error)) from None
     finally:

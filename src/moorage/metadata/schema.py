@@ -169,6 +169,17 @@ job_leases = Table(
     Column("until", Float, nullable=False),
 )
 
+# Beside alembic_version, and like it kept by metadata/migrate.py rather than by a revision: the
+# schema's revision and the oldest revision whose code still runs on it (each migration since
+# then says COMPATIBLE_WITH_PREVIOUS), so an older node can tell a newer schema it may use from
+# one it must refuse. One row.
+schema_compat = Table(
+    "moorage_schema",
+    metadata,
+    Column("revision", String(64), primary_key=True),
+    Column("oldest_code_revision", String(64), nullable=False),
+)
+
 # The events outbox (docs/operations.md#events-and-webhooks): one row per event, written in the
 # transaction of the change it reports, so an event exists if and only if its change committed.
 # ``body`` is the CloudEvent exactly as every endpoint receives it (a redelivery sends the same

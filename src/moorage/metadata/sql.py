@@ -84,8 +84,9 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
 
 
 # Connections are checked out per read or write transaction, never pinned, so the pool bounds
-# concurrent queries only. A request that cannot get one within POOL_TIMEOUT_SECONDS is answered
+# concurrent queries only. A request that cannot get one within the pool timeout is answered
 # 503 (with Retry-After) instead of holding its worker thread for SQLAlchemy's default 30 s.
+# The defaults of database.pool_size / max_overflow / pool_timeout (config.DatabaseSettings).
 POOL_SIZE = 16
 POOL_OVERFLOW = 32
 POOL_TIMEOUT_SECONDS = 5.0
@@ -103,9 +104,23 @@ def _unavailable_on_pool_timeout() -> Iterator[None]:
         ) from None
 
 
-def make_engine(url: str, pool_timeout: float = POOL_TIMEOUT_SECONDS) -> Engine:
-    """An engine configured for the registry's access pattern on SQLite or PostgreSQL."""
-    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": pool_timeout}
+def make_engine(
+    url: str,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = POOL_OVERFLOW,
+    pgbouncer: bool = False,
+) -> Engine:
+    """An engine configured for the registry's access pattern on SQLite or PostgreSQL.
+
+    ``pgbouncer``: the server is PgBouncer in transaction pooling mode, so no statement is
+    prepared on the server (psycopg prepares one after 5 runs; the next transaction may get
+    another server connection, which does not have it). Nothing else here outlives a
+    transaction: locks are row locks or ``pg_advisory_xact_lock``, settings are ``SET LOCAL``,
+    and there is no LISTEN or temporary table.
+    """
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
         engine = create_engine(url, **pool)
         event.listen(engine, "connect", _enable_sqlite_pragmas)
@@ -114,7 +129,8 @@ def make_engine(url: str, pool_timeout: float = POOL_TIMEOUT_SECONDS) -> Engine:
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    connect_args = {"prepare_threshold": None} if pgbouncer else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
 
 
 # Hot-path statements are built once: constructing a SQLAlchemy expression costs more than

@@ -13,8 +13,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from moorage.api.response_headers import AddResponseHeaders
 from moorage.errors import RegistryError
+from moorage.response_headers import AddResponseHeaders
 from moorage.web import account, pages
 from moorage.web.context import WebContext
 from moorage.web.render import render

@@ -25,6 +25,8 @@ class Passwords:
 class Rules:
     """alice: pull+push on team/*; anonymous: pull on public/*."""
 
+    generation = 0
+
     def grant(self, identity: Identity, requested: Sequence[Access]) -> list[Access]:
         granted = []
         for access in requested:

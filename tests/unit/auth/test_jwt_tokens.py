@@ -119,7 +119,9 @@ def test_issued_token_round_trips_to_the_granted_identity(
 ) -> None:
     issued = issuer.issue("alice", SERVICE, PULL_PUSH)
 
-    assert verifier.verify(issued.token) == Identity("alice", Via.BEARER, tuple(PULL_PUSH))
+    assert verifier.verify(issued.token) == Identity(
+        "alice", Via.BEARER, tuple(PULL_PUSH), issued_here=True
+    )
     assert issued.expires_in == 300
     assert datetime.datetime.strptime(issued.issued_at, "%Y-%m-%dT%H:%M:%SZ")
     assert issued.token not in repr(issued)

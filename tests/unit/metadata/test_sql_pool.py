@@ -57,3 +57,38 @@ def test_an_exhausted_pool_is_503_not_a_hang(tmp_path: Path) -> None:
             conn.close()
     store.link_blob("r/a", "sha256:" + "a" * 64, 3)  # and it recovers
     assert store.linked_blob("r/a", "sha256:" + "a" * 64) == BlobRecord(3)
+
+
+def test_the_pool_is_the_configured_one(tmp_path: Path) -> None:
+    from sqlalchemy.pool import QueuePool
+
+    from moorage.app import open_database
+    from moorage.config import load_settings
+
+    settings = load_settings(
+        storage={"data_dir": tmp_path},
+        database={"pool_size": 3, "max_overflow": 2, "pool_timeout": 0.5},
+    )
+    engine = open_database(settings)
+    try:
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        assert (pool.size(), pool._max_overflow, pool._timeout) == (3, 2, 0.5)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "migrate", "mode"),
+    [
+        ("", None, "auto"),
+        ("sqlite:////tmp/x.db", None, "auto"),
+        ("postgresql+psycopg://u@h/db", None, "create"),
+        ("postgresql+psycopg://u@h/db", "auto", "auto"),
+        ("", "never", "never"),
+    ],
+)
+def test_the_migrate_mode_defaults_by_database(url: str, migrate: str | None, mode: str) -> None:
+    from moorage.config import DatabaseSettings
+
+    assert DatabaseSettings(url=url, migrate=migrate).migrate_mode == mode

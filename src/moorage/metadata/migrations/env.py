@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
+from moorage.metadata.migrate import lock_for_migration
 from moorage.metadata.schema import metadata
 
 engine: Engine = context.config.attributes["engine"]
@@ -15,5 +16,6 @@ with engine.connect() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        lock_for_migration(connection)
         context.run_migrations()
     connection.commit()

@@ -14,6 +14,10 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = None
 depends_on = None
+# True only if code written for the previous revision runs correctly on this schema (expand
+# only: new tables, nullable columns, indexes; nothing it reads or writes removed or renamed).
+# Nodes still on that code then keep running during a rolling upgrade (docs/deploy/upgrade.md).
+COMPATIBLE_WITH_PREVIOUS = False
 
 
 def upgrade() -> None:

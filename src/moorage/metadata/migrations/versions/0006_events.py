@@ -13,6 +13,8 @@ revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
+# Expand-only (three new tables): code of revision 0005 runs on this schema unchanged.
+COMPATIBLE_WITH_PREVIOUS = True
 
 
 def upgrade() -> None:
