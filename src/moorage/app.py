@@ -7,7 +7,9 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine
@@ -15,12 +17,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from moorage.api import request_log
+from moorage.api.audit_requests import AuditRecorder
 from moorage.api.context import Registry
 from moorage.api.forwarded import TrustedProxyHeaders
 from moorage.api.metrics_endpoint import MetricsEndpoint
 from moorage.api.observe import Recorder
 from moorage.api.request_metrics import RequestMetrics
 from moorage.api.server import build_app
+from moorage.audit.trail import AuditTrail
 from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
 from moorage.auth.gate import AccessGate
 from moorage.auth.htpasswd import HtpasswdAuthenticator
@@ -35,11 +39,16 @@ from moorage.auth.policy_reload import ReloadingPolicyAuthorizer
 from moorage.auth.port import Authenticator
 from moorage.auth.signing_key import load_or_create
 from moorage.config import Settings, load_settings
+from moorage.events import worker as events_worker
+from moorage.events.delivery import Deliverer
+from moorage.events.endpoints import Endpoint, networks
+from moorage.metadata.audit_sql import SqlAuditLog
 from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import check_schema
+from moorage.metadata.outbox import OutboxWriter, SqlEventStore
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
@@ -68,6 +77,8 @@ log = logging.getLogger("moorage")
 
 # How often each worker looks for abandoned upload sessions.
 EXPIRY_SWEEP_SECONDS = 300.0
+# How often each worker writes the audit entries it gathered.
+AUDIT_FLUSH_SECONDS = 1.0
 
 
 def build_authorizer(settings: Settings) -> PolicyAuthorizer | ReloadingPolicyAuthorizer:
@@ -181,7 +192,11 @@ def build_registry(settings: Settings) -> Registry:
     engine = open_database(settings)
     observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
     # A HEAD of a blob link under review restarts its grace at most every tenth of it.
-    metadata = SqlMetadataStore(engine, observe, gc_touch_after=settings.gc.grace / 10)
+    events = settings.events
+    outbox = OutboxWriter(events.source, events.pull) if events.recording else None
+    metadata = SqlMetadataStore(
+        engine, observe, gc_touch_after=settings.gc.grace / 10, outbox=outbox
+    )
     storage = build_blob_store(settings)
     if settings.storage.backend == "s3":
         # A missing bucket or wrong credentials stop start-up with StorageUnavailable naming
@@ -207,6 +222,10 @@ def build_registry(settings: Settings) -> Registry:
         inline_point_reads=engine.dialect.name == "sqlite"
         and settings.storage.backend == "filesystem",
         accel_redirect=settings.storage.accel_redirect,
+        event_backlog=SqlEventStore(metadata).backlog if outbox is not None else None,
+        manifest_pulled=SqlEventStore(metadata).pulled
+        if outbox is not None and events.pull
+        else None,
     )
 
 
@@ -291,6 +310,73 @@ async def _sweep_expired_uploads(registry: Registry) -> None:
         await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
 
 
+# --- events and audit (issue 12) ---
+def build_deliverer(settings: Settings, store: SqlEventStore) -> Deliverer:
+    """The webhook deliverer for ``events.endpoints``."""
+    events = settings.events
+    return Deliverer(
+        store,
+        [
+            Endpoint(
+                key=e.key,
+                url=e.url,
+                repositories=e.repositories,
+                types=frozenset(e.types),
+                secret=e.secret.get_secret_value() if e.secret else None,
+                timeout=e.timeout,
+                headers=dict(e.headers),
+                allow_networks=networks(e.allow_networks),
+            )
+            for e in events.endpoints
+        ],
+        allow_private=events.allow_private_networks,
+        backoff_initial=events.backoff_initial,
+        backoff_max=events.backoff_max,
+        max_attempts=events.max_attempts,
+        count=lambda outcome: metrics.WEBHOOK_DELIVERIES.labels(outcome).inc(),
+    )
+
+
+def _background_worker(settings: Settings, registry: Registry) -> Coroutine[Any, Any, None]:
+    """Event delivery and the pruning of old events and audit entries, on one worker at a time."""
+    metadata = registry.metadata
+    assert isinstance(metadata, SqlMetadataStore)
+    store = SqlEventStore(metadata)
+    audit_log = SqlAuditLog(metadata)
+
+    def housekeeping() -> None:
+        now = time.time()
+        if settings.events.recording:
+            store.prune(now - settings.events.retention)
+        if settings.audit.enabled:
+            audit_log.prune(now - settings.audit.retention)
+
+    # With events recorded but no endpoint (events.enabled), the deliverer still marks them
+    # dispatched, so that they are pruned after events.retention.
+    deliverer = build_deliverer(settings, store) if settings.events.recording else None
+    return events_worker.serve(deliverer, SqlJobLeases(metadata), housekeeping)
+
+
+async def _write_audit(trail: AuditTrail, audit_log: SqlAuditLog) -> None:
+    """Each worker writes its audit entries once a second (see moorage.audit.trail)."""
+    while True:
+        await asyncio.sleep(AUDIT_FLUSH_SECONDS)
+        await run_in_threadpool(_flush_audit, trail, audit_log)
+
+
+def _flush_audit(trail: AuditTrail, audit_log: SqlAuditLog) -> None:
+    entries, dropped = trail.drain()
+    if dropped:
+        log.warning("audit entries dropped", extra={"count": dropped})
+    try:
+        audit_log.write(entries)
+    except Exception:
+        log.exception("audit entries not written", extra={"count": len(entries)})
+
+
+# --- end events and audit ---
+
+
 # --- web UI (issue 13) ---
 def _session_key(settings: Settings) -> bytes:
     """The UI's cookie key: from ``ui.session_secret``, else from the token signing key that
@@ -356,6 +442,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.format)
     registry = build_registry(settings)
+    assert isinstance(registry.metadata, SqlMetadataStore)
+    audit_log = SqlAuditLog(registry.metadata)
 
     recorders: list[Recorder] = []
     endpoint = None
@@ -374,12 +462,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     requests_log = request_log.RequestLog(settings.log.format) if request_log.enabled() else None
     if requests_log is not None:
         recorders.append(requests_log)
+    trail = AuditTrail() if settings.audit.enabled else None
+    if trail is not None:
+        recorders.append(AuditRecorder(trail))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
         if settings.gc.interval > 0:
             tasks.append(asyncio.create_task(_collect_garbage(settings, registry)))
+        if settings.events.recording or settings.audit.enabled:
+            tasks.append(asyncio.create_task(_background_worker(settings, registry)))
+        if trail is not None:
+            tasks.append(asyncio.create_task(_write_audit(trail, audit_log)))
         try:
             yield
         finally:
@@ -388,6 +483,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for recorder in (requests_metrics, requests_log):
                 if recorder is not None:
                     recorder.flush()
+            if trail is not None:
+                _flush_audit(trail, audit_log)
 
     app = build_app(registry, lifespan, recorders, endpoint)
     if settings.ui.enabled:

@@ -448,6 +448,99 @@ class QuotaSettings(_Section):
 # --- end quotas ---
 
 
+# --- events and audit (docs/operations.md) ---
+class EndpointSettings(_Section):
+    """A webhook endpoint: which events it gets and how they are sent."""
+
+    url: str
+    # The key its deliveries are kept under (`moorage events list`); default: the URL.
+    name: str | None = None
+    # A repository glob (the policy's syntax) and event types; default: all of them.
+    repositories: str = "*"
+    types: list[str] = []
+    # The HMAC-SHA256 key of the Moorage-Signature header; without it the header is not sent.
+    secret: SecretStr | None = None
+    timeout: Duration = 10.0
+    headers: dict[str, str] = {}
+    # Networks (CIDR) this endpoint may resolve to although they are not public addresses.
+    allow_networks: list[str] = []
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"https?://[^/?#]+", url):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, types: list[str]) -> list[str]:
+        from moorage.events.cloudevents import TYPES
+
+        unknown = sorted(set(types) - set(TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {list(TYPES)}")
+        return types
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)
+        return networks
+
+    @field_validator("repositories")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        from moorage.auth.policy import validate_repository_pattern
+
+        return validate_repository_pattern(pattern)
+
+    @property
+    def key(self) -> str:
+        return self.name or self.url
+
+
+class EventsSettings(_Section):
+    endpoints: list[EndpointSettings] = []
+    # Events are recorded when an endpoint is configured, unless set here.
+    enabled: bool | None = None
+    # CloudEvents ``source`` of every event (a URI reference naming this registry).
+    source: str = "/moorage"
+    # Also emit dev.moorage.manifest.pulled for each manifest GET (a write per pull).
+    pull: bool = False
+    # Loopback, private and link-local endpoint addresses are refused unless this is true.
+    allow_private_networks: bool = False
+    # Retries: after 2 s, 4 s, 8 s... at most backoff_max apart, max_attempts in all.
+    backoff_initial: Duration = 2.0
+    backoff_max: Duration = 3600.0
+    max_attempts: int = Field(15, ge=1)
+    # Delivered events are deleted after this long; failed ones are kept for redelivery.
+    retention: Duration = 7 * 86400.0
+
+    @property
+    def recording(self) -> bool:
+        return bool(self.endpoints) if self.enabled is None else self.enabled
+
+    @model_validator(mode="after")
+    def _distinct_endpoints(self) -> EventsSettings:
+        # Deliveries are kept per endpoint name: two endpoints under one name would share them.
+        keys = [endpoint.key for endpoint in self.endpoints]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"endpoints need distinct names (or URLs): {twice}")
+        return self
+
+
+class AuditSettings(_Section):
+    enabled: bool = True
+    # Entries older than this are deleted by the background worker.
+    retention: Duration = 90 * 86400.0
+
+
+# --- end events and audit ---
+
+
 class Settings(BaseSettings):
     """Everything Moorage can be told; every field has a safe default."""
 
@@ -472,6 +565,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    events: EventsSettings = EventsSettings()
+    audit: AuditSettings = AuditSettings()
     # granian's own access log, beside Moorage's request log (which knows routes and users).
     access_log: bool = False
 

@@ -61,6 +61,9 @@ def _imports(package: Path) -> set[str]:
         ),
         ("storage", ("starlette", "sqlalchemy", "moorage.services", "moorage.api")),
         ("metadata", ("starlette", "moorage.services", "moorage.api")),
+        # Events and the audit trail: no HTTP framework, no SQL (their tables are metadata's).
+        ("events", ("starlette", "sqlalchemy", "moorage.api", "moorage.metadata")),
+        ("audit", ("starlette", "sqlalchemy", "moorage.api", "moorage.metadata")),
         # The UI calls services and the gate; it never reads the database or storage itself.
         (
             "web",

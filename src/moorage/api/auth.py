@@ -19,10 +19,12 @@ from starlette.responses import Response
 from moorage.api.body import read_at_most
 from moorage.api.request_state import IDENTITY_KEY
 from moorage.api.responses import json_response
+from moorage.audit.entry import AUDIT_KEY, LOGIN_FAILED, REFUSED, AuditNote
 from moorage.auth.access import Access, ScopeError, parse_scopes
 from moorage.auth.gate import AccessGate, Decision, RefreshRefused
 from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.errors import ErrorCode, RegistryError
+from moorage.events.context import ACTOR
 from moorage.telemetry.metrics import AUTHENTICATIONS, AUTHORIZATION_REFUSALS
 
 log = logging.getLogger("moorage.auth")
@@ -127,6 +129,7 @@ async def _authenticate(gate: AccessGate, request: Request) -> Identity:
         identity = await _login(gate, *credentials) if credentials else None
         if identity is None:
             AUTH_WRONG_CREDENTIALS.inc()
+            _audit_login_failure(request, credentials[0] if credentials else None)
             raise _CredentialsRefused("invalid username or password")
         AUTH_SUCCESS.inc()
         return identity
@@ -139,6 +142,7 @@ async def _authenticate(gate: AccessGate, request: Request) -> Identity:
         AUTH_SUCCESS.inc()
         return identity
     AUTH_WRONG_CREDENTIALS.inc()  # credentials we cannot check are as good as wrong ones
+    _audit_login_failure(request, None)
     raise _CredentialsRefused("unsupported authorization scheme")
 
 
@@ -243,6 +247,7 @@ async def token_post(gate: AccessGate, request: Request) -> Response:
         identity = await _login(gate, field("username"), field("password"))
         if identity is None:
             AUTH_WRONG_CREDENTIALS.inc()
+            _audit_login_failure(request, field("username"))
             raise _token_refused(gate, "invalid username or password")
         AUTH_SUCCESS.inc()
         remember_identity(request, identity)
@@ -270,6 +275,13 @@ async def token_post(gate: AccessGate, request: Request) -> Response:
 
 def remember_identity(request: Request, identity: Identity) -> None:
     request.scope[IDENTITY_KEY] = identity
+    ACTOR.set(identity.name)  # for the events this request's changes write
+
+
+def _audit_login_failure(request: Request, user: str | None) -> None:
+    """Note a wrong password or token for the audit trail: the user name tried, never the
+    secret."""
+    request.scope[AUDIT_KEY] = AuditNote(LOGIN_FAILED, REFUSED, user=user)
 
 
 def identity_of(request: Request) -> Identity:

@@ -38,6 +38,11 @@ class Registry:
     inline_point_reads: bool = False
     # storage.accel_redirect: the nginx location prefix that serves the blobs directory, or None.
     accel_redirect: str | None = None
+    # The events outbox's backlog (undelivered), for /readyz; None when events are off.
+    event_backlog: Callable[[], int] | None = None
+    # Records a manifest GET as an event (repository, reference, digest); None unless
+    # events.pull is on.
+    manifest_pulled: Callable[[str, str, str], None] | None = None
 
 
 P = ParamSpec("P")

@@ -27,6 +27,7 @@ async def ready(registry: Registry) -> Response:
     each dependency with its status and how long it took to answer, or the kind of error (not
     its message, which could hold an address or a bucket name):
     ``{"status": "ready", "checks": {"database": {"status": "ok", "duration_ms": 0.4}, ...}}``.
+    With events on, ``events`` gives the outbox backlog: events and deliveries not yet made.
     """
     checks: dict[str, dict[str, Any]] = {}
     for component, check in (
@@ -41,6 +42,15 @@ async def ready(registry: Registry) -> Response:
         else:
             elapsed = round((time.perf_counter() - start) * 1000, 3)
             checks[component] = {"status": "ok", "duration_ms": elapsed}
+    if registry.event_backlog is not None:
+        # Informational: a backlog means an endpoint is down or slow, not that this registry
+        # cannot serve, so it never makes /readyz fail by itself.
+        try:
+            backlog = await run_in_threadpool(registry.event_backlog)
+        except Exception as error:
+            checks["events"] = {"status": "failing", "error": type(error).__name__}
+        else:
+            checks["events"] = {"status": "ok", "backlog": backlog}
     if all(check["status"] == "ok" for check in checks.values()):
         return json_response({"status": "ready", "checks": checks})
     return json_response({"status": "unavailable", "checks": checks}, 503)

@@ -19,6 +19,8 @@ async def get_manifest(registry: Registry, request: Request, name: str, referenc
         "Content-Length": str(record.size),
     }
     body = b"" if request.method == "HEAD" else record.payload
+    if registry.manifest_pulled is not None and request.method == "GET":
+        await run_in_threadpool(registry.manifest_pulled, name, reference, record.digest)
     response = Response(body, 200, headers, record.media_type)
     return response
 

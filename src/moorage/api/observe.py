@@ -18,12 +18,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from moorage.api.request_state import (
     ERROR_CODE_KEY,
     IDENTITY_KEY,
+    REFERENCE_KEY,
     REPOSITORY_KEY,
     REQUEST_ID_HEADER,
     REQUEST_ID_KEY,
     ROUTE_KEY,
     new_request_id,
 )
+from moorage.audit.entry import AUDIT_KEY
+from moorage.events.context import ACTOR, REQUEST_ID
 
 log = logging.getLogger("moorage.api")
 
@@ -48,6 +51,8 @@ class RequestRecord:
     bytes_out: int  # response body bytes sent (a file handed to the server: its length)
     seconds: float
     error: str | None  # the OCI error code, when the response was an error envelope
+    reference: str | None = None  # a /v2 route's tag or digest
+    audit: object | None = None  # a handler's moorage.audit.entry.AuditNote, if any
 
 
 Recorder = Callable[[RequestRecord], None]
@@ -81,6 +86,9 @@ class ObserveRequests:
         if request_id is None:  # not given by a trusted proxy
             request_id = scope[REQUEST_ID_KEY] = new_request_id()
         id_header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        # For the events this request's changes write (its task's context; see events.context).
+        REQUEST_ID.set(request_id)
+        ACTOR.set(None)
         if not self.recorders:
 
             async def send_with_id(message: Message) -> None:
@@ -135,6 +143,8 @@ class ObserveRequests:
                 bytes_out=bytes_out,
                 seconds=time.perf_counter() - start,
                 error=scope.get(ERROR_CODE_KEY),
+                reference=scope.get(REFERENCE_KEY),
+                audit=scope.get(AUDIT_KEY),
             )
             for recorder in self.recorders:
                 try:

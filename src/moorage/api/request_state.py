@@ -2,7 +2,8 @@
 request log and the metrics read it at the end without the handlers reporting to them.
 
 Set by: the trusted-proxy middleware (an incoming request id), the request observer (the id
-otherwise), the /v2 dispatcher (route template, repository), the auth layer (the identity) and
+otherwise), the /v2 dispatcher (route template, repository, reference), the auth layer (the
+identity), handlers with something for the audit trail (an AuditNote) and
 :func:`moorage.api.responses.error_response` (the OCI error code).
 """
 
@@ -18,6 +19,8 @@ IDENTITY_KEY = "moorage.identity"
 ROUTE_KEY = "moorage.route"
 REPOSITORY_KEY = "moorage.repository"
 ERROR_CODE_KEY = "moorage.error_code"
+# The /v2 route's reference (tag or digest), for the audit trail.
+REFERENCE_KEY = "moorage.reference"
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A proxy's id is written into logs and echoed back: keep to a charset that cannot break a

@@ -18,7 +18,7 @@ from moorage.api.auth import enforce, identify, remember_identity, token_get, to
 from moorage.api.context import Registry
 from moorage.api.guards import RequestGuards
 from moorage.api.observe import ObserveRequests, Recorder
-from moorage.api.request_state import REPOSITORY_KEY, REQUEST_ID_KEY, ROUTE_KEY
+from moorage.api.request_state import REFERENCE_KEY, REPOSITORY_KEY, REQUEST_ID_KEY, ROUTE_KEY
 from moorage.api.responses import error_response, json_response
 from moorage.api.routes import API_ENDPOINTS, ENDPOINTS, Endpoint, resolve
 from moorage.auth.access import CATALOG_ACCESS, PULL, PUSH, repository
@@ -118,6 +118,7 @@ def build_app(
             route = resolve(request.path_params["path"], request.method, endpoints)
             request.scope[ROUTE_KEY] = route.template
             request.scope[REPOSITORY_KEY] = route.name
+            request.scope[REFERENCE_KEY] = route.reference
             routed = request
             if gate.enabled:
                 needed = [repository(route.name, route.action)]

@@ -143,8 +143,10 @@ class AccessGate:
         that the caller be authenticated (``GET /v2/``)."""
         if not self.enabled:
             return Decision.ALLOW
-        if identity.issued_here and identity.name is not None and not self.user_exists(
-            identity.name
+        if (
+            identity.issued_here
+            and identity.name is not None
+            and not self.user_exists(identity.name)
         ):
             return Decision.CHALLENGE  # our token for a user removed since: invalid now
         # Under one policy a decision is a pure function of its arguments: remembered, it costs

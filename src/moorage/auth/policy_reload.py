@@ -27,6 +27,7 @@ log = logging.getLogger("moorage.auth")
 # How stale a node's policy may be: the bound docs/auth.md#several-nodes promises.
 POLICY_CHECK_SECONDS = 2.0
 
+
 class ReloadingPolicyAuthorizer:
     """The :class:`~moorage.auth.port.Authorizer` over the policy file at ``path``, as it is
     now (at most ``check_seconds`` old). Raises :class:`PolicyError` if the file is invalid at

@@ -8,17 +8,14 @@ transaction queued behind the server's writes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from moorage.cli.tokens import _config_option, _database_error
-from moorage.config import ConfigError, load_settings
+from moorage.audit.entry import REPOSITORY_DELETE
+from moorage.cli.metadata import _config_option, audit_cli, open_metadata
 from moorage.metadata.usage import UsageReport
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services.repositories import RepositoryService
@@ -36,33 +33,6 @@ def _store_options(command: _F) -> _F:
         help="The data directory (its SQLite database), as given to `moorage serve`.",
     )(command)
     return _config_option(command)
-
-
-@contextmanager
-def _usage_store(config_file: Path | None, data_dir: Path | None) -> Iterator[SqlUsageStore]:
-    """The usage store on the configured database, migrated to the current schema."""
-    from moorage.app import open_database
-    from moorage.metadata.migrate import SchemaMismatch
-    from moorage.metadata.sql import SqlMetadataStore
-
-    overrides: dict[str, Any] = {}
-    if data_dir is not None:
-        overrides["storage"] = {"data_dir": data_dir.resolve()}
-    try:
-        settings = load_settings(config_file, **overrides)
-    except ConfigError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
-    engine: Engine | None = None
-    try:
-        engine = open_database(settings)
-        yield SqlUsageStore(SqlMetadataStore(engine))
-    except SchemaMismatch as error:
-        raise click.ClickException(str(error)) from None
-    except SQLAlchemyError as error:
-        raise click.ClickException(_database_error(settings.database_url, error)) from None
-    finally:
-        if engine is not None:
-            engine.dispose()
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -165,8 +135,8 @@ def usage(
             validate_repository_pattern(pattern)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="PATTERN") from None
-    with _usage_store(config_file, data_dir) as store:
-        report = UsageService(store).report(pattern)
+    with open_metadata(config_file, data_dir) as (_, metadata):
+        report = UsageService(SqlUsageStore(metadata)).report(pattern)
     if as_json:
         click.echo(json.dumps(render_json(report), indent=2))
     else:
@@ -190,13 +160,15 @@ def repo_delete(name: str, yes: bool, config_file: Path | None, data_dir: Path |
 
     if not is_valid_name(name):
         raise click.BadParameter(f"{name!r} is not a repository name", param_hint="NAME")
-    with _usage_store(config_file, data_dir) as store:
+    with open_metadata(config_file, data_dir) as (settings, metadata):
+        store = SqlUsageStore(metadata)
         if not yes:
             click.confirm(f"Delete repository {name} with all its tags and manifests?", abort=True)
         try:
             deleted = RepositoryService(store).delete(name)
         except RegistryError:
             raise click.ClickException(f"no repository named {name}") from None
+        audit_cli(metadata, settings, REPOSITORY_DELETE, repository=name)
     click.echo(
         f"deleted {deleted.name}: {deleted.tags} tags, {deleted.manifests} manifests, "
         f"{deleted.linked_blobs} blob links (run the garbage collector to reclaim the bytes)"

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from moorage.api.forwarded import parse_trusted
-from moorage.cli import deploy, gc, lifecycle, storage, tokens, users
+from moorage.cli import audit, deploy, events, gc, lifecycle, storage, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
 
 
@@ -332,6 +332,8 @@ main.add_command(storage.storage)
 main.add_command(gc.gc)
 main.add_command(lifecycle.usage)
 main.add_command(lifecycle.repo)
+main.add_command(events.events)
+main.add_command(audit.audit)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,58 +13,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from moorage.audit.entry import TOKEN_CREATE, TOKEN_REVOKE
 from moorage.auth.access import ScopeError, parse_scopes
 from moorage.auth.api_tokens import ApiTokenError, ApiTokenInfo, ApiTokenStore, parse_expiry
-from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, load_settings
+from moorage.cli.metadata import _config_option, audit_cli, open_metadata
+from moorage.config import Settings
+from moorage.metadata.sql import SqlMetadataStore
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 DEFAULT_EXPIRY = "90d"
 
 
-def _config_option(command: _F) -> _F:
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help=f"YAML config naming the database (default: ${CONFIG_FILE_VARIABLE}).",
-    )(command)
-
-
 @contextmanager
-def _store(config_file: Path | None) -> Iterator[ApiTokenStore]:
+def _store(config_file: Path | None) -> Iterator[tuple[Settings, SqlMetadataStore, ApiTokenStore]]:
     """The token store on the configured database, migrated to the current schema."""
-    from moorage.app import open_database
-    from moorage.metadata.migrate import SchemaMismatch
-
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
-    engine: Engine | None = None
-    try:
-        engine = open_database(settings)
-        yield ApiTokenStore(engine, cache_seconds=0)
-    except SchemaMismatch as error:
-        raise click.ClickException(str(error)) from None
-    except SQLAlchemyError as error:
-        raise click.ClickException(_database_error(settings.database_url, error)) from None
-    finally:
-        if engine is not None:
-            engine.dispose()
-
-
-def _database_error(url: str, error: SQLAlchemyError) -> str:
-    # The URL without its password, and the driver's own words without our statement.
-    try:
-        where = make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
-        where = "(unparsable URL)"
-    reason = error.orig if isinstance(error, DBAPIError) else error
-    return f"database {where}: {reason}"
+    with open_metadata(config_file) as (settings, metadata):
+        yield settings, metadata, ApiTokenStore(metadata.engine, cache_seconds=0)
 
 
 def _when(moment: datetime | None, never: str) -> str:
@@ -106,11 +72,12 @@ def create(
         accesses = parse_scopes(scopes)
     except (ValueError, ScopeError) as error:
         raise click.ClickException(str(error)) from None
-    with _store(config_file) as store:
+    with _store(config_file) as (settings, metadata, store):
         try:
             info, secret = store.create(user, accesses, expires_at, description)
         except ApiTokenError as error:
             raise click.ClickException(str(error)) from None
+        audit_cli(metadata, settings, TOKEN_CREATE, reference=info.id)
     # Only the secret goes to standard output, so `SECRET=$(moorage token create ...)` works.
     click.echo(
         f"created token {info.id} for {info.user}, expires {_when(info.expires_at, 'never')}",
@@ -131,7 +98,7 @@ def _status(info: ApiTokenInfo, now: datetime) -> str:
 @_config_option
 def list_tokens(user: str | None, config_file: Path | None) -> None:
     """List tokens (never their secrets)."""
-    with _store(config_file) as store:
+    with _store(config_file) as (_, _metadata, store):
         tokens = store.list(user)
     now = datetime.now(UTC)
     rows = [("ID", "USER", "SCOPES", "EXPIRES", "STATUS", "DESCRIPTION")]
@@ -157,8 +124,10 @@ def list_tokens(user: str | None, config_file: Path | None) -> None:
 @_config_option
 def revoke(token_id: str, config_file: Path | None) -> None:
     """Revoke the token TOKEN_ID; it stops working at once (within 30 s on a running server)."""
-    with _store(config_file) as store:
+    with _store(config_file) as (settings, metadata, store):
         revoked = store.revoke(token_id)
+        if revoked:
+            audit_cli(metadata, settings, TOKEN_REVOKE, reference=token_id)
     if not revoked:
         raise click.ClickException(f"no active token {token_id!r}")
     click.echo(f"revoked token {token_id}")

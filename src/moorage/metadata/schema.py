@@ -179,3 +179,60 @@ schema_compat = Table(
     Column("revision", String(64), primary_key=True),
     Column("oldest_code_revision", String(64), nullable=False),
 )
+
+# The events outbox (docs/operations.md#events-and-webhooks): one row per event, written in the
+# transaction of the change it reports, so an event exists if and only if its change committed.
+# ``body`` is the CloudEvent exactly as every endpoint receives it (a redelivery sends the same
+# bytes and id). ``dispatched`` is 0 until the delivery worker has made its deliveries below.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("repository", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("dispatched", Integer, nullable=False),
+)
+Index("ix_events_dispatched", events.c.dispatched, events.c.seq)
+
+# One row per event and endpoint that wants it (``endpoint`` is the endpoint's name): each
+# endpoint has its own retries, so one that is down never holds the others back. ``state`` is
+# "pending" (due at ``next_at``), "delivered" or "failed" (gave up; `moorage events redeliver`).
+event_deliveries = Table(
+    "event_deliveries",
+    metadata,
+    Column("event_seq", Integer, primary_key=True),
+    Column("endpoint", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("last_error", String(255), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+Index(
+    "ix_event_deliveries_due",
+    event_deliveries.c.endpoint,
+    event_deliveries.c.state,
+    event_deliveries.c.next_at,
+)
+
+# The audit trail: who did what (a change, or a refusal). ``count`` > 1 is a run of identical
+# refusals (same action, user, client, repository) coalesced into one row; see moorage.audit.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("user", String(255), nullable=True),
+    Column("client", String(64), nullable=True),
+    Column("repository", String(255), nullable=True),
+    Column("reference", String(255), nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("request_id", String(128), nullable=True),
+    Column("count", Integer, nullable=False),
+)
+Index("ix_audit_log_at", audit_log.c.at)

@@ -31,8 +31,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.events import cloudevents as ce
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
+from moorage.metadata.outbox import OutboxWriter
 from moorage.metadata.port import TagTaken, UploadBusy
 from moorage.metadata.records import (
     BlobRecord,
@@ -253,14 +255,16 @@ class SqlMetadataStore:
         engine: Engine,
         observe_transaction: Callable[[float], None] | None = None,
         gc_touch_after: float = 360.0,
+        outbox: OutboxWriter | None = None,
     ) -> None:
         """``observe_transaction`` is called with each write transaction's seconds (the
         metrics' latency histogram). ``gc_touch_after``: a read of a blob link that is a
         garbage-collection candidate (blob HEAD or GET, a mount's source) restarts the link's
         grace period when it last started longer ago than this (a tenth of ``gc.grace``: a
         write at most that often per link, and at least 90% of the grace left after any
-        HEAD)."""
+        HEAD). ``outbox``: where changes write their events (None: events are off)."""
         self.engine = engine
+        self.outbox = outbox
         self._observe_transaction = observe_transaction
         self._gc_touch_after = gc_touch_after
         # INSERT ... ON CONFLICT DO NOTHING, in each database's own syntax: idempotent links
@@ -582,6 +586,19 @@ class SqlMetadataStore:
                 )
             if quota is not None:  # raising QuotaExceeded rolls the push back whole
                 enforce_quota(conn, repository_id, quota, new_manifest=not had_manifest, tags=tags)
+            if self.outbox is not None:  # a TagTaken below rolls the event back with the push
+                self.outbox.record(
+                    conn,
+                    ce.MANIFEST_PUSHED,
+                    repository,
+                    f"{repository}@{manifest.digest}",
+                    {
+                        "digest": manifest.digest,
+                        "mediaType": manifest.media_type,
+                        "size": len(manifest.payload),
+                        "tags": sorted(set(tags)),
+                    },
+                )
             rows = [
                 {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id}
                 for tag in tags
@@ -656,6 +673,14 @@ class SqlMetadataStore:
             if manifest_id is None:
                 return False
             gc_queue.remove_manifest(conn, repository_id, manifest_id, digest, time.time())
+            if self.outbox is not None:
+                self.outbox.record(
+                    conn,
+                    ce.MANIFEST_DELETED,
+                    repository,
+                    f"{repository}@{digest}",
+                    {"digest": digest},
+                )
             return True
 
     def delete_tag(self, repository: str, tag: str) -> bool:
@@ -664,9 +689,23 @@ class SqlMetadataStore:
             if repository_id is None:
                 return False
             result = conn.execute(
-                delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.name == tag)
+                delete(s.tags)
+                .where(s.tags.c.repository_id == repository_id, s.tags.c.name == tag)
+                .returning(s.tags.c.manifest_id)
             )
-            return result.rowcount > 0
+            manifest_id = result.scalar_one_or_none()
+            if manifest_id is not None and self.outbox is not None:
+                digest = conn.execute(
+                    select(s.manifests.c.digest).where(s.manifests.c.id == manifest_id)
+                ).scalar_one()
+                self.outbox.record(
+                    conn,
+                    ce.TAG_DELETED,
+                    repository,
+                    f"{repository}:{tag}",
+                    {"tag": tag, "digest": digest},
+                )
+            return manifest_id is not None
 
     def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
         with self._read() as conn:

@@ -24,8 +24,10 @@ from sqlalchemy import (
     true,
 )
 
+from moorage.events import cloudevents as ce
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
+from moorage.metadata.outbox import OutboxWriter
 from moorage.metadata.usage import (
     DeletedRepository,
     NamespaceUsage,
@@ -157,6 +159,9 @@ def enforce_quota(
 class Transactions(Protocol):
     """What this module needs of :class:`~moorage.metadata.sql.SqlMetadataStore`."""
 
+    # Where a repository delete writes its event (None: events are off).
+    outbox: OutboxWriter | None
+
     def snapshot(self) -> AbstractContextManager[Connection]: ...
 
     def transaction(self) -> AbstractContextManager[Connection]: ...
@@ -212,6 +217,15 @@ class SqlUsageStore:
             manifests = conn.execute(delete(_m).where(_m.c.repository_id == repository_id)).rowcount
             links = conn.execute(delete(_rb).where(_rb.c.repository_id == repository_id)).rowcount
             conn.execute(delete(_r).where(_r.c.id == repository_id))
+            outbox = self._store.outbox
+            if outbox is not None:
+                outbox.record(
+                    conn,
+                    ce.REPOSITORY_DELETED,
+                    name,
+                    name,
+                    {"tags": tags, "manifests": manifests},
+                )
         return DeletedRepository(name, tags, manifests, links)
 
 

@@ -53,6 +53,12 @@ AUTHORIZATION_REFUSALS = Counter(
     "(401, the token lacks an access) or authentication_required (401, anonymous).",
     ["reason"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "moorage_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, failed (retried later), blocked (the "
+    "endpoint resolved to an address not allowed; retried later), gave_up (last attempt).",
+    ["outcome"],
+)
 DB_TRANSACTION_SECONDS = Histogram(
     "moorage_db_transaction_duration_seconds",
     "Metadata write transactions, from asking for the writer to commit or rollback.",

@@ -15,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from moorage.audit import entry as audit
+from moorage.audit.entry import AUDIT_KEY
 from moorage.auth.access import ScopeError, parse_scopes
 from moorage.auth.api_tokens import ApiTokenError, parse_expiry, token_id
 from moorage.auth.identity import Via
@@ -79,6 +81,7 @@ async def sign_in(request: Request, context: WebContext) -> Response:
         cookie = context.signer.issue(identity, api_token)
     if cookie is None:
         context.throttle.failed(user, address)
+        request.scope[AUDIT_KEY] = audit.AuditNote(audit.LOGIN_FAILED, audit.REFUSED, user)
         log.info("ui sign-in refused", extra={"user": user[:64], "address": address})
         return again("Wrong user name or password.", 401)
     context.throttle.succeeded(user)
@@ -119,6 +122,9 @@ async def tokens(request: Request, context: WebContext) -> Response:
             description = form.get("description", "")[:200]
             created = await run_in_threadpool(store.create, user, scopes, expires, description)
             status = 201
+            request.scope[AUDIT_KEY] = audit.AuditNote(
+                audit.TOKEN_CREATE, user=user, reference=created[0].id
+            )
         except (ScopeError, ApiTokenError, ValueError) as problem:
             error = str(problem)[:300]
             status = 400
@@ -154,4 +160,7 @@ async def revoke_token(request: Request, context: WebContext) -> Response:
     if token_id not in owned:
         return not_found(request, context, viewer)
     await run_in_threadpool(store.revoke, token_id)
+    request.scope[AUDIT_KEY] = audit.AuditNote(
+        audit.TOKEN_REVOKE, user=viewer.name, reference=token_id
+    )
     return RedirectResponse("/ui/tokens", status_code=303)
