@@ -132,20 +132,18 @@ async def test_unknown_blob_is_404(client: httpx.AsyncClient) -> None:
     assert head.content == b""
 
 
-async def test_a_blob_file_gone_after_the_lookup_is_a_404_envelope(tmp_path: Path) -> None:
-    # The file response runs after the handler returned, outside its error boundary.
-    from moorage.api.blobs import _WholeFileResponse
-
-    messages: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict[str, object]) -> None:
-        messages.append(message)
-
-    response = _WholeFileResponse(tmp_path / "deleted-meanwhile")
-    scope = {"type": "http", "method": "GET", "headers": [], "extensions": {}}
-    await response(scope, receive, send)  # type: ignore[arg-type]
-    assert messages[0]["status"] == 404
-    assert b"BLOB_UNKNOWN" in messages[1]["body"]  # type: ignore[operator]
+# The filesystem only: the test deletes the blob's file from this disk.
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+async def test_a_blob_file_gone_after_the_lookup_is_a_404_envelope(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # A blob whose bytes are gone (a collection, a lost disk) is BLOB_UNKNOWN, never a 500,
+    # for a whole GET and a ranged one.
+    data = b"soon gone" * 100
+    digest = await push_blob(client, "r/gone", data)
+    for path in (tmp_path / "data" / "blobs").rglob(digest.split(":")[1]):
+        path.unlink()
+    for headers in ({}, {"Range": "bytes=0-9"}):
+        response = await client.get(f"/v2/r/gone/blobs/{digest}", headers=headers)
+        assert response.status_code == 404, response.text
+        assert error_code(response) == "BLOB_UNKNOWN"
