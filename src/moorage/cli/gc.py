@@ -6,11 +6,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from moorage.config import ConfigError, Settings, load_settings, parse_duration
+from moorage.cli.metadata import load_cli_settings
+from moorage.config import Settings, parse_duration
 from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, TAGS, GcReport
 from moorage.storage.port import StorageUnavailable
 from moorage.units import human_bytes
@@ -119,13 +119,7 @@ def gc(
     """Collect garbage: unreferenced manifests, blob links, blobs and orphaned objects.
 
     Safe while a server serves the same storage and database."""
-    overrides: dict[str, Any] = {}
-    if data_dir is not None:
-        overrides["storage"] = {"data_dir": data_dir}
-    try:
-        settings = load_settings(config_file, **overrides)
-    except ConfigError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
+    settings = load_cli_settings(config_file, data_dir)
     report = _run(settings, grace, settings.gc.dry_run if dry_run is None else dry_run, not quick)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

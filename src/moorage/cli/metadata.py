@@ -40,6 +40,18 @@ def _database_error(url: str, error: SQLAlchemyError) -> str:
     return f"database {where}: {reason}"
 
 
+def load_cli_settings(config_file: Path | None, data_dir: Path | None = None) -> Settings:
+    """The settings a command runs with (``--data-dir`` over the file); a bad configuration is
+    a one-line error naming the keys, not a traceback."""
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["storage"] = {"data_dir": data_dir.resolve()}
+    try:
+        return load_settings(config_file, **overrides)
+    except ConfigError as error:
+        raise click.ClickException(f"invalid configuration:\n{error}") from None
+
+
 @contextmanager
 def open_metadata(
     config_file: Path | None, data_dir: Path | None = None
@@ -51,13 +63,7 @@ def open_metadata(
     from moorage.metadata.migrate import SchemaMismatch
     from moorage.metadata.outbox import OutboxWriter
 
-    overrides: dict[str, Any] = {}
-    if data_dir is not None:
-        overrides["storage"] = {"data_dir": data_dir.resolve()}
-    try:
-        settings = load_settings(config_file, **overrides)
-    except ConfigError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
+    settings = load_cli_settings(config_file, data_dir)
     events = settings.events
     outbox = OutboxWriter(events.source) if events.recording else None
     engine: Engine | None = None
