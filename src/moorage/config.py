@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from moorage.classic_env import ClassicEnvError, classic_settings
+from moorage.cpus import auto_workers
 
 CONFIG_FILE_VARIABLE = "MOORAGE_CONFIG"
 
@@ -562,13 +563,21 @@ class Settings(BaseSettings):
     # Serving a non-loopback address with no authentication configured must be asked for.
     allow_anonymous_network: bool = False
     delete_enabled: bool = True
-    workers: int = Field(1, ge=1, le=64)
+    # "auto" (the default): one per usable CPU, at most 8 (moorage.cpus); read as that number.
+    workers: int = Field(default_factory=auto_workers, ge=1, le=64)
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     events: EventsSettings = EventsSettings()
     audit: AuditSettings = AuditSettings()
     # granian's own access log, beside Moorage's request log (which knows routes and users).
     access_log: bool = False
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return auto_workers()
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -148,7 +148,7 @@ def main() -> None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), help="Where blobs and the database live."
 )
-@click.option("--workers", type=int, help="Worker processes (default 1).")
+@click.option("--workers", help="Worker processes, or auto: one per CPU, at most 8 (the default).")
 @click.option(
     "--tls-cert",
     type=click.Path(path_type=Path),
@@ -178,7 +178,7 @@ def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
-    workers: int | None,
+    workers: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
     htpasswd: Path | None,
@@ -191,7 +191,7 @@ def serve(
         "MOORAGE_LISTEN__HOST": host,
         "MOORAGE_LISTEN__PORT": None if port is None else str(port),
         "MOORAGE_STORAGE__DATA_DIR": None if data_dir is None else str(data_dir.resolve()),
-        "MOORAGE_WORKERS": None if workers is None else str(workers),
+        "MOORAGE_WORKERS": workers,
         "MOORAGE_TLS__CERT": None if tls_cert is None else str(tls_cert.resolve()),
         "MOORAGE_TLS__KEY": None if tls_key is None else str(tls_key.resolve()),
         "MOORAGE_AUTH__HTPASSWD": None if htpasswd is None else str(htpasswd.resolve()),
