@@ -10,13 +10,16 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from moorage.api.forwarded import parse_trusted
 from moorage.cli import audit, deploy, events, gc, lifecycle, storage, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from granian.server import MPServer, MTServer
 
 
 def _load(config: Path | None, **overrides: Any) -> Settings:
@@ -230,18 +233,35 @@ def _serve(settings: Settings, tls: tuple[Path, Path] | None) -> None:
     if problem:
         raise click.ClickException(problem)
 
-    from granian import Granian
-    from granian.constants import Interfaces
-
     scheme = "https" if tls else "http"
     click.echo(
         f"moorage: serving on {scheme}://{settings.listen.host}:{settings.listen.port} "
         f"(data in {settings.storage.data_dir.resolve()}, {settings.workers} worker(s))",
         err=True,
     )
-    server = Granian(
-        "moorage.app:create_app",
-        factory=True,
+    server = granian_server(settings, tls)
+    try:
+        server.serve()
+    except RuntimeError as error:  # granian reports bind failures this way
+        raise click.ClickException(
+            f"cannot listen on {settings.listen.host}:{settings.listen.port}: {error}"
+        ) from None
+
+
+def granian_server(
+    settings: Settings,
+    tls: tuple[Path, Path] | None,
+    target: str = "moorage.app:create_app",
+    factory: bool = True,
+) -> MPServer | MTServer:
+    """The granian server `serve` runs. ``target`` is replaceable so that bench/ceiling.py can
+    run a bare "hello" app under exactly the same server options (the framework's ceiling)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    return Granian(
+        target,
+        factory=factory,
         address=settings.listen.host,
         port=settings.listen.port,
         interface=Interfaces.ASGI,
@@ -252,12 +272,6 @@ def _serve(settings: Settings, tls: tuple[Path, Path] | None) -> None:
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
     )
-    try:
-        server.serve()
-    except RuntimeError as error:  # granian reports bind failures this way
-        raise click.ClickException(
-            f"cannot listen on {settings.listen.host}:{settings.listen.port}: {error}"
-        ) from None
 
 
 @main.group()
