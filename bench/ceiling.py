@@ -19,24 +19,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import os
-import platform
 import shlex
 import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import loadgen
 import servers
 from moorage.cpus import auto_workers
 from ociclient import OCI_MANIFEST, Registry, make_image
-from pull import median_text, spread_text
-from run import default_moorage_bin, other_cpu_busy, push_image
+from report import Machine, median_text, print_table, ratio_text, say, spread_text, write_json
+from run import default_moorage_bin, push_image
 
 KINDS = ("manifest", "head")
 KIND_LABEL = {"manifest": "manifest GET (wrk)", "head": "blob HEAD (ab)"}
@@ -62,10 +58,6 @@ class Figures:
     cpu_us_per_req: list[float] = field(default_factory=list)
     vs_distribution: list[float] = field(default_factory=list)
     vs_hello: list[float] = field(default_factory=list)
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def load(target: Target, kind: str, seconds: int) -> loadgen.LoadResult:
@@ -121,13 +113,7 @@ def measure(
     return figures
 
 
-def ratio_text(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"{median_text(values, 2)}x ({spread_text(values, 2)})"
-
-
-def print_table(targets: list[Target], figures: dict[tuple[str, str], Figures]) -> None:
+def print_figures(targets: list[Target], figures: dict[tuple[str, str], Figures]) -> None:
     headers = [
         "request",
         "server",
@@ -154,12 +140,7 @@ def print_table(targets: list[Target], figures: dict[tuple[str, str], Figures]) 
                     ratio_text(f.vs_hello) if t.kind_of_server == "moorage" else "",
                 ]
             )
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
-    line = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    say(line.format(*headers))
-    say("  ".join("-" * w for w in widths))
-    for row in rows:
-        say(line.format(*row))
+    print_table(headers, rows, left=2)
 
 
 def rss_mib(server: servers.ManagedServer) -> float:
@@ -235,16 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             say(f"missing: {tool}")
             return 2
-    command = shlex.join([sys.executable, *sys.argv])
-    started = dt.datetime.now(dt.UTC)
-    busy = other_cpu_busy()
-    load_start = os.getloadavg()
-    say(f"command: {command}")
-    say(
-        f"started: {started.isoformat(timespec='seconds')}  host: {platform.node()}  "
-        f"cpus: {os.cpu_count()}  load average: {load_start[0]:.2f}  "
-        f"CPU busy with other work: {busy:.0%}"
-    )
+    machine = Machine()
+    machine.print_start()
     work = Path(tempfile.mkdtemp(prefix="moorage-ceiling-", dir=args.work_dir))
     try:
         with contextlib.ExitStack() as stack:
@@ -258,13 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    load_end = os.getloadavg()
-    say(f"\n== manifest GET and blob HEAD, c64, {args.rounds} alternated rounds; {command}")
-    say(
-        f"machine: {os.cpu_count()} CPUs; load average {load_start[0]:.2f} at the start, "
-        f"{load_end[0]:.2f} at the end; CPU busy with other work at the start: {busy:.0%}\n"
-    )
-    print_table(targets, figures)
+    say(f"\n== manifest GET and blob HEAD, c64, {args.rounds} alternated rounds; {machine.command}")
+    say(machine.finish() + "\n")
+    print_figures(targets, figures)
     say(
         "\nmedian and min-max over the rounds; ratios are per round (req/s over req/s of the "
         "same round), median (min-max). p99 is wrk's for GET and ab's (whole ms) for HEAD. "
@@ -274,25 +243,16 @@ def main(argv: list[str] | None = None) -> int:
         "resident memory after the run (MiB, all processes of each server): "
         + ", ".join(f"{key} {mib:,.0f}" for key, mib in rss.items())
     )
-    if args.json_out:
-        out: dict[str, Any] = {
-            "command": command,
-            "started": started.isoformat(timespec="seconds"),
-            "machine": {
-                "host": platform.node(),
-                "cpus": os.cpu_count(),
-                "busy_at_start": busy,
-                "loadavg_start": load_start,
-                "loadavg_end": load_end,
-            },
+    write_json(
+        args.json_out,
+        {
+            "machine": asdict(machine),
             "rounds": args.rounds,
             "seconds": args.seconds,
             "rss_mib": rss,
             "figures": {f"{key} {kind}": asdict(f) for (key, kind), f in figures.items()},
-        }
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=2) + "\n")
-        say(f"wrote {args.json_out}")
+        },
+    )
     return 0
 
 

@@ -24,13 +24,11 @@ bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import hashlib
 import io
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -44,8 +42,8 @@ from typing import Any, BinaryIO
 
 import servers
 from moorage.cpus import auto_workers
-from pull import median_text, spread_text
-from run import default_moorage_bin, other_cpu_busy
+from report import Machine, median_text, print_table, ratio_text, say, spread_text, write_json
+from run import default_moorage_bin
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -54,10 +52,6 @@ TAG = "v1"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # -- the OCI layout ------------------------------------------------------------------------------
@@ -269,7 +263,7 @@ def measure(
 # -- report --------------------------------------------------------------------------------------
 
 
-def print_table(figures: dict[str, Figures], local: list[float], total: int) -> None:
+def print_figures(figures: dict[str, Figures], local: list[float], total: int) -> None:
     mib = total / MiB
 
     def speeds(seconds: list[float]) -> list[float]:
@@ -280,7 +274,6 @@ def print_table(figures: dict[str, Figures], local: list[float], total: int) -> 
     for key in ("push", "pull"):
         for name, f in figures.items():
             seconds = getattr(f, f"{key}_s")
-            ratio = getattr(f, f"{key}_ratio")
             rows.append(
                 [
                     key,
@@ -289,19 +282,14 @@ def print_table(figures: dict[str, Figures], local: list[float], total: int) -> 
                     spread_text(seconds, 2),
                     median_text(speeds(seconds)),
                     median_text(getattr(f, f"{key}_cpu_s"), 2),
-                    f"{median_text(ratio, 2)}x ({spread_text(ratio, 2)})" if ratio else "",
+                    ratio_text(getattr(f, f"{key}_ratio")),
                 ]
             )
     rows.append(
         ["oci->oci", "skopeo alone", median_text(local, 2), spread_text(local, 2),
          median_text(speeds(local)), "", ""]
     )  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
-    line = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    say(line.format(*headers))
-    say("  ".join("-" * w for w in widths))
-    for row in rows:
-        say(line.format(*row))
+    print_table(headers, rows, left=2)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -334,59 +322,37 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             say(f"missing: {tool}")
             return 2
-    command = shlex.join([sys.executable, *sys.argv])
-    started = dt.datetime.now(dt.UTC)
     workers = args.workers if args.workers is not None else auto_workers()
     layout = cached_layout(args.work_dir, args.size_mib, args.layers)
     total = layout_bytes(layout)
-    busy = other_cpu_busy()
-    load_start = os.getloadavg()
-    say(f"command: {command}")
-    say(
-        f"started: {started.isoformat(timespec='seconds')}  host: {platform.node()}  "
-        f"cpus: {os.cpu_count()}  load average: {load_start[0]:.2f}  "
-        f"CPU busy with other work: {busy:.0%}  moorage workers: {workers}"
-        + (" (its default)" if args.workers is None else "")
-    )
+    machine = Machine()
+    default = " (its default)" if args.workers is None else ""
+    machine.print_start(f"  moorage workers: {workers}{default}")
     work = Path(tempfile.mkdtemp(prefix="moorage-skopeo-", dir=args.work_dir))
     try:
         say(f"\n{args.rounds} alternated rounds, {total / MiB:,.0f} MiB in {args.layers} layers:")
         figures, local = measure(args, layout, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    load_end = os.getloadavg()
-    say(f"\n== skopeo copy of {total / MiB:,.0f} MiB in {args.layers} layers; {command}")
-    say(
-        f"machine: {os.cpu_count()} CPUs; load average {load_start[0]:.2f} at the start, "
-        f"{load_end[0]:.2f} at the end; CPU busy with other work at the start: {busy:.0%}; "
-        f"moorage workers: {workers}\n"
-    )
-    print_table(figures, local, total)
+    say(f"\n== skopeo copy of {total / MiB:,.0f} MiB in {args.layers} layers; {machine.command}")
+    say(f"{machine.finish()}; moorage workers: {workers}{default}\n")
+    print_figures(figures, local, total)
     say(
         "\nwall time of the whole skopeo process, median and min-max over the rounds; MiB/s from "
         "the median; vs dist.: distribution's time / Moorage's in the same round (> 1: Moorage "
         "is faster), median (min-max). Server CPU: all its processes, from /proc."
     )
-    if args.json_out:
-        out: dict[str, Any] = {
-            "command": command,
-            "started": started.isoformat(timespec="seconds"),
-            "machine": {
-                "host": platform.node(),
-                "cpus": os.cpu_count(),
-                "busy_at_start": busy,
-                "loadavg_start": load_start,
-                "loadavg_end": load_end,
-            },
+    write_json(
+        args.json_out,
+        {
+            "machine": asdict(machine),
             "bytes": total,
             "layers": args.layers,
             "workers": workers,
             "figures": {name: asdict(f) for name, f in figures.items()},
             "skopeo_local_s": local,
-        }
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=2) + "\n")
-        say(f"wrote {args.json_out}")
+        },
+    )
     return 0
 
 
