@@ -1,11 +1,12 @@
 """How many worker processes ``workers: auto`` (the default) starts: one per CPU this process
 may use, capped.
 
-Measured on a 2-core machine (bench/README.md, "Default workers"): two workers answer manifest
-GETs and blob HEADs and take small pushes at about twice the rate of one, while a single big
-transfer gains nothing from a second worker. The cap keeps a large host from opening more
-database pools than a stock PostgreSQL accepts (``max_connections = 100``; each worker has a
-pool of its own, docs/configuration.md#connections), and is as far as the scaling was checked.
+A worker is one Python process with one event loop, so it does little more than one core's work:
+on a 2-core machine, one worker leaves a core idle under many small requests (manifest GETs, blob
+HEADs, small pushes), while one big transfer is one request on one worker either way
+(bench/README.md, "Default workers"). The cap keeps a large host from opening more database
+pools than a stock PostgreSQL accepts (each worker has a pool of its own, up to 48 connections;
+docs/configuration.md#connections); beyond it, set ``workers`` by hand.
 """
 
 from __future__ import annotations
