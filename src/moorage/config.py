@@ -575,7 +575,9 @@ class Settings(BaseSettings):
     @field_validator("workers", mode="before")
     @classmethod
     def _auto_workers(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() == "auto":
+        if isinstance(value, str) and not value.strip().isdigit():
+            if value.strip().lower() != "auto":
+                raise ValueError("a number of worker processes (1 to 64), or auto")
             return auto_workers()
         return value
 

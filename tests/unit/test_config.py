@@ -246,6 +246,12 @@ def test_explicit_workers_win_over_auto(tmp_path: Path, monkeypatch: pytest.Monk
     assert load_settings(workers=2).workers == 2
 
 
+def test_a_bad_workers_value_says_auto_is_allowed() -> None:
+    assert config_error(workers="lots") == (
+        "workers: Value error, a number of worker processes (1 to 64), or auto"
+    )
+
+
 # --- the file itself ---------------------------------------------------------------------------
 
 
