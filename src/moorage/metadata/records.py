@@ -51,7 +51,9 @@ class ReferrerRecord:
 
 @dataclass(frozen=True, slots=True)
 class UploadSession:
-    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes."""
+    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes.
+    ``appends``: the claims whose appends were recorded (a store that keeps appends apart
+    reads only theirs); None for a session begun before they were recorded (all count)."""
 
     id: str
     repository: str
@@ -60,6 +62,7 @@ class UploadSession:
     hash_state: bytes
     created_at: float
     updated_at: float
+    appends: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
