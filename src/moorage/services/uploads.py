@@ -371,7 +371,10 @@ class UploadService:
         RANGE_INVALID with the recorded offset in the error's detail, for the progress
         headers. While another live request holds the session the answer is 429 (retry
         later); a session whose holder died (a killed worker, a restarted server) is taken
-        over at once."""
+        over at once. A holder on another host is presumed dead once its beats stop
+        (services/liveness.py): the request waits for that, up to the node timeout, rather
+        than answer 429 to a client whose node just died (on stores that keep appends apart
+        only: see ``BlobStore.separate_appends``)."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         session, deadline = self._claim(repository, upload_id)
