@@ -388,12 +388,14 @@ class S3BlobStore:
                 raise BlobNotFound(upload_id)
             if extent(contiguous(segments, offset)) < offset:
                 raise UploadTruncated(upload_id)
-        # Drop what an interrupted append left at or past the offset (and everything when
-        # starting over at 0), and segments of claims that never counted, so the listing
-        # never holds a stale segment ahead of this one.
-        kept = {segment.key for segment in segments}
+        # Drop what an interrupted append of code before claims left at or past the offset
+        # (everything of it when starting over at 0): named by its offset alone, it would count
+        # ahead of this one. A segment of a claim that was never recorded does not count, and is
+        # left alone: it may be a displaced holder's, and deleting by what this holder believes
+        # counts could delete the bytes of a holder that displaced this one. It goes with the
+        # upload (abort_upload: cancelled, expired, or the blob it became collected).
         for segment in listed:
-            if segment.start >= offset or segment.key not in kept:
+            if segment.claim is None and segment.start >= offset:
                 self.delete_key(segment.key)
         key = self._upload_dir(upload_id) + segment_name(offset, claim)
         return _S3UploadWriter(self, key)
@@ -466,8 +468,8 @@ class S3BlobStore:
     ) -> str:
         location = encode_location(upload_id, pieces)
         used = {piece.segment.key for piece in pieces}
-        for segment in segments:  # left by an append that was started over
-            if segment.key not in used:
+        for segment in segments:  # left by an append of code before claims that started over
+            if segment.claim is None and segment.key not in used:
                 self.delete_key(segment.key)
         # Written last: once it exists the sweeper leaves the upload alone, and it names what
         # the upload became (for a full sweep of the store, see iter_blobs).

@@ -72,16 +72,27 @@ def test_a_displaced_holders_late_segment_changes_nothing(moto: MotoServer) -> N
     assert keys(store) == []
 
 
-def test_an_unrecorded_segment_is_dropped_by_the_next_append(moto: MotoServer) -> None:
+def test_a_displaced_holder_never_deletes_the_new_holders_segments(moto: MotoServer) -> None:
+    """Opening an append deletes only what must go (segments named by their offset alone);
+    a holder that does not know of the takeover would otherwise delete its successor's
+    bytes as "not recorded"."""
     store = S3BlobStore.from_settings(moto.settings())
     writer = store.open_upload(UPLOAD, 0, "c1", ())
     writer.write(b"a" * 10)
     writer.close()
-    stale = store.open_upload(UPLOAD, 10, "c2", ("c1",))
-    stale.write(b"b" * 10)
-    stale.close()  # completed, never recorded (its holder died before the database commit)
-    store.open_upload(UPLOAD, 10, "c3", ("c1",)).discard()
-    assert keys(store) == [f"uploads/{UPLOAD}/{segment_name(0, 'c1')}"]
+    successor = store.open_upload(UPLOAD, 10, "c3", ("c1",))
+    successor.write(b"b" * 10)
+    successor.close()
+    # The displaced holder (claim c2) gets its first byte only now, knowing only of c1.
+    store.open_upload(UPLOAD, 10, "c2", ("c1",)).discard()
+    assert b"".join(store.read_upload(UPLOAD, 20, ("c1", "c3"))) == b"a" * 10 + b"b" * 10
+    # An unrecorded segment is ignored, and goes with the upload.
+    stale = store.open_upload(UPLOAD, 20, "c4", ("c1", "c3"))
+    stale.write(b"never recorded")
+    stale.close()
+    assert store.upload_size(UPLOAD, ("c1", "c3")) == 20
+    store.abort_upload(UPLOAD)
+    assert keys(store) == []
 
 
 def test_sessions_begun_before_claims_were_recorded_read_as_before(moto: MotoServer) -> None:
