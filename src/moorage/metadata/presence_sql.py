@@ -1,4 +1,4 @@
-"""Process rows in the database (see :class:`moorage.services.liveness.Presence`).
+"""Process rows in the database (the port is ``moorage.services.liveness.Presence``).
 
 Every time is the database's own clock, so that no node's clock is compared with another's:
 PostgreSQL's ``clock_timestamp()``, SQLite's ``julianday('now')`` (on SQLite every process
@@ -15,8 +15,8 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from moorage.metadata import schema as s
 from moorage.metadata.gc_queue import dialect_insert
+from moorage.metadata.records import Beat, Sighting
 from moorage.metadata.sql import SqlMetadataStore
-from moorage.services.liveness import Beat, Sighting
 
 _b = s.process_beats
 

@@ -74,3 +74,23 @@ class Inventory:
     tags: int
     upload_sessions: int
     blob_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A serving process's row (services/liveness.py): its last beat and the start of its
+    unbroken run of beats (database clock), and whether it shut down cleanly."""
+
+    last: float
+    since: float
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the database says, at one instant (``now``, its own clock), about a holder and
+    about the process judging it."""
+
+    now: float
+    holder: Beat | None
+    judge: Beat | None

@@ -28,9 +28,9 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
+from moorage.metadata.records import Sighting
 from moorage.services.lease_holders import LeaseHolders
 
 log = logging.getLogger("moorage.liveness")
@@ -42,26 +42,6 @@ NODE_TIMEOUT = 5.0
 #: Rows of processes that stopped (or vanished) this long ago are removed by the next beater.
 FORGET_AFTER = 86400.0
 _PRUNE_EVERY = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Beat:
-    """A process's row: its last beat and the start of its unbroken run of beats (database
-    clock), and whether it shut down cleanly."""
-
-    last: float
-    since: float
-    stopped: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """What the database says, at one instant (``now``, its own clock), about a holder and
-    about the process judging it."""
-
-    now: float
-    holder: Beat | None
-    judge: Beat | None
 
 
 class Presence(Protocol):

@@ -14,10 +14,11 @@ import pytest
 
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.presence_sql import SqlPresence
+from moorage.metadata.records import Beat, Sighting
 from moorage.metadata.sql import SqlMetadataStore
 from moorage.services.jobs import HeldLease
 from moorage.services.lease_holders import LeaseHolder, LeaseHolders
-from moorage.services.liveness import Beat, Heartbeat, Liveness, Sighting, presumed_dead
+from moorage.services.liveness import Heartbeat, Liveness, presumed_dead
 
 TIMEOUT = 0.8  # seconds; the beats below come every 0.1 s
 ELSEWHERE = "other-boot:pid:[1]/7/123/node-b"  # a process on another host
