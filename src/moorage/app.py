@@ -234,11 +234,15 @@ def build_registry(settings: Settings) -> Registry:
     )
 
 
-def start_heartbeat(registry: Registry) -> liveness.Heartbeat:
+def start_heartbeat(registry: Registry) -> liveness.Heartbeat | None:
     """Beat this process's row until ``stop()`` (services/liveness.py): its leases can then be
-    taken over at once when it dies, wherever the survivor runs."""
+    taken over at once when it dies, wherever the survivor runs. Not on SQLite: every process
+    sharing its file runs on one host, where the kernel says who is alive, so a beat would
+    only cost a durable write per worker per second and a turn of the single writer lock."""
     metadata = registry.metadata
     assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
+    if metadata.engine.dialect.name == "sqlite":
+        return None
     heartbeat = liveness.Heartbeat(SqlPresence(metadata))
     heartbeat.start()
     return heartbeat
@@ -483,7 +487,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # In each worker process (after the fork): its own row, beaten from its own thread.
+        # In each worker process (after the fork): its own row, beaten from its own thread
+        # (on a database other processes may share from other hosts).
         heartbeat = await asyncio.to_thread(start_heartbeat, registry)
         tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
         if settings.gc.interval > 0:
@@ -503,7 +508,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if trail is not None:
                 _flush_audit(trail, audit_log)
             # Last: the leases this process held are taken over at once from here on.
-            await asyncio.to_thread(heartbeat.stop)
+            if heartbeat is not None:
+                await asyncio.to_thread(heartbeat.stop)
 
     app = build_app(registry, lifespan, recorders, endpoint)
     if settings.ui.enabled:

@@ -138,8 +138,8 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
     try:
         registry = build_registry(settings)
         collector, leases = build_collector(settings, registry)
-        # Beating, this run's lease is taken over at once if it is killed, even from another
-        # host; a clean exit (an error included) marks it stopped.
+        # Beating (on a shared database), this run's lease is taken over at once if it is
+        # killed, even from another host; a clean exit (an error included) marks it stopped.
         heartbeat = start_heartbeat(registry)
         try:
             return collect_exclusively(
@@ -151,7 +151,8 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
                 progress=progress,
             )
         finally:
-            heartbeat.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
     except CollectorBusy as busy:
         raise click.ClickException(
             f"another garbage collection is running ({busy.holder}); try again later"
