@@ -49,9 +49,11 @@ from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import check_schema
 from moorage.metadata.outbox import OutboxWriter, SqlEventStore
+from moorage.metadata.presence_sql import SqlPresence
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
+from moorage.services import liveness
 from moorage.services.blobs import BlobService
 from moorage.services.browse import BrowseService
 from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
@@ -203,6 +205,9 @@ def build_registry(settings: Settings) -> Registry:
         # the failure (`moorage serve` prints it), instead of failing every request later.
         storage.check()
     limits = settings.limits
+    # Lease holders on other hosts are judged by their beats (a process's name and liveness
+    # are per process: see services/liveness.py).
+    liveness.PROCESS.use(SqlPresence(metadata), settings.cluster.node_timeout)
     return Registry(
         uploads=UploadService(metadata, storage, limits.upload_expiry_seconds),
         blobs=BlobService(metadata, storage, settings.delete_enabled),
@@ -227,6 +232,20 @@ def build_registry(settings: Settings) -> Registry:
         if outbox is not None and events.pull
         else None,
     )
+
+
+def start_heartbeat(registry: Registry) -> liveness.Heartbeat | None:
+    """Beat this process's row until ``stop()`` (services/liveness.py): its leases can then be
+    taken over at once when it dies, wherever the survivor runs. Not on SQLite: every process
+    sharing its file runs on one host, where the kernel says who is alive, so a beat would
+    only cost a durable write per worker per second and a turn of the single writer lock."""
+    metadata = registry.metadata
+    assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
+    if metadata.engine.dialect.name == "sqlite":
+        return None
+    heartbeat = liveness.Heartbeat(SqlPresence(metadata))
+    heartbeat.start()
+    return heartbeat
 
 
 def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, JobLeases]:
@@ -468,6 +487,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # In each worker process (after the fork): its own row, beaten from its own thread
+        # (on a database other processes may share from other hosts).
+        heartbeat = await asyncio.to_thread(start_heartbeat, registry)
         tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
         if settings.gc.interval > 0:
             tasks.append(asyncio.create_task(_collect_garbage(settings, registry)))
@@ -485,6 +507,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     recorder.flush()
             if trail is not None:
                 _flush_audit(trail, audit_log)
+            # Last: the leases this process held are taken over at once from here on.
+            if heartbeat is not None:
+                await asyncio.to_thread(heartbeat.stop)
 
     app = build_app(registry, lifespan, recorders, endpoint)
     if settings.ui.enabled:

@@ -533,6 +533,24 @@ class EventsSettings(_Section):
         return self
 
 
+class ClusterSettings(_Section):
+    """Several nodes on one database (docs/deploy/cluster.md)."""
+
+    # Every serving process beats a row in the database each second; a lease holder on another
+    # host (or in another pid namespace) whose beats are older than this is presumed dead, and
+    # its upload sessions and jobs are taken over (services/liveness.py). Lower takes over
+    # sooner; too low declares a node that stalls (CPU starvation, a slow database) dead while
+    # it runs, which costs its clients a failed request, never data.
+    node_timeout: Duration = 5.0
+
+    @field_validator("node_timeout")
+    @classmethod
+    def _above_the_beat(cls, timeout: float) -> float:
+        if timeout < 3:
+            raise ValueError("must be at least 3s (processes beat every second)")
+        return timeout
+
+
 class AuditSettings(_Section):
     enabled: bool = True
     # Entries older than this are deleted by the background worker.
@@ -569,6 +587,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     events: EventsSettings = EventsSettings()
     audit: AuditSettings = AuditSettings()
+    cluster: ClusterSettings = ClusterSettings()
     # granian's own access log, beside Moorage's request log (which knows routes and users).
     access_log: bool = False
 

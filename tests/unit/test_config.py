@@ -168,6 +168,7 @@ def test_explicit_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
         ("workers: 65\n", "workers"),
         ("delete_enabled: perhaps\n", "delete_enabled"),
         ("storage:\n  datadir: /x\n", "storage.datadir"),
+        ("cluster:\n  node_timeout: 1s\n", "cluster.node_timeout"),
     ],
 )
 def test_bad_file_key_or_value_names_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -384,3 +385,10 @@ def test_top_level_log_level_still_read_unless_log_level_is_given(tmp_path: Path
 def test_bad_log_format_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"log\.format"):
         load_settings(write(tmp_path, "log:\n  format: xml\n"))
+
+
+def test_the_node_timeout_is_a_duration(tmp_path: Path) -> None:
+    assert Settings().cluster.node_timeout == 5.0
+    assert (
+        load_settings(write(tmp_path, "cluster:\n  node_timeout: 10s\n")).cluster.node_timeout == 10
+    )

@@ -141,9 +141,16 @@ class MetadataStore(Protocol):
         """Move the lease held as ``token`` to ``until`` (the new token)."""
 
     def release_upload(
-        self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
+        self,
+        upload_id: str,
+        token: float,
+        offset: int,
+        hash_state: bytes,
+        now: float,
+        append: str | None = None,
     ) -> bool:
-        """Record progress and drop the lease (pass the old offset and state to only unlock).
+        """Record progress and drop the lease (pass the old offset and state to only unlock);
+        ``append`` names the claim whose append this was, added to the session's ``appends``.
         Not forced to disk: the caller makes the bytes durable first, so a record lost in a
         power failure only moves the session back."""
 

@@ -51,7 +51,9 @@ class ReferrerRecord:
 
 @dataclass(frozen=True, slots=True)
 class UploadSession:
-    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes."""
+    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes.
+    ``appends``: the claims whose appends were recorded (a store that keeps appends apart
+    reads only theirs); None for a session begun before they were recorded (all count)."""
 
     id: str
     repository: str
@@ -60,6 +62,7 @@ class UploadSession:
     hash_state: bytes
     created_at: float
     updated_at: float
+    appends: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +74,23 @@ class Inventory:
     tags: int
     upload_sessions: int
     blob_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A serving process's row (services/liveness.py): its last beat and the start of its
+    unbroken run of beats (database clock), and whether it shut down cleanly."""
+
+    last: float
+    since: float
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the database says, at one instant (``now``, its own clock), about a holder and
+    about the process judging it."""
+
+    now: float
+    holder: Beat | None
+    judge: Beat | None

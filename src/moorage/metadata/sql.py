@@ -244,6 +244,7 @@ def _session(row: Any) -> UploadSession:
         hash_state=bytes(row.hash_state),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        appends=None if row.appends is None else tuple(row.appends.split()),
     )
 
 
@@ -776,6 +777,7 @@ class SqlMetadataStore:
                     algorithm=session.algorithm,
                     offset=session.offset,
                     hash_state=session.hash_state,
+                    appends=None if session.appends is None else " ".join(session.appends),
                     created_at=session.created_at,
                     updated_at=session.updated_at,
                 )
@@ -830,19 +832,23 @@ class SqlMetadataStore:
             return result.rowcount > 0
 
     def release_upload(
-        self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
+        self,
+        upload_id: str,
+        token: float,
+        offset: int,
+        hash_state: bytes,
+        now: float,
+        append: str | None = None,
     ) -> bool:
+        u = s.uploads
+        progress: dict[str, Any] = {"offset": offset, "hash_state": hash_state}
+        if append is not None:
+            progress["appends"] = func.coalesce(u.c.appends, "") + " " + append
         with self._write(durable=False) as conn:
             result = conn.execute(
-                update(s.uploads)
+                update(u)
                 .where(self._held(upload_id, token))
-                .values(
-                    offset=offset,
-                    hash_state=hash_state,
-                    lease_until=None,
-                    lease_holder=None,
-                    updated_at=now,
-                )
+                .values(**progress, lease_until=None, lease_holder=None, updated_at=now)
             )
             return result.rowcount > 0
 

@@ -25,8 +25,8 @@ from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
 from moorage.services.blobs import collected_meanwhile, confirm_stored, find_linked
 from moorage.services.hashing import new_hasher, resume_hasher
-from moorage.services.lease_holders import LeaseHolders
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
+from moorage.services.liveness import BEAT_EVERY, PROCESS, Liveness
 from moorage.storage.port import (
     BlobNotFound,
     BlobStore,
@@ -44,6 +44,9 @@ _UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
 # LEASE_RENEW_EVERY seconds.
 LEASE_SECONDS = 60.0
 LEASE_RENEW_EVERY = 15.0
+# A session held by a process on another host that may have died is looked at again this
+# often, for up to the node timeout (services/liveness.py), before the client is told 429.
+JUDGE_EVERY = 0.25
 
 
 def _unknown_upload(upload_id: str) -> RegistryError:
@@ -86,10 +89,15 @@ class Append:
         session: UploadSession,
         lease: UploadLease,
         expected_length: int | None,
+        claim: str,
     ) -> None:
         self._uploads = uploads
         self.session = session
         self._lease = lease
+        # Names this request's append in the store and, once recorded, in the session's
+        # ``appends`` (storage/segments.py): bytes of a displaced holder are never read.
+        self._claim = claim
+        self._appended = False
         self._hasher = resume_hasher(session.algorithm, session.hash_state)
         self._expected_length = expected_length
         # Opened on the first byte: a PUT without a body never needs the upload file open.
@@ -98,10 +106,9 @@ class Append:
 
     def write(self, data: bytes) -> None:
         self._renew()
-        if self._writer is None:
-            self._writer = self._uploads._open_writer(self.session, self._lease)
+        writer = self._writer or self._open()
         self._hasher.update(data)
-        self._writer.write(data)
+        writer.write(data)
         self.written += len(data)
 
     def finish(self) -> UploadSession:
@@ -115,9 +122,10 @@ class Append:
         offset = self.session.offset + self.written
         state = self._hasher.serialize()
         now = self._uploads.clock()
+        claim = self._claim if self._appended else None
         self._end(
             lambda token: self._uploads.metadata.release_upload(
-                self.session.id, token, offset, state, now
+                self.session.id, token, offset, state, now, claim
             )
         )
         return replace(self.session, offset=offset, hash_state=state, updated_at=now)
@@ -130,18 +138,19 @@ class Append:
         size = session.offset + self.written
         try:
             if self._writer is None and session.offset == 0:  # an empty blob: nothing written
-                self._writer = uploads._open_writer(session, self._lease)
+                self._open()
             self._close()
+            appends = self._counted()
             if digest.algorithm == session.algorithm:
                 actual = self._hasher.finalize()
             else:
-                actual = uploads._rehash(session.id, size, digest.algorithm)
+                actual = uploads._rehash(session.id, size, digest.algorithm, appends)
             if actual != digest.encoded:
                 uploads._discard_held(self._lease)
                 raise _digest_mismatch(digest)
             self._renew()  # publishing under an expired lease could race a new holder
             proven = digest.algorithm == session.algorithm
-            published = uploads._publish(self._lease, digest, size, proven)
+            published = uploads._publish(self._lease, digest, size, proven, appends)
         except BaseException:
             self.abort()  # unless the session was discarded: back to where it was, unlocked
             raise
@@ -176,6 +185,18 @@ class Append:
                     s.id, token, s.offset, s.hash_state, uploads.clock()
                 )
             )
+
+    def _open(self) -> UploadWriter:
+        self._writer = self._uploads._open_writer(self.session, self._lease, self._claim)
+        self._appended = True
+        return self._writer
+
+    def _counted(self) -> tuple[str, ...] | None:
+        """The claims whose appends form the upload: the recorded ones, and this one's."""
+        recorded = self.session.appends
+        if recorded is None or not self._appended:
+            return recorded
+        return (*recorded, self._claim)
 
     def _renew(self) -> None:
         try:
@@ -294,14 +315,17 @@ class UploadService:
         clock: Callable[[], float] = time.time,
         lease_seconds: float = LEASE_SECONDS,
         renew_every: float = LEASE_RENEW_EVERY,
-        holders: LeaseHolders | None = None,
+        liveness: Liveness = PROCESS,
     ) -> None:
         self.metadata = metadata
         self.blobs = blobs
         self.expiry_seconds = expiry_seconds
         self.clock = clock
         self.lease_seconds = lease_seconds
-        self.holders = holders or LeaseHolders()
+        self.liveness = liveness
+        # A holder elsewhere is only presumed dead, and may still write: its session is taken
+        # over early only where its late bytes cannot become the upload's (storage/port.py).
+        self._remote_takeover = blobs.separate_appends
         self.renewer = LeaseRenewer(renew_every)
 
     def start(self, repository: str, algorithm: str | None = None) -> UploadSession:
@@ -347,30 +371,18 @@ class UploadService:
         RANGE_INVALID with the recorded offset in the error's detail, for the progress
         headers. While another live request holds the session the answer is 429 (retry
         later); a session whose holder died (a killed worker, a restarted server) is taken
-        over at once."""
+        over at once. A holder on another host is presumed dead once its beats stop
+        (services/liveness.py): the request waits for that, up to the node timeout, rather
+        than answer 429 to a client whose node just died (on stores that keep appends apart
+        only: see ``BlobStore.separate_appends``)."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
-        now = self.clock()
-        deadline = now + self.lease_seconds
-        holder = self.holders.current()
-        try:
-            session = self.metadata.claim_upload(repository, upload_id, now, deadline, holder)
-        except UploadBusy as busy:
-            if not self.holders.is_dead(busy.holder):
-                raise _busy(busy.offset) from None
-            # The new deadline is the fencing token and must differ from the dead one's.
-            deadline = max(deadline, busy.token + 1.0)
-            try:
-                session = self.metadata.claim_upload(
-                    repository, upload_id, now, deadline, holder, replacing=busy.token
-                )
-            except UploadBusy as again:  # another request took it over first
-                raise _busy(again.offset) from None
-            log.info("upload %s taken over from a dead holder %s", upload_id, busy.holder)
+        session, deadline = self._claim(repository, upload_id)
         if session is None:
             raise _unknown_upload(upload_id)
         lease = UploadLease(self.metadata, upload_id, deadline, self.lease_seconds, self.clock)
         if content_range is not None and content_range.first != session.offset:
+            now = self.clock()
             lease.end(
                 lambda token: self.metadata.release_upload(
                     upload_id, token, session.offset, session.hash_state, now
@@ -379,21 +391,65 @@ class UploadService:
             raise _out_of_order(f"chunk must start at offset {session.offset}", session.offset)
         self.renewer.hold(lease)
         expected = content_range.length if content_range is not None else None
-        return Append(self, session, lease, expected)
+        return Append(self, session, lease, expected, uuid.uuid4().hex[:16])
 
-    def _open_writer(self, session: UploadSession, lease: UploadLease) -> UploadWriter:
+    def _claim(self, repository: str, upload_id: str) -> tuple[UploadSession | None, float]:
+        """Claim the session (None: there is none) and the lease's deadline; 429 while a live
+        request holds it. A holder on another host that stopped beating is looked at again
+        until it is presumed dead or one node timeout has passed."""
+        give_up: float | None = None
+        while True:
+            try:
+                return self._claim_once(repository, upload_id)
+            except UploadBusy as busy:
+                if not (self._remote_takeover and self.liveness.may_be_judged(busy.holder)):
+                    raise _busy(busy.offset) from None
+                if give_up is None:
+                    give_up = time.monotonic() + self.liveness.timeout + 2 * BEAT_EVERY
+                if time.monotonic() >= give_up:
+                    raise _busy(busy.offset) from None
+                time.sleep(JUDGE_EVERY)
+
+    def _claim_once(self, repository: str, upload_id: str) -> tuple[UploadSession | None, float]:
+        now = self.clock()
+        deadline = now + self.lease_seconds
+        holder = self.liveness.current()
         try:
-            return self.blobs.open_upload(session.id, session.offset)
+            return self.metadata.claim_upload(
+                repository, upload_id, now, deadline, holder
+            ), deadline
+        except UploadBusy as busy:
+            if not self._is_dead(busy.holder):
+                raise
+            # The new deadline is the fencing token and must differ from the dead one's.
+            deadline = max(deadline, busy.token + 1.0)
+            # UploadBusy again: another request took it over first.
+            session = self.metadata.claim_upload(
+                repository, upload_id, now, deadline, holder, replacing=busy.token
+            )
+            log.info("upload %s taken over from a dead holder %s", upload_id, busy.holder)
+            return session, deadline
+
+    def _is_dead(self, holder: str | None) -> bool:
+        if self._remote_takeover:
+            return self.liveness.is_dead(holder)
+        return self.liveness.is_dead_here(holder)
+
+    def _open_writer(self, session: UploadSession, lease: UploadLease, claim: str) -> UploadWriter:
+        try:
+            return self.blobs.open_upload(session.id, session.offset, claim, session.appends)
         except (UploadTruncated, BlobNotFound):
             self._discard_held(lease)
             raise _bytes_lost() from None
 
-    def _rehash(self, upload_id: str, size: int, algorithm: str) -> str:
+    def _rehash(
+        self, upload_id: str, size: int, algorithm: str, appends: tuple[str, ...] | None
+    ) -> str:
         # The client declared a different algorithm at the end than at the start: read the
         # upload back once. Rare (clients that want sha512 say so with ?digest-algorithm=).
         hasher = new_hasher(algorithm)
         try:
-            for chunk in self.blobs.read_upload(upload_id, size):
+            for chunk in self.blobs.read_upload(upload_id, size, appends):
                 hasher.update(chunk)
         except BlobNotFound:
             raise _bytes_lost() from None
@@ -405,7 +461,14 @@ class UploadService:
         location = record.location if record is not None else None
         return self.blobs.stat(digest, location), location
 
-    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> Published:
+    def _publish(
+        self,
+        lease: UploadLease,
+        digest: Digest,
+        size: int,
+        proven: bool,
+        appends: tuple[str, ...] | None,
+    ) -> Published:
         """Make the verified upload blob ``digest``; returns where the blob is.
 
         A blob already stored is kept and the upload's bytes dropped: a layer pushed again
@@ -420,7 +483,8 @@ class UploadService:
             self.blobs.abort_upload(lease.upload_id)
             return Published(location, ours=False)
         try:
-            return Published(self.blobs.commit_upload(lease.upload_id, digest, size), ours=True)
+            location = self.blobs.commit_upload(lease.upload_id, digest, size, appends)
+            return Published(location, ours=True)
         except UploadTruncated:
             self._discard_held(lease)
             raise _bytes_lost() from None

@@ -141,6 +141,10 @@ def _relative_path(digest: Digest) -> str:
 class FilesystemBlobStore:
     """A :class:`~moorage.storage.port.BlobStore` on a local directory."""
 
+    # One file per upload, appended in place: a displaced writer could still write into it,
+    # so a session is taken over early only from a holder the kernel says is dead.
+    separate_appends = False
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._blobs = self.root / "blobs"
@@ -206,27 +210,37 @@ class FilesystemBlobStore:
             for path in (self._blobs / algorithm).glob("*/*"):
                 yield Digest(algorithm, path.name), None
 
-    def open_upload(self, upload_id: str, offset: int) -> _FileUploadWriter:
+    def open_upload(
+        self,
+        upload_id: str,
+        offset: int,
+        claim: str | None = None,
+        appends: tuple[str, ...] | None = None,
+    ) -> _FileUploadWriter:
         return _FileUploadWriter(self._upload_path(upload_id), offset)
 
     def open_blob(self, digest: Digest) -> None:
         # Publishing a staged upload is a rename here: as cheap as writing in place.
         return None
 
-    def upload_size(self, upload_id: str) -> int | None:
+    def upload_size(self, upload_id: str, appends: tuple[str, ...] | None = None) -> int | None:
         try:
             return self._upload_path(upload_id).stat().st_size
         except FileNotFoundError:
             return None
 
-    def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
+    def read_upload(
+        self, upload_id: str, size: int, appends: tuple[str, ...] | None = None
+    ) -> Iterator[bytes]:
         try:
             handle = self._upload_path(upload_id).open("rb")
         except FileNotFoundError:
             raise BlobNotFound(upload_id) from None
         return self._chunks(handle, 0, size - 1)
 
-    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> None:
+    def commit_upload(
+        self, upload_id: str, digest: Digest, size: int, appends: tuple[str, ...] | None = None
+    ) -> None:
         """Rename the upload into place; a retried commit after the rename finds no upload
         (BlobNotFound) and the caller checks the published blob instead."""
         source = self._upload_path(upload_id)

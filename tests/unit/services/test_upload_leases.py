@@ -18,6 +18,7 @@ from moorage.metadata.sql import SqlMetadataStore
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
 from moorage.services.lease_holders import LeaseHolders
+from moorage.services.liveness import Liveness
 from moorage.services.uploads import UploadService
 from moorage.storage import filesystem
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -239,6 +240,9 @@ class DeadHolders(LeaseHolders):
     def current(self) -> str:
         return self.name
 
+    def is_local(self, name: str) -> bool:
+        return True
+
     def is_dead(self, name: str | None) -> bool:
         return name in self.dead
 
@@ -247,7 +251,7 @@ def test_a_session_whose_holder_died_is_taken_over_at_once(
     store: SqlMetadataStore, blobs: FilesystemBlobStore, clock: Clock
 ) -> None:
     holders = DeadHolders()
-    uploads = UploadService(store, blobs, 3600.0, clock=clock, holders=holders)
+    uploads = UploadService(store, blobs, 3600.0, clock=clock, liveness=Liveness(holders))
     session = uploads.start(REPO)
     first = uploads.begin_append(REPO, session.id, ByteRange(0, 99))
     first.write(DATA[:100])
@@ -275,7 +279,7 @@ def test_a_live_holder_is_never_displaced(
     store: SqlMetadataStore, blobs: FilesystemBlobStore, clock: Clock
 ) -> None:
     holders = DeadHolders()
-    uploads = UploadService(store, blobs, 3600.0, clock=clock, holders=holders)
+    uploads = UploadService(store, blobs, 3600.0, clock=clock, liveness=Liveness(holders))
     session = uploads.start(REPO)
     writing = uploads.begin_append(REPO, session.id, None)
     writing.write(DATA[:10])
