@@ -81,7 +81,7 @@ def test_put_holds_the_session_until_the_blob_is_linked(
         )
     put.complete(digest(DATA))
     assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
-    assert store.get_upload(REPO, session.id) is None
+    assert store.get_upload(REPO, session.id).ended  # type: ignore[union-attr]
 
 
 def test_an_expired_holder_cannot_record_complete_or_discard(
