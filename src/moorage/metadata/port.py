@@ -181,7 +181,7 @@ class MetadataStore(Protocol):
     def discard_upload(self, upload_id: str, token: float) -> bool:
         """End the session this holder owns."""
 
-    def end_upload(self, session: UploadSession, now: float) -> None:
+    def end_upload(self, session: UploadSession) -> None:
         """End the session whoever holds it (a client's cancel), with or without a row so far:
         its row is kept, ended, so that its still validly signed id is refused until it
         expires (then :meth:`expire_uploads` removes the row and the id is too old)."""

@@ -184,6 +184,19 @@ _RELEASE_UPLOAD = (
         updated_at=bindparam("now"),
     )
 )
+# Ends the session this lease holds. Its row is kept as long as its id is valid, no longer:
+# last changed at the id's own opening time, it expires exactly when the id does.
+_END_HELD_UPLOAD = (
+    update(s.uploads)
+    .where(s.uploads.c.id == bindparam("upload_id"), s.uploads.c.lease_until == bindparam("token"))
+    .values(
+        offset=ENDED_OFFSET,
+        hash_state=b"",
+        lease_until=None,
+        lease_holder=None,
+        updated_at=s.uploads.c.created_at,
+    )
+)
 # With the link's pending garbage-collection review, if any: a HEAD (or mount) of a link that
 # is a candidate moves its review forward (SqlMetadataStore.linked_blob).
 _LINKED_BLOB = (
@@ -467,7 +480,7 @@ class SqlMetadataStore:
         with self._write() as conn:
             self._link_blob(conn, repository, digest, size, None, replace=False)
             if ending is not None:
-                self._end_upload(conn, ending, time.time())
+                self._end_upload(conn, ending)
 
     def store_blob(
         self,
@@ -480,7 +493,7 @@ class SqlMetadataStore:
         with self._write() as conn:
             self._link_blob(conn, repository, digest, size, location, replace=True)
             if ending is not None:
-                self._end_upload(conn, ending, time.time())
+                self._end_upload(conn, ending)
 
     def _link_blob(
         self,
@@ -915,18 +928,14 @@ class SqlMetadataStore:
 
     @staticmethod
     def _end_held(conn: Connection, upload_id: str, token: float) -> bool:
-        ended = conn.execute(
-            _RELEASE_UPLOAD,
-            {"upload_id": upload_id, "token": token, "to_offset": ENDED_OFFSET, "to_state": b"",
-             "now": time.time()},
-        )  # fmt: skip
+        ended = conn.execute(_END_HELD_UPLOAD, {"upload_id": upload_id, "token": token})
         return ended.rowcount > 0
 
-    def end_upload(self, session: UploadSession, now: float) -> None:
+    def end_upload(self, session: UploadSession) -> None:
         with self._write() as conn:
-            self._end_upload(conn, session, now)
+            self._end_upload(conn, session)
 
-    def _end_upload(self, conn: Connection, session: UploadSession, now: float) -> None:
+    def _end_upload(self, conn: Connection, session: UploadSession) -> None:
         conn.execute(
             self._end_upload_row,
             {
@@ -938,7 +947,7 @@ class SqlMetadataStore:
                 "lease_until": None,
                 "lease_holder": None,
                 "created_at": session.created_at,
-                "updated_at": now,
+                "updated_at": session.created_at,  # see _END_HELD_UPLOAD
             },
         )
 

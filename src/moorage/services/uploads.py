@@ -250,7 +250,7 @@ class WholeBlob:
         if self._hasher.hexdigest() != self._digest.encoded:
             self.abort()
             if self._ending is not None:  # as a session's PUT does: the session is discarded
-                metadata.end_upload(self._ending, self._uploads.clock())
+                metadata.end_upload(self._ending)
             raise _digest_mismatch(self._digest)
         ending = self._ending
         if self._writer is None:  # already stored
@@ -532,7 +532,7 @@ class UploadService:
         """End the session at the client's request, even while another request writes to it
         (that request then fails with BLOB_UPLOAD_UNKNOWN)."""
         session = self.status(repository, upload_id)
-        self.metadata.end_upload(session, self.clock())
+        self.metadata.end_upload(session)
         self.blobs.abort_upload(session.id)
 
     def _discard_held(self, lease: UploadLease) -> None:

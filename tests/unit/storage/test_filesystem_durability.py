@@ -40,3 +40,38 @@ def test_committing_more_bytes_than_the_upload_holds_is_refused(tmp_path: Path) 
     with pytest.raises(UploadTruncated):
         store.commit_upload("b" * 32, _digest(b"short\0\0\0"), 8)
     assert store.stat(_digest(b"short\0\0\0")) is None
+
+
+def test_bytes_past_the_recorded_size_are_cut_and_the_cut_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    writer = store.open_upload("c" * 32, 0)
+    writer.write(b"blob and more")  # an append that was cut short before it was recorded
+    writer.close()
+    synced: list[int] = []
+    real = filesystem.os.fsync
+    monkeypatch.setattr(filesystem.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    store.commit_upload("c" * 32, _digest(b"blob"), 4)
+    assert store.stat(_digest(b"blob")) == 4
+    assert (tmp_path / "blobs" / "sha256" / _digest(b"blob").encoded[:2]).exists()
+    # The truncation, the shard directory's new entry and the rename: each flushed.
+    assert len(synced) == 3
+
+
+def test_an_upload_of_exactly_its_recorded_size_is_not_flushed_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    flushed: list[str] = []
+    real_fdatasync, real_fsync = filesystem.os.fdatasync, filesystem.os.fsync
+    monkeypatch.setattr(
+        filesystem.os, "fdatasync", lambda fd: (flushed.append("data"), real_fdatasync(fd))
+    )
+    monkeypatch.setattr(filesystem.os, "fsync", lambda fd: (flushed.append("dir"), real_fsync(fd)))
+    writer = store.open_upload("d" * 32, 0)
+    writer.write(b"blob")
+    writer.close()  # the writer's fdatasync: the bytes are durable before they are recorded
+    store.commit_upload("d" * 32, _digest(b"blob"), 4)
+    # One flush of the bytes, then the directories (the new shard's entry, the rename).
+    assert flushed == ["data", "dir", "dir"]
