@@ -234,8 +234,9 @@ def count_syscalls(server: servers.ManagedServer, phase: str, pushes: int) -> di
 
 
 def print_table(phases: list[Phase], run: Run, names: tuple[str, str], big_mib: int) -> None:
-    headers = ["push", "unit", *(f"{n} median" for n in names), "min-max", "min-max",
-               "ratio median", "min-max", "server CPU (ms/blob, ms/GiB)"]  # fmt: skip
+    headers = ["push", "unit", *(f"{n} median" for n in names),
+               *(f"{n} min-max" for n in names), "ratio median", "ratio min-max",
+               "server CPU (ms/blob, ms/GiB)"]  # fmt: skip
     rows = []
     for phase in phases:
         figs = [run.figures[phase.key][n] for n in names]
@@ -261,13 +262,13 @@ def print_table(phases: list[Phase], run: Run, names: tuple[str, str], big_mib: 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--size-mib", type=int, default=1024, help="big blob size (default 1024)")
+    ap.add_argument("--size-mib", type=int, help="big blob size (default 1024; --quick: 64)")
     ap.add_argument("--chunk-mib", type=int, default=16, help="PATCH size of big_chunked")
-    ap.add_argument("--rounds", type=int, default=5, help="alternated rounds (default 5)")
-    ap.add_argument("--seconds", type=float, default=8.0, help="each 4 KiB run (default 8)")
+    ap.add_argument("--rounds", type=int, help="alternated rounds (default 5; --quick: 2)")
+    ap.add_argument("--seconds", type=float, help="each 4 KiB run (default 8; --quick: 2)")
     ap.add_argument("--phases", default=",".join(p.key for p in PHASES))
     ap.add_argument("--workers", type=int, default=2, help="moorage serve --workers (default 2)")
-    ap.add_argument("--quick", action="store_true", help="64 MiB, 2 rounds, 2 s runs")
+    ap.add_argument("--quick", action="store_true", help="smaller defaults, for a smoke test")
     ap.add_argument("--syscalls", action="store_true", help="count fsyncs per 4 KiB push")
     ap.add_argument("--moorage-bin", default=default_moorage_bin())
     ap.add_argument("--distribution-bin", default="/usr/bin/docker-registry")
@@ -275,8 +276,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.size_mib, args.rounds, args.seconds = 64, 2, 2.0
+    defaults = (64, 2, 2.0) if args.quick else (1024, 5, 8.0)
+    for name, default in zip(("size_mib", "rounds", "seconds"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     return args
 
 
