@@ -160,8 +160,8 @@ class MetadataStore(Protocol):
         self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
     ) -> bool:
         """Record progress and drop the lease (pass the old offset and state to only unlock).
-        Not forced to disk: the caller makes the bytes durable first, so a record lost in a
-        power failure only moves the session back."""
+        Durable, as the caller's 202 promises; the caller makes the bytes durable first, so
+        the record never runs ahead of them."""
 
     def complete_upload(
         self,

@@ -421,10 +421,11 @@ class SqlMetadataStore:
     def _transaction(self, durable: bool) -> Iterator[Connection]:
         """A connection in a write transaction, committed on success, rolled back on error.
 
-        ``durable=False`` is for upload-session progress only: the commit survives a crash of
-        the process but may be lost with power, which costs a client a retried chunk, never a
-        wrong byte (the upload is truncated back to the recorded offset, or refused if shorter).
-        It spares each PATCH two fsyncs that waited on the upload's own dirty pages."""
+        ``durable=False`` is for what no answer to a client rests on alone: upload leases (a
+        claim, a renewal, the row a first PATCH creates before its bytes, made durable by that
+        request's own durable record of progress) and grace restarts. Such a commit survives a
+        crash of the process and is made durable by the next durable commit of anyone; only a
+        power failure before that can lose it."""
         if not self._single_writer:
             with _unavailable_on_pool_timeout(), self.engine.connect() as conn, conn.begin():
                 if not durable:
@@ -898,7 +899,9 @@ class SqlMetadataStore:
         self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
     ) -> bool:
         values = {"to_offset": offset, "to_state": hash_state, "now": now}
-        with self._write(durable=False) as conn:
+        # Durable: the 202 of a PATCH tells the client its bytes are kept, so their record
+        # must survive a power failure as the bytes (fdatasynced before) do.
+        with self._write() as conn:
             result = conn.execute(
                 _RELEASE_UPLOAD, {"upload_id": upload_id, "token": token, **values}
             )
