@@ -301,6 +301,20 @@ def _digest_mismatch(digest: Digest) -> RegistryError:
     )
 
 
+def _empty_session(
+    upload_id: str, repository: str, algorithm: str, created_at: float
+) -> UploadSession:
+    return UploadSession(
+        id=upload_id,
+        repository=repository,
+        algorithm=algorithm,
+        offset=0,
+        hash_state=new_hasher(algorithm).serialize(),
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
 class UploadService:
     def __init__(
         self,
@@ -328,10 +342,10 @@ class UploadService:
         """Open a new upload session for ``repository``: its id is all there is of it until
         a request brings bytes, so this stores nothing."""
         algorithm = check_algorithm(algorithm) if algorithm else DEFAULT_ALGORITHM
-        upload_id = self.ids.issue(repository, algorithm, self.clock())
-        session = self._opened(repository, upload_id)
-        assert session is not None
-        return session
+        now = self.clock()
+        return _empty_session(
+            self.ids.issue(repository, algorithm, now), repository, algorithm, now
+        )
 
     def _opened(self, repository: str, upload_id: str) -> UploadSession | None:
         """The empty session a signed ``upload_id`` stands for, unless it expired (or is not
@@ -339,15 +353,7 @@ class UploadService:
         opened = self.ids.check(upload_id, repository)
         if opened is None or opened.created_at < self.clock() - self.expiry_seconds:
             return None
-        return UploadSession(
-            id=upload_id,
-            repository=repository,
-            algorithm=opened.algorithm,
-            offset=0,
-            hash_state=new_hasher(opened.algorithm).serialize(),
-            created_at=opened.created_at,
-            updated_at=opened.created_at,
-        )
+        return _empty_session(upload_id, repository, opened.algorithm, opened.created_at)
 
     def begin_whole(self, repository: str, digest: Digest) -> WholeBlob:
         """Receive a whole blob in one request (monolithic upload)."""
