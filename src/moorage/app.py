@@ -62,6 +62,8 @@ from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
 from moorage.services.repositories import RepositoryService
+from moorage.services.upload_ids import UploadIds
+from moorage.services.upload_ids import derive_key as derive_upload_key
 from moorage.services.uploads import UploadService
 from moorage.services.usage import Quotas, UsageService
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -209,7 +211,13 @@ def build_registry(settings: Settings) -> Registry:
     # are per process: see services/liveness.py).
     liveness.PROCESS.use(SqlPresence(metadata), settings.cluster.node_timeout)
     return Registry(
-        uploads=UploadService(metadata, storage, limits.upload_expiry_seconds),
+        uploads=UploadService(
+            metadata,
+            storage,
+            limits.upload_expiry_seconds,
+            # Any worker or node accepts an upload id another one issued.
+            ids=UploadIds(derive_upload_key(_shared_secret(settings))),
+        ),
         blobs=BlobService(metadata, storage, settings.delete_enabled),
         manifests=ManifestService(metadata, settings.delete_enabled, build_quotas(settings)),
         listing=ListingService(
@@ -403,14 +411,20 @@ def _session_key(settings: Settings) -> bytes:
     secret = settings.ui.session_secret
     if secret is not None:
         return derive_key(secret.get_secret_value().encode())
+    return derive_key(_shared_secret(settings))
+
+
+def _shared_secret(settings: Settings) -> bytes:
+    """The token signing key's bytes (created on first start when none is configured): every
+    worker, and every node of a cluster (docs/deploy/cluster.md), has the same, so keys derived
+    from it are shared without a secret of their own to distribute."""
     token = settings.auth.token
     key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
-    material = key.private_key.private_bytes(
+    return key.private_key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return derive_key(material)
 
 
 def build_web(settings: Settings, registry: Registry) -> WebContext:

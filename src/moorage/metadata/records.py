@@ -49,6 +49,11 @@ class ReferrerRecord:
     annotations: dict[str, str]
 
 
+# The offset of an ended session's row: kept (until the upload expiry) so that its id, which
+# still carries a valid signature (services/upload_ids.py), is not taken for a new session.
+ENDED_OFFSET = -1
+
+
 @dataclass(frozen=True, slots=True)
 class UploadSession:
     """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes.
@@ -63,6 +68,11 @@ class UploadSession:
     created_at: float
     updated_at: float
     appends: tuple[str, ...] | None = ()
+
+    @property
+    def ended(self) -> bool:
+        """Completed, cancelled or discarded: the id answers BLOB_UPLOAD_UNKNOWN."""
+        return self.offset == ENDED_OFFSET
 
 
 @dataclass(frozen=True, slots=True)

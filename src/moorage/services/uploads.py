@@ -1,9 +1,11 @@
 """Blob uploads: sessions, chunked appends, verification and publication, cross-repo mounts.
 
-An upload's state (offset and serialised hash state) lives in the metadata store, so any worker
-or node can take the next request and a session survives a restart. Bytes are hashed while they
-are written; the digest is checked before the blob is published, and a blob is linked to the
-repository only after its bytes are durable.
+A new session lives in its id alone (services/upload_ids.py): opening one writes nothing. Once
+a request adds bytes, its state (offset and serialised hash state) lives in the metadata store,
+so any worker or node can take the next request and a session survives a restart. A PUT that
+brings the whole blob to a session with no bytes yet skips the session row altogether. Bytes are
+hashed while they are written; the digest is checked before the blob is published, and a blob
+is linked to the repository only after its bytes are durable.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from moorage.services.blobs import collected_meanwhile, confirm_stored, find_lin
 from moorage.services.hashing import new_hasher, resume_hasher
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
 from moorage.services.liveness import BEAT_EVERY, PROCESS, Liveness
+from moorage.services.upload_ids import UploadIds
 from moorage.storage.port import (
     BlobNotFound,
     BlobStore,
@@ -37,7 +40,8 @@ from moorage.storage.port import (
 
 log = logging.getLogger("moorage.uploads")
 
-_UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
+# Signed ids (64 hex), and the random ids (32 hex) of sessions opened by older versions.
+_UPLOAD_ID = re.compile(r"[a-f0-9]{32}|[a-f0-9]{64}")
 
 # A request holds a lease on its session from claim to its last update (see services/leases.py);
 # a crashed worker's lease runs out after LEASE_SECONDS, a live one is renewed every
@@ -224,14 +228,23 @@ class Append:
 
 
 class WholeBlob:
-    """A blob pushed in one request (``POST ?digest=``): no session, no state in the database,
-    just hash while writing, verify, publish and link. When the blob is already stored the
-    bytes are only hashed (the client must still prove it has them), never written again."""
+    """A blob pushed in one request (``POST ?digest=``, or a PUT with the whole body on a
+    session with no bytes yet): no session state in the database, just hash while writing,
+    verify, publish and link (and end the session, ``ending``, in that same transaction). When
+    the blob is already stored the bytes are only hashed (the client must still prove it has
+    them), never written again."""
 
-    def __init__(self, uploads: UploadService, repository: str, digest: Digest) -> None:
+    def __init__(
+        self,
+        uploads: UploadService,
+        repository: str,
+        digest: Digest,
+        ending: UploadSession | None = None,
+    ) -> None:
         self._uploads = uploads
         self._repository = repository
         self._digest = digest
+        self._ending = ending
         # hashlib, not a resumable hasher: nothing is resumed here, and hashlib releases the
         # GIL while it hashes, so receiving the next bytes overlaps with hashing these.
         self._hasher = hashlib.new(digest.algorithm)
@@ -254,12 +267,15 @@ class WholeBlob:
         self.written += len(data)
 
     def finish(self) -> None:
+        metadata, repository, digest = self._uploads.metadata, self._repository, str(self._digest)
         if self._hasher.hexdigest() != self._digest.encoded:
             self.abort()
+            if self._ending is not None:  # as a session's PUT does: the session is discarded
+                metadata.end_upload(self._ending)
             raise _digest_mismatch(self._digest)
-        metadata, repository, digest = self._uploads.metadata, self._repository, str(self._digest)
+        ending = self._ending
         if self._writer is None:  # already stored
-            metadata.link_blob(repository, digest, self.written)
+            metadata.link_blob(repository, digest, self.written, ending)
         else:
             self._writer.close()
             location = None
@@ -270,7 +286,7 @@ class WholeBlob:
                     )
                 except BlobNotFound:  # swept away while the client sent nothing for a day
                     raise _bytes_lost() from None
-            metadata.store_blob(repository, digest, self.written, location)
+            metadata.store_blob(repository, digest, self.written, location, ending)
         # Both ways the bytes were in place before the link: the collector may have removed
         # them in between (the digest was garbage a moment ago).
         if not confirm_stored(metadata, self._uploads.blobs, self._digest):
@@ -306,6 +322,20 @@ def _digest_mismatch(digest: Digest) -> RegistryError:
     )
 
 
+def _empty_session(
+    upload_id: str, repository: str, algorithm: str, created_at: float
+) -> UploadSession:
+    return UploadSession(
+        id=upload_id,
+        repository=repository,
+        algorithm=algorithm,
+        offset=0,
+        hash_state=new_hasher(algorithm).serialize(),
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
 class UploadService:
     def __init__(
         self,
@@ -316,7 +346,10 @@ class UploadService:
         lease_seconds: float = LEASE_SECONDS,
         renew_every: float = LEASE_RENEW_EVERY,
         liveness: Liveness = PROCESS,
+        ids: UploadIds | None = None,
     ) -> None:
+        """``ids``: signs and checks upload ids; every worker and node of one registry must
+        be given the same key (app.py derives it from the token signing key)."""
         self.metadata = metadata
         self.blobs = blobs
         self.expiry_seconds = expiry_seconds
@@ -327,22 +360,24 @@ class UploadService:
         # over early only where its late bytes cannot become the upload's (storage/port.py).
         self._remote_takeover = blobs.separate_appends
         self.renewer = LeaseRenewer(renew_every)
+        self.ids = ids or UploadIds()
 
     def start(self, repository: str, algorithm: str | None = None) -> UploadSession:
-        """Open a new upload session for ``repository``."""
+        """Open a new upload session for ``repository``: its id is all there is of it until
+        a request brings bytes, so this stores nothing."""
         algorithm = check_algorithm(algorithm) if algorithm else DEFAULT_ALGORITHM
         now = self.clock()
-        session = UploadSession(
-            id=uuid.uuid4().hex,
-            repository=repository,
-            algorithm=algorithm,
-            offset=0,
-            hash_state=new_hasher(algorithm).serialize(),
-            created_at=now,
-            updated_at=now,
+        return _empty_session(
+            self.ids.issue(repository, algorithm, now), repository, algorithm, now
         )
-        self.metadata.create_upload(session)
-        return session
+
+    def _opened(self, repository: str, upload_id: str) -> UploadSession | None:
+        """The empty session a signed ``upload_id`` stands for, unless it expired (or is not
+        ours, or not for ``repository``). Whether it has a row since is for the caller to ask."""
+        opened = self.ids.check(upload_id, repository)
+        if opened is None or opened.created_at < self.clock() - self.expiry_seconds:
+            return None
+        return _empty_session(upload_id, repository, opened.algorithm, opened.created_at)
 
     def begin_whole(self, repository: str, digest: Digest) -> WholeBlob:
         """Receive a whole blob in one request (monolithic upload)."""
@@ -354,11 +389,39 @@ class UploadService:
         whole.write(data)
         whole.finish()
 
+    def begin_fresh(self, repository: str, upload_id: str, digest: Digest) -> WholeBlob | None:
+        """A PUT with the whole blob on a session that has no bytes yet (POST then PUT, as
+        most clients push a small blob): received as a monolithic upload, the session ended in
+        the blob's own transaction; no session row, no lease. None when the session has a row
+        (bytes, or it ended): the caller then takes the session's way (:meth:`begin_append`)."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            return None
+        if self.metadata.get_upload(repository, upload_id) is not None:
+            return None
+        session = self._opened(repository, upload_id)
+        if session is None:
+            return None
+        # A request racing this one on the same id (a PATCH creating the row meanwhile) is
+        # harmless: this blob is verified whole, and ending the session fences the other.
+        return WholeBlob(self, repository, digest, ending=session)
+
+    def put_fresh(self, repository: str, upload_id: str, digest: Digest, data: bytes) -> bool:
+        """:meth:`begin_fresh` for a small body already in memory, in one call; False (nothing
+        done) when the session is not fresh."""
+        whole = self.begin_fresh(repository, upload_id, digest)
+        if whole is None:
+            return False
+        whole.write(data)
+        whole.finish()
+        return True
+
     def status(self, repository: str, upload_id: str) -> UploadSession:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         session = self.metadata.get_upload(repository, upload_id)
         if session is None:
+            session = self._opened(repository, upload_id)
+        if session is None or session.ended:
             raise _unknown_upload(upload_id)
         return session
 
@@ -377,12 +440,24 @@ class UploadService:
         only: see ``BlobStore.separate_appends``)."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
-        session, deadline = self._claim(repository, upload_id)
+        now = self.clock()
+        session = None
+        opened = self._opened(repository, upload_id)
+        if opened is not None and self.metadata.get_upload(repository, upload_id) is None:
+            # A session that lived in its id alone so far: its row, created already held by
+            # this request, in one transaction. If another request created it first (or ended
+            # it) meanwhile, it is claimed as any other below.
+            opened = replace(opened, updated_at=now)
+            deadline = now + self.lease_seconds
+            if self.metadata.create_upload(opened, deadline, self.liveness.current()):
+                session = opened
+        if session is None:
+            session, deadline = self._claim(repository, upload_id)
+            now = self.clock()
         if session is None:
             raise _unknown_upload(upload_id)
         lease = UploadLease(self.metadata, upload_id, deadline, self.lease_seconds, self.clock)
         if content_range is not None and content_range.first != session.offset:
-            now = self.clock()
             lease.end(
                 lambda token: self.metadata.release_upload(
                     upload_id, token, session.offset, session.hash_state, now
@@ -520,11 +595,8 @@ class UploadService:
         """End the session at the client's request, even while another request writes to it
         (that request then fails with BLOB_UPLOAD_UNKNOWN)."""
         session = self.status(repository, upload_id)
-        self._discard(session.id)
-
-    def _discard(self, upload_id: str) -> None:
-        self.metadata.delete_upload(upload_id)
-        self.blobs.abort_upload(upload_id)
+        self.metadata.end_upload(session)
+        self.blobs.abort_upload(session.id)
 
     def _discard_held(self, lease: UploadLease) -> None:
         """Discard the session this request holds; someone else's session is left alone."""
