@@ -45,7 +45,7 @@ from moorage.events.endpoints import Endpoint, networks
 from moorage.metadata.audit_sql import SqlAuditLog
 from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
-from moorage.metadata.gc_sql import SqlGcStore
+from moorage.metadata.gc_sql import Pace, SqlGcStore, default_pace
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import check_schema
 from moorage.metadata.outbox import OutboxWriter, SqlEventStore
@@ -238,8 +238,10 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     # The gate's own rules, as they are when each collection runs (the file may be reloaded).
     authorizer = registry.gate.authorizer
     assert isinstance(authorizer, PolicyAuthorizer | ReloadingPolicyAuthorizer)
+    pace = default_pace(metadata._single_writer)
+    pace = Pace(gc.batch_time or pace.batch_seconds, gc.max_duty or pace.max_duty)
     collector = Collector(
-        SqlGcStore(metadata),
+        SqlGcStore(metadata, pace),
         registry.storage,
         policy,
         registry.uploads.expire,

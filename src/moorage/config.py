@@ -368,6 +368,11 @@ class GcSettings(_Section):
     untagged: list[UntaggedRule] = []
     # Tag retention, per repository pattern (first match); off unless rules are given.
     retention: list[RetentionRuleSettings] = []
+    # How gently it runs beside requests: a write transaction ends after batch_time, and
+    # the collector's transactions take at most max_duty of the time (it sleeps the rest).
+    # Unset: by database (SQLite 5ms and 0.2, PostgreSQL 50ms and 0.5; docs/gc.md).
+    batch_time: Duration | None = Field(None, gt=0, le=10)
+    max_duty: float | None = Field(None, gt=0, le=1)
 
     @field_validator("interval")
     @classmethod
