@@ -10,11 +10,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
 from moorage.metadata.gc_port import ManifestPolicy, TagRecord
 from moorage.metadata.gc_sql import SqlGcStore
@@ -555,3 +557,65 @@ def test_a_deleted_repository_is_reclaimed_without_a_full_run(registry: Registry
     assert not registry.stored(b"only here") and not registry.has_row(b"only here")
     assert registry.stored(b"shared")  # still used by the other repository
     assert registry.manifests.get(OTHER, "v1") is not None
+
+
+# --- a push racing the collection of its own manifest (PostgreSQL) ---------------------------
+
+
+def _wait_for_a_lock_wait(store: SqlMetadataStore) -> bool:
+    """Whether some other session of this database is waiting for a row lock (within 10 s)."""
+    deadline = time.monotonic() + 10
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return True
+        time.sleep(0.02)
+    return False
+
+
+# PostgreSQL only: on SQLite writers take turns, so a push cannot run inside a collection.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_push_of_the_manifest_the_collector_is_removing_succeeds(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector has locked an untagged manifest and is deleting it when a client pushes
+    the same image again, with a tag: the push waits for the collector, then stores the
+    manifest anew (never a foreign-key or unique violation, which the API would answer 500)."""
+    layer = b"layer"
+    digest = registry.image(REPO, None, layer)  # by digest: untagged
+    payload = registry.metadata.get_manifest(REPO, digest, by_digest=True)
+    assert payload is not None
+    outcome: list[object] = []
+
+    def push_again() -> None:
+        try:
+            registry.manifests.put(REPO, "again", payload.payload, OCI_MANIFEST)
+            outcome.append("ok")
+        except Exception as error:  # what the API would answer 500 (or an OCI error)
+            outcome.append(error)
+
+    pusher = threading.Thread(target=push_again)
+    remove = gc_queue.remove_manifest
+
+    def remove_while_a_push_waits(*args: Any) -> None:
+        # The collector holds the manifest's row lock (FOR UPDATE) here, before its delete.
+        pusher.start()
+        assert _wait_for_a_lock_wait(registry.metadata), "the push did not wait for the lock"
+        remove(*args)
+
+    monkeypatch.setattr(gc_queue, "remove_manifest", remove_while_a_push_waits)
+    report = registry.collect(ManifestPolicy(untagged_age=lambda _: 0.0))
+    pusher.join(timeout=30)
+    monkeypatch.undo()
+    assert outcome == ["ok"], outcome
+    assert [item.kind for item in report.items] == ["manifest"]  # the old row went
+    # The push stands: its tag names the manifest, and its blobs outlive later collections.
+    found = registry.metadata.get_manifest(REPO, "again", by_digest=False)
+    assert found is not None and found.digest == digest
+    registry.later().collect()
+    assert registry.stored(layer)
+    assert registry.metadata.get_manifest(REPO, digest, by_digest=True) is not None
