@@ -166,15 +166,20 @@ class SqlGcStore(OrphanSql):
         review: Callable[[Connection, Candidate], None],
     ) -> None:
         """Run ``review`` on each candidate, several to a transaction: a transaction ends once
-        it has run ``pace.batch_seconds``, or at once when a request of this process waits for
-        the writer (SQLite), and the next one takes the remaining candidates."""
+        it has run ``pace.batch_seconds``, or a fifth of that when a request of this process
+        waits for the writer (SQLite), and the next one takes the remaining candidates. (Not
+        at once: under a steady stream of pushes that made a transaction per candidate, and
+        the collection several times slower.)"""
         remaining = list(reversed(candidates))
         while remaining:
-            deadline = time.monotonic() + self.pace.batch_seconds
             with self._transaction(dry_run) as conn:
+                started = time.monotonic()  # after the pause and the wait for the writer
+                deadline = started + self.pace.batch_seconds
+                yield_after = started + self.pace.batch_seconds / 5
                 while remaining:
                     review(conn, remaining.pop())
-                    if time.monotonic() > deadline or self._store.writer_wanted():
+                    now = time.monotonic()
+                    if now > deadline or (now > yield_after and self._store.writer_wanted()):
                         break
 
     @staticmethod
