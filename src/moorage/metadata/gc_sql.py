@@ -66,12 +66,14 @@ class Pace:
         return held * (1.0 / self.max_duty - 1.0)
 
 
-# SQLite has one writer: a push waits for the collector's whole batch, so batches are a few ms
-# (a push's own transaction is about 1 ms), and the collector takes at most a fifth of the
-# writer's time (and of a core: on a small machine its CPU competes with the server's). Issue
-# 10's load (bench/gc_load.py) measured 0.47 of the push rate alone with 50 ms batches at a
-# duty of 0.5; see bench/README.md for these settings' figures.
-SQLITE_PACE = Pace(batch_seconds=0.005, max_duty=0.2)
+# SQLite has one writer: a push that arrives during a collector's transaction waits for the rest
+# of it, so batches are short (a push's own transaction is about 1 ms), and the collector takes
+# at most a tenth of the writer's time (and of a core: on a small machine its CPU competes with
+# the server's). Then about one push in ten waits, at most 2 ms. With 50 ms batches (bounded at
+# ~15 ms by the page of 100 candidates) and a duty of 0.5, issue 10's load (bench/gc_load.py)
+# ran pushes at 0.47 of their rate alone, p99 3.8x. A transaction per 2 ms costs the collection
+# about 15% more CPU than per 50 ms (1,539 commits instead of 213); see bench/README.md.
+SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.1)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
 # (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
 # leaves the database server's CPU and I/O half to the requests.
