@@ -390,11 +390,6 @@ class SqlMetadataStore:
             with writer.begin():
                 yield writer
 
-    def writer_wanted(self) -> bool:
-        """A request of this process waits for the SQLite writer (always False on PostgreSQL:
-        no single writer). Only a hint, for long writers that can stop early (the collector)."""
-        return self._single_writer and self._write_lock.wanted
-
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
         """A read connection whose SELECTs all see one snapshot (reports of many queries)."""

@@ -18,26 +18,11 @@ from types import TracebackType
 class WriterLock:
     def __init__(self, database: Path | None) -> None:
         self._thread_lock = threading.Lock()
-        self._count_lock = threading.Lock()
         self._path = None if database is None else database.with_name(database.name + ".writer")
         self._fd: int | None = None
-        # Threads of this process between asking for the lock and getting it. Read without a
-        # lock (an int, a hint): the collector ends its batch early when a request waits.
-        self._waiting = 0
-
-    @property
-    def wanted(self) -> bool:
-        """Some other thread of this process is waiting for the lock."""
-        return self._waiting > 0
 
     def __enter__(self) -> None:
-        with self._count_lock:
-            self._waiting += 1
-        try:
-            self._thread_lock.acquire()
-        finally:
-            with self._count_lock:
-                self._waiting -= 1
+        self._thread_lock.acquire()
         if self._path is None:
             return
         try:
