@@ -619,3 +619,43 @@ def test_a_push_of_the_manifest_the_collector_is_removing_succeeds(
     registry.later().collect()
     assert registry.stored(layer)
     assert registry.metadata.get_manifest(REPO, digest, by_digest=True) is not None
+
+
+# PostgreSQL only, as above.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_push_that_needs_a_link_the_collector_is_deleting_is_told_to_push_the_blob(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector has deleted an abandoned link (not yet committed) when a manifest that
+    references the blob is pushed: the push waits for the collector, then is refused with
+    MANIFEST_BLOB_UNKNOWN (push the blob again), never a 500 and never a manifest with a hole."""
+    config = b'{"architecture":"amd64","os":"linux","layers":"layer"}'
+    registry.blob(REPO, config)
+    registry.blob(REPO, b"layer")
+    registry.age_reviews(GRACE + 10)
+    outcome: list[object] = []
+
+    def push_manifest() -> None:
+        try:
+            registry.image(REPO, "late", b"layer", push_blobs=False)
+            outcome.append("ok")
+        except Exception as error:
+            outcome.append(error)
+
+    pusher = threading.Thread(target=push_manifest)
+    enqueue = gc_queue.enqueue
+
+    def enqueue_while_a_push_waits(conn: Any, kind: str, *args: Any) -> None:
+        # A link's delete queues its blob: the link's row is deleted, locked, uncommitted.
+        if kind == gc_queue.BLOB and not pusher.is_alive() and not outcome:
+            pusher.start()
+            assert _wait_for_a_lock_wait(registry.metadata), "the push did not wait"
+        enqueue(conn, kind, *args)
+
+    monkeypatch.setattr(gc_queue, "enqueue", enqueue_while_a_push_waits)
+    registry.collect()
+    pusher.join(timeout=30)
+    monkeypatch.undo()
+    assert len(outcome) == 1 and isinstance(outcome[0], RegistryError), outcome
+    assert outcome[0].code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+    assert registry.metadata.get_manifest(REPO, "late", by_digest=False) is None
