@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -102,6 +103,17 @@ def describe(gets: LoadResult) -> str:
     return f"{gets.requests_per_s:.0f} GETs/s, p50 {gets.p50_ms:.1f} ms, p99 {gets.p99_ms:.1f} ms"
 
 
+def collecting(database: Path, timeout: float = 60.0) -> None:
+    """Wait until a collector holds the gc lease: it has started, and works from now on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+            if conn.execute("SELECT 1 FROM job_leases WHERE name = 'gc'").fetchone():
+                return
+        time.sleep(0.05)
+    raise TimeoutError("the collector did not start")
+
+
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -127,7 +139,7 @@ def one_round(args: argparse.Namespace, template: Path, workdir: Path, n: int) -
         print(f"  pushes only, alone:          {before}")
         started = time.monotonic()
         collector = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=server.env)
-        time.sleep(1.5)  # the CLI's start-up
+        collecting(data / "moorage.db")  # past the CLI's start-up (imports: ~1 s of CPU)
         gets_gc, mixed_gc = measure(server.url, args.seconds, seed + 3)
         print(f"  GETs and pushes, during gc:  {describe(gets_gc)}; {mixed_gc}")
         during = push_loop(server.url, args.seconds, seed + 4)
