@@ -1,12 +1,17 @@
-"""The effect of a garbage collection on a registry serving requests.
+"""The effect of a garbage collection on a registry serving requests (issue 10's goal).
 
 `moorage serve --workers 2` on a database of 100,000 blobs and 20,000 manifests (rows, built as
 in gc_scale.py) with 10% of the manifests deleted and their grace passed: manifest GETs (wrk,
 64 connections) and small blob pushes (a client loop, monolithic POSTs of 1 KiB) are measured
 for a few seconds alone, then again while `moorage gc` collects the 10,000 links and 10,000
-blobs in another process.
+blobs in another process. Each round starts a server on a fresh copy of the database, so
+rounds alternate alone / during gc and their ratios can be compared on a busy machine; the
+goal is pushes (and GETs) during gc at >= 0.8 of their rate alone, p99 at most 1.2x ("alone"
+is measured before and after the collection, and averaged).
 
-    python bench/gc_load.py [--seconds 5] [--moorage .venv/bin/moorage]
+    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 2ms] [--max-duty 0.1]
+
+About 3-4 minutes with the defaults on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
+import sqlite3
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -51,7 +60,17 @@ def prepare(data: Path, garbage: float = 0.1) -> None:
     engine.dispose()
 
 
-def push_loop(url: str, seconds: float, seed: int) -> str:
+@dataclass(frozen=True)
+class Pushes:
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+
+    def __str__(self) -> str:
+        return f"{self.per_s:.0f} pushes/s, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
+
+
+def push_loop(url: str, seconds: float, seed: int) -> Pushes:
     """Monolithic pushes of new 1 KiB blobs, one after the other: rate, p50, p99."""
     latencies = []
     deadline = time.monotonic() + seconds
@@ -68,11 +87,11 @@ def push_loop(url: str, seconds: float, seed: int) -> str:
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return f"{len(latencies) / seconds:.0f} pushes/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    return Pushes(len(latencies) / seconds, p50, p99)
 
 
-def measure(url: str, seconds: int, seed: int) -> tuple[LoadResult, str]:
-    pushes: list[str] = []
+def measure(url: str, seconds: int, seed: int) -> tuple[LoadResult, Pushes]:
+    pushes: list[Pushes] = []
     pusher = threading.Thread(target=lambda: pushes.append(push_loop(url, seconds, seed)))
     pusher.start()
     gets = run_wrk(f"{url}/v2/bench/r0/manifests/t0", seconds=seconds)
@@ -84,33 +103,95 @@ def describe(gets: LoadResult) -> str:
     return f"{gets.requests_per_s:.0f} GETs/s, p50 {gets.p50_ms:.1f} ms, p99 {gets.p99_ms:.1f} ms"
 
 
+def collecting(database: Path, timeout: float = 60.0) -> None:
+    """Wait until a collector holds the gc lease: it has started, and works from now on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+            if conn.execute("SELECT 1 FROM job_leases WHERE name = 'gc'").fetchone():
+                return
+        time.sleep(0.05)
+    raise TimeoutError("the collector did not start")
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def one_round(args: argparse.Namespace, template: Path, workdir: Path, n: int) -> dict[str, float]:
+    """A server on a fresh copy of the database: the loads alone, then during one collection.
+    The ratios (during / alone) of this round."""
+    shutil.copytree(template, workdir / "moorage-data")
+    env = {"MOORAGE_GC__INTERVAL": "0"}
+    if args.batch_time:
+        env["MOORAGE_GC__BATCH_TIME"] = args.batch_time
+    if args.max_duty:
+        env["MOORAGE_GC__MAX_DUTY"] = args.max_duty
+    server = moorage_server(args.moorage, workdir, 2, env=env)
+    data = workdir / "moorage-data"
+    argv = [args.moorage, "gc", "--data-dir", str(data), "--grace", "0s", "--quick"]
+    seed = 10 * n
+    print(f"round {n + 1} ({load()})")
+    with server:
+        gets_before, mixed_before = measure(server.url, args.seconds, seed + 1)
+        print(f"  GETs and pushes, alone:      {describe(gets_before)}; {mixed_before}")
+        before = push_loop(server.url, args.seconds, seed + 2)
+        print(f"  pushes only, alone:          {before}")
+        started = time.monotonic()
+        collector = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=server.env)
+        collecting(data / "moorage.db")  # past the CLI's start-up (imports: ~1 s of CPU)
+        gets_gc, mixed_gc = measure(server.url, args.seconds, seed + 3)
+        print(f"  GETs and pushes, during gc:  {describe(gets_gc)}; {mixed_gc}")
+        during = push_loop(server.url, args.seconds, seed + 4)
+        print(f"  pushes only, during gc:      {during}")
+        running = collector.poll() is None
+        out, _ = collector.communicate(timeout=600)
+        seconds = time.monotonic() - started
+        print(f"  gc: {seconds:.1f} s wall, {out.strip().splitlines()[-1]}")
+        if not running:
+            print("  (the collection ended before the measurements did: ratios understate it)")
+        # Alone again, after: other work on the machine changes over a round, and "alone"
+        # is the mean of before and after.
+        after = push_loop(server.url, args.seconds, seed + 5)
+        gets_after, mixed_after = measure(server.url, args.seconds, seed + 6)
+        print(f"  pushes only, alone after:    {after}")
+        print(f"  GETs and pushes, after:      {describe(gets_after)}; {mixed_after}")
+    gets_alone = (gets_before.requests_per_s + gets_after.requests_per_s) / 2
+    gets_p99_alone = (gets_before.p99_ms + gets_after.p99_ms) / 2
+    ratios = {
+        "GETs/s": gets_gc.requests_per_s / gets_alone,
+        "GET p99": gets_gc.p99_ms / gets_p99_alone,
+        "pushes/s": during.per_s / ((before.per_s + after.per_s) / 2),
+        "push p99": during.p99_ms / ((before.p99_ms + after.p99_ms) / 2),
+        "gc seconds": seconds,
+    }
+    print("  during / alone: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument(
+        "--batch-time", help="gc.batch_time for the collection (default 2ms on SQLite)"
+    )
+    parser.add_argument("--max-duty", help="gc.max_duty for the collection (default 0.1 on SQLite)")
     parser.add_argument("--moorage", default=str(Path(".venv/bin/moorage").resolve()))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="moorage-gc-load-") as tmp:
-        workdir = Path(tmp)
-        server = moorage_server(args.moorage, workdir, 2)
-        data = workdir / "moorage-data"
-        prepare(data)
-        server.env = {**os.environ, "MOORAGE_GC__INTERVAL": "0"}
-        argv = [args.moorage, "gc", "--data-dir", str(data), "--grace", "0s", "--quick"]
-        with server:
-            gets, pushes = measure(server.url, args.seconds, 1)
-            print(f"GETs and pushes, alone:       {describe(gets)}; {pushes}")
-            print(f"pushes only, alone:           {push_loop(server.url, args.seconds, 3)}")
-            started = time.monotonic()
-            collector = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=server.env)
-            time.sleep(1.5)  # the CLI's start-up
-            gets, pushes = measure(server.url, args.seconds, 2)
-            print(f"GETs and pushes, during gc:   {describe(gets)}; {pushes}")
-            print(f"pushes only, during gc:       {push_loop(server.url, args.seconds, 4)}")
-            running = collector.poll() is None
-            out, _ = collector.communicate(timeout=600)
-            print(f"gc: {time.monotonic() - started:.1f} s wall, {out.strip().splitlines()[-1]}")
-            if not running:
-                print("(the collection ended before the measurements did)")
+        template = Path(tmp) / "template"
+        started = time.monotonic()
+        prepare(template)
+        print(f"prepared in {time.monotonic() - started:.0f} s")
+        rounds = [
+            one_round(args, template, Path(tmp) / f"round-{n}", n) for n in range(args.rounds)
+        ]
+    print(
+        "median during / alone: "
+        + ", ".join(f"{k} {statistics.median(r[k] for r in rounds):.2f}" for k in rounds[0])
+        + f" ({load()})"
+    )
 
 
 if __name__ == "__main__":

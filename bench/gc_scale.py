@@ -7,9 +7,11 @@ then times one incremental collection and one full run (the mark over every tabl
 store is a stub whose listing is empty and whose deletes do nothing, so only the database
 work is measured). Meanwhile a thread links blobs in a loop, as blob pushes do (one write
 transaction each, synchronous=FULL): its latency and rate with the collection running are
-compared with the same loop alone.
+compared with the same loop alone. The collection runs at the SQLite defaults of gc.batch_time
+and gc.max_duty unless given; its write transactions (commits) are counted.
 
     python bench/gc_scale.py [--blobs 100000] [--manifests 20000] [--garbage 0.1]
+                             [--batch-time 0.002] [--max-duty 0.1]
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import insert, update
+from sqlalchemy import event, insert, update
 
 from moorage.metadata import schema as s
 from moorage.metadata.gc_port import ManifestPolicy
-from moorage.metadata.gc_sql import SqlGcStore
+from moorage.metadata.gc_sql import SQLITE_PACE, Pace, SqlGcStore
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.oci.digest import Digest
@@ -143,6 +145,8 @@ def main() -> None:
     parser.add_argument("--manifests", type=int, default=20_000)
     parser.add_argument("--repositories", type=int, default=100)
     parser.add_argument("--garbage", type=float, default=0.1)
+    parser.add_argument("--batch-time", type=float, default=SQLITE_PACE.batch_seconds)
+    parser.add_argument("--max-duty", type=float, default=SQLITE_PACE.max_duty)
     args = parser.parse_args()
 
     # Imported here so that the module docstring is all `--help` needs.
@@ -181,15 +185,28 @@ def main() -> None:
             )
 
         blob_store = StubStore()
-        collector = Collector(SqlGcStore(store), blob_store, ManifestPolicy(), lambda: 0)  # type: ignore[arg-type]
+        pace = Pace(args.batch_time, args.max_duty)
+        gc_store = SqlGcStore(store, pace)
+        collector = Collector(gc_store, blob_store, ManifestPolicy(), lambda: 0)  # type: ignore[arg-type]
+        # The collector runs on this thread, the writer on its own: count this thread's commits.
+        commits = []
+        collecting = threading.current_thread()
+        event.listen(
+            engine,
+            "commit",
+            lambda _: commits.append(1) if threading.current_thread() is collecting else None,
+        )
         with Writer(store, 10 * args.blobs) as alone:
             time.sleep(3)
         with Writer(store, 20 * args.blobs) as beside:
+            started_cpu = time.process_time()
             report = collector.run(GRACE)
+            cpu = time.process_time() - started_cpu
         print(
-            f"incremental collection: {report.totals['link'].count} links, "
+            f"incremental collection ({pace}): {report.totals['link'].count} links, "
             f"{report.totals['blob'].count} blobs ({report.bytes_freed} bytes) in "
-            f"{report.seconds:.2f} s; {blob_store.deleted} byte deletes"
+            f"{report.seconds:.2f} s, {len(commits)} write transactions; "
+            f"{blob_store.deleted} byte deletes; process CPU meanwhile {cpu:.1f} s"
         )
         print(f"blob links by a concurrent writer, alone: {alone.describe()}")
         print(f"blob links by a concurrent writer, during the collection: {beside.describe()}")

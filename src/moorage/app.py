@@ -33,7 +33,7 @@ from moorage.auth.policy import (
     DEFAULT_POLICY,
     PolicyAuthorizer,
     has_immutable_tags,
-    matches,
+    matches_any,
 )
 from moorage.auth.policy_reload import ReloadingPolicyAuthorizer
 from moorage.auth.port import Authenticator
@@ -45,7 +45,7 @@ from moorage.events.endpoints import Endpoint, networks
 from moorage.metadata.audit_sql import SqlAuditLog
 from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
-from moorage.metadata.gc_sql import SqlGcStore
+from moorage.metadata.gc_sql import Pace, SqlGcStore, default_pace
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import check_schema
 from moorage.metadata.outbox import OutboxWriter, SqlEventStore
@@ -167,7 +167,15 @@ def build_blob_store(settings: Settings) -> BlobStore:
 
 
 def build_quotas(settings: Settings) -> Quotas:
-    return Quotas([Quota(q.repository, q.max_bytes, q.max_tags) for q in settings.quotas])
+    # One Quota per pattern, in order: an entry's limits apply to each repository it matches
+    # alone, and refusals name the very pattern that matched.
+    return Quotas(
+        [
+            Quota(pattern, q.max_bytes, q.max_tags)
+            for q in settings.quotas
+            for pattern in q.repositories
+        ]
+    )
 
 
 def open_database(settings: Settings) -> Engine:
@@ -265,15 +273,17 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     # The gate's own rules, as they are when each collection runs (the file may be reloaded).
     authorizer = registry.gate.authorizer
     assert isinstance(authorizer, PolicyAuthorizer | ReloadingPolicyAuthorizer)
+    pace = default_pace(metadata._single_writer)
+    pace = Pace(gc.batch_time or pace.batch_seconds, gc.max_duty or pace.max_duty)
     collector = Collector(
-        SqlGcStore(metadata),
+        SqlGcStore(metadata, pace),
         registry.storage,
         policy,
         registry.uploads.expire,
         retention=[
             RetentionRule(
-                applies_to=functools.partial(matches, rule.repositories),
-                keep_tag=functools.partial(_any_match, tuple(rule.keep_tags)),
+                applies_to=functools.partial(matches_any, rule.repositories),
+                keep_tag=functools.partial(matches_any, tuple(rule.keep_tags)),
                 keep_last=rule.keep_last,
                 remove_older_than=rule.remove_older_than,
             )
@@ -282,10 +292,6 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
         immutable=lambda repository: has_immutable_tags(authorizer.policy, repository),
     )
     return collector, SqlJobLeases(metadata)
-
-
-def _any_match(patterns: tuple[str, ...], name: str) -> bool:
-    return any(matches(pattern, name) for pattern in patterns)
 
 
 async def _collect_garbage(settings: Settings, registry: Registry) -> None:

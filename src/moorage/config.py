@@ -8,6 +8,7 @@ overridden by command-line flags. Nested keys use ``__`` in variable names, for 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -301,20 +303,54 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _pattern_list(value: Any) -> Any:
+    # One pattern may be written alone, as `repositories: "team/*"` always was in gc rules.
+    return [value] if isinstance(value, str) else value
+
+
+def _valid_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    # Imported here: the policy module imports this one.
+    from moorage.auth.policy import validate_repository_pattern
+
+    for pattern in patterns:
+        validate_repository_pattern(pattern)
+    return patterns
+
+
+#: ``repositories`` wherever a setting applies to some repositories (policy rules, gc rules,
+#: quotas): a list of globs (``*`` any characters including ``/``, ``?`` one), or one glob.
+RepositoryPatterns = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_pattern_list),
+    AfterValidator(_valid_patterns),
+    Field(min_length=1),
+]
+
+log = logging.getLogger("moorage.config")
+
+
+def renamed_to_repositories(section: str, old: str, data: Any) -> Any:
+    """``data`` (a section's raw mapping) with its deprecated key ``old`` renamed to
+    ``repositories``, which a warning in the log asks for instead."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    if "repositories" in data:
+        raise ValueError(f"give `repositories` only (`{old}` is its deprecated name)")
+    log.warning(
+        "%s: `%s` is deprecated, write `repositories` (a list of repository patterns, as in "
+        "the access policy; a single pattern is accepted too)",
+        section,
+        old,
+    )
+    return {"repositories" if key == old else key: value for key, value in data.items()}
+
+
 class UntaggedRule(_Section):
-    """Untagged manifests of repositories matching ``repositories`` (a glob: ``*`` any
-    characters including ``/``, ``?`` one) are collected once ``older_than`` old."""
+    """Untagged manifests of repositories matching any of ``repositories`` are collected once
+    ``older_than`` old."""
 
-    repositories: str
+    repositories: RepositoryPatterns
     older_than: Duration
-
-    @field_validator("repositories")
-    @classmethod
-    def _pattern(cls, pattern: str) -> str:
-        # Imported here: the policy module imports this one.
-        from moorage.auth.policy import validate_repository_pattern
-
-        return validate_repository_pattern(pattern)
 
 
 _TAG_PATTERN = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
@@ -325,17 +361,10 @@ class RetentionRuleSettings(_Section):
     not among the ``keep_last`` most recently pushed, and (if given) pushed longer than
     ``remove_older_than`` ago. A manifest left with no tag goes with its last one."""
 
-    repositories: str
+    repositories: RepositoryPatterns
     keep_last: int | None = Field(None, ge=0)
     keep_tags: list[str] = []
     remove_older_than: Duration | None = None
-
-    @field_validator("repositories")
-    @classmethod
-    def _pattern(cls, pattern: str) -> str:
-        from moorage.auth.policy import validate_repository_pattern
-
-        return validate_repository_pattern(pattern)
 
     @field_validator("keep_tags")
     @classmethod
@@ -369,6 +398,11 @@ class GcSettings(_Section):
     untagged: list[UntaggedRule] = []
     # Tag retention, per repository pattern (first match); off unless rules are given.
     retention: list[RetentionRuleSettings] = []
+    # How gently it runs beside requests: a write transaction ends after batch_time, and
+    # the collector's transactions take at most max_duty of the time (it sleeps the rest).
+    # Unset: by database (SQLite 2ms and 0.1, PostgreSQL 50ms and 0.5; docs/gc.md).
+    batch_time: Duration | None = Field(None, gt=0, le=10)
+    max_duty: float | None = Field(None, gt=0, le=1)
 
     @field_validator("interval")
     @classmethod
@@ -379,10 +413,10 @@ class GcSettings(_Section):
 
     def untagged_age(self, repository: str) -> float | None:
         """How old an untagged manifest of ``repository`` must be to go, or None (kept)."""
-        from moorage.auth.policy import matches
+        from moorage.auth.policy import matches_any
 
         for rule in self.untagged:
-            if matches(rule.repositories, repository):
+            if matches_any(rule.repositories, repository):
                 return rule.older_than
         return None
 
@@ -425,19 +459,17 @@ ByteSize = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
 
 
 class QuotaSettings(_Section):
-    """Limits for each repository matching ``repository`` (the first matching entry wins)."""
+    """Limits for each repository matching any of ``repositories`` (the first matching entry
+    wins)."""
 
-    repository: str
+    repositories: RepositoryPatterns
     max_bytes: ByteSize | None = None
     max_tags: int | None = Field(None, ge=0)
 
-    @field_validator("repository")
+    @model_validator(mode="before")
     @classmethod
-    def _pattern(cls, pattern: str) -> str:
-        # Imported here: the policy module imports this one.
-        from moorage.auth.policy import validate_repository_pattern
-
-        return validate_repository_pattern(pattern)
+    def _old_key(cls, data: Any) -> Any:
+        return renamed_to_repositories("quotas", "repository", data)
 
     @model_validator(mode="after")
     def _limits(self) -> QuotaSettings:
@@ -456,8 +488,8 @@ class EndpointSettings(_Section):
     url: str
     # The key its deliveries are kept under (`moorage events list`); default: the URL.
     name: str | None = None
-    # A repository glob (the policy's syntax) and event types; default: all of them.
-    repositories: str = "*"
+    # Repository globs (the policy's syntax) and event types; default: all of them.
+    repositories: RepositoryPatterns = ("*",)
     types: list[str] = []
     # The HMAC-SHA256 key of the Moorage-Signature header; without it the header is not sent.
     secret: SecretStr | None = None
@@ -489,13 +521,6 @@ class EndpointSettings(_Section):
         for network in networks:
             ipaddress.ip_network(network, strict=False)
         return networks
-
-    @field_validator("repositories")
-    @classmethod
-    def _pattern(cls, pattern: str) -> str:
-        from moorage.auth.policy import validate_repository_pattern
-
-        return validate_repository_pattern(pattern)
 
     @property
     def key(self) -> str:

@@ -28,7 +28,7 @@ rules:
 
 
 async def test_a_push_over_quota_is_denied_and_leaves_nothing(make_client: ClientFactory) -> None:
-    quotas = [{"repository": "team/*", "max_bytes": "2KiB"}]
+    quotas = [{"repositories": ["team/*"], "max_bytes": "2KiB"}]
     async with make_client(quotas=quotas) as client:
         await push_image(client, "team/app", "v1")
         layer = b"x" * 4096

@@ -36,7 +36,7 @@ def server(tmp_path: Path) -> Iterator[RegistryServer]:
     if registry_kind() != "moorage":
         pytest.fail("quotas and repository delete are Moorage's own; unset E2E_REGISTRY_CMD")
     config = tmp_path / "moorage.yaml"
-    config.write_text(f"quotas:\n  - repository: 'e2e/quota/*'\n    max_bytes: {QUOTA}\n")
+    config.write_text(f"quotas:\n  - repositories: ['e2e/quota/*']\n    max_bytes: {QUOTA}\n")
     with RegistryServer(
         "moorage", tmp_path / "registry", extra_args=["--config", str(config)]
     ) as s:

@@ -21,10 +21,10 @@ def test_quotas_with_units_in_order(tmp_path: Path) -> None:
     settings = load_settings(
         None,
         quotas=[
-            {"repository": "big/*", "max_bytes": "1.5 GiB"},
-            {"repository": "team/*", "max_bytes": "500MB", "max_tags": 50},
-            {"repository": "*", "max_bytes": 1024},
-            {"repository": "tags/only", "max_tags": 0},
+            {"repositories": ["big/*"], "max_bytes": "1.5 GiB"},
+            {"repositories": "team/*", "max_bytes": "500MB", "max_tags": 50},
+            {"repositories": ["*"], "max_bytes": 1024},
+            {"repositories": ["tags/only"], "max_tags": 0},
         ],
     )
     assert build_quotas(settings).quotas == (
@@ -39,7 +39,14 @@ def test_quotas_with_units_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("{repository: 'Team/*', max_bytes: 1}", "quotas.0.repository: Value error, repository"),
+        (
+            "{repositories: ['a', 'Team/*'], max_bytes: 1}",
+            "quotas.0.repositories: Value error, repository pattern 'Team/*'",
+        ),
+        (
+            "{repositories: [], max_bytes: 1}",
+            "quotas.0.repositories: Value should have at least 1 item",
+        ),
         (
             "{repository: 'a', max_bytes: 10 parsecs}",
             "quotas.0.max_bytes: Value error, '10 parsecs'",
@@ -47,7 +54,7 @@ def test_quotas_with_units_in_order(tmp_path: Path) -> None:
         ("{repository: 'a', max_bytes: -1}", "quotas.0.max_bytes: Input should be greater"),
         ("{repository: 'a', max_tags: -1}", "quotas.0.max_tags: Input should be greater"),
         ("{repository: 'a'}", "quotas.0: Value error, a quota needs max_bytes, max_tags or both"),
-        ("{max_bytes: 1}", "quotas.0.repository: Field required"),
+        ("{max_bytes: 1}", "quotas.0.repositories: Field required"),
         ("{repository: 'a', max_bytes: 1, max_byte: 2}", "quotas.0.max_byte: Extra inputs"),
     ],
 )

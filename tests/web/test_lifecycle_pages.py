@@ -22,7 +22,7 @@ from tests.web.conftest import Seeded, seeded_registry
 from tests.web.html import Element
 from tests.web.support import browser, csrf_of, page, password, sign_in
 
-QUOTA = {"repository": "team/*", "max_bytes": 1_000_000, "max_tags": 10}
+QUOTA = {"repositories": ["team/*"], "max_bytes": 1_000_000, "max_tags": 10}
 # Bytes uploaded into team/app that no manifest references (a push that never finished).
 STRAY = b"a layer whose manifest never came" * 10
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from moorage.auth.access import (
     ADMIN,
@@ -29,7 +29,7 @@ from moorage.auth.access import (
     Access,
 )
 from moorage.auth.identity import Identity, Via
-from moorage.config import _describe
+from moorage.config import RepositoryPatterns, _describe
 from moorage.oci.names import is_valid_name
 
 Action = Literal["pull", "push", "delete"]
@@ -89,6 +89,11 @@ def matches(pattern: str, name: str) -> bool:
     return _glob(pattern).fullmatch(name) is not None
 
 
+def matches_any(patterns: Iterable[str], name: str) -> bool:
+    """True when ``name`` matches one of the globs ``patterns``."""
+    return any(matches(pattern, name) for pattern in patterns)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -97,7 +102,7 @@ class Rule(_Model):
     """Who (``users``, ``groups``, ``authenticated``, ``anonymous``) gets ``actions`` on the
     repositories matching any of ``repositories``."""
 
-    repositories: tuple[str, ...] = Field(min_length=1)
+    repositories: RepositoryPatterns
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     # Any logged-in caller.
@@ -107,13 +112,6 @@ class Rule(_Model):
     actions: tuple[Action, ...] = Field(min_length=1)
     # Tags this rule lets a caller push may be created but never moved to another manifest.
     immutable_tags: bool = False
-
-    @field_validator("repositories")
-    @classmethod
-    def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in patterns:
-            validate_repository_pattern(pattern)
-        return patterns
 
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
@@ -177,8 +175,7 @@ def has_immutable_tags(policy: Policy, repository: str) -> bool:
     """True when a rule matching ``repository`` makes its tags immutable (for its callers):
     garbage collection's retention rules leave such a repository's tags alone."""
     return any(
-        rule.immutable_tags and any(matches(pattern, repository) for pattern in rule.repositories)
-        for rule in policy.rules
+        rule.immutable_tags and matches_any(rule.repositories, repository) for rule in policy.rules
     )
 
 
@@ -328,9 +325,7 @@ class PolicyAuthorizer:
 
     def _rules_for(self, identity: Identity, repository: str) -> Iterable[Rule]:
         for rule in self.policy.rules:
-            if self._applies_to(rule, identity) and any(
-                matches(pattern, repository) for pattern in rule.repositories
-            ):
+            if self._applies_to(rule, identity) and matches_any(rule.repositories, repository):
                 yield rule
 
     def _repository_actions(self, identity: Identity, repository: str) -> frozenset[str]:

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from moorage.auth.policy import matches
+from moorage.auth.policy import matches_any
 from moorage.events.ssrf import Network
 
 
@@ -14,7 +14,7 @@ from moorage.events.ssrf import Network
 class Endpoint:
     key: str  # its deliveries' name in the outbox
     url: str
-    repositories: str = "*"  # a repository glob (the policy's syntax)
+    repositories: tuple[str, ...] = ("*",)  # repository globs (the policy's syntax)
     types: frozenset[str] = frozenset()  # empty: every type
     secret: str | None = None
     timeout: float = 10.0
@@ -22,7 +22,7 @@ class Endpoint:
     allow_networks: tuple[Network, ...] = ()
 
     def wants(self, event_type: str, repository: str) -> bool:
-        return (not self.types or event_type in self.types) and matches(
+        return (not self.types or event_type in self.types) and matches_any(
             self.repositories, repository
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -50,12 +51,37 @@ _r, _b, _rb, _m, _mb, _mc, _t = (
     s.tags,
 )
 
-# A batch's transaction holds SQLite's writer lock: end it after this long even if candidates
-# remain, so pushes wait at most about this much for the collector.
-BATCH_SECONDS = 0.05
-# On SQLite, after each transaction the collector leaves the writer lock to others for this
-# share of the time it held it.
-PAUSE_SHARE = 1.0
+
+@dataclass(frozen=True)
+class Pace:
+    """How hard the collector may lean on the database: each write transaction ends once it
+    has run ``batch_seconds`` (even if candidates remain), and the collector then waits so
+    that its transactions take at most ``max_duty`` of the time (a duty of 0.2: a pause of 4x
+    the batch). A pause after each transaction, not a rate, so a slow database slows it too."""
+
+    batch_seconds: float
+    max_duty: float
+
+    def pause(self, held: float) -> float:
+        return held * (1.0 / self.max_duty - 1.0)
+
+
+# SQLite has one writer: a push that arrives during a collector's transaction waits for the rest
+# of it, so batches are short (a push's own transaction is about 1 ms), and the collector takes
+# at most a tenth of the writer's time (and of a core: on a small machine its CPU competes with
+# the server's). Then about one push in ten waits, at most 2 ms. With 50 ms batches (bounded at
+# ~15 ms by the page of 100 candidates) and a duty of 0.5, issue 10's load (bench/gc_load.py)
+# ran pushes at 0.47 of their rate alone, p99 3.8x. A transaction per 2 ms costs the collection
+# about 15% more CPU than per 50 ms (1,539 commits instead of 213); see bench/README.md.
+SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.1)
+# PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
+# (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
+# leaves the database server's CPU and I/O half to the requests.
+POSTGRES_PACE = Pace(batch_seconds=0.05, max_duty=0.5)
+
+
+def default_pace(single_writer: bool) -> Pace:
+    return SQLITE_PACE if single_writer else POSTGRES_PACE
 
 
 class _Rollback(Exception):
@@ -102,26 +128,30 @@ def _found(conn: Connection, statement: Any, c: Candidate) -> bool:
 
 
 class SqlGcStore(OrphanSql):
-    def __init__(self, store: SqlMetadataStore, batch_seconds: float = BATCH_SECONDS) -> None:
+    def __init__(self, store: SqlMetadataStore, pace: Pace | None = None) -> None:
+        """``pace``: batch length and duty cycle; default by database (:func:`default_pace`)."""
         self._store = store
-        self._batch_seconds = batch_seconds
+        self.pace = pace or default_pace(store._single_writer)
         self._resume_at = 0.0
-        # Only SQLite has one lock every writer needs; PostgreSQL's collector locks garbage rows.
-        self._pause_share = PAUSE_SHARE if store._single_writer else 0.0
 
     @contextmanager
     def _transaction(self, dry_run: bool) -> Iterator[Connection]:
         # The registry's own write transaction: on SQLite its writer lock and connection, so
         # the collector and requests take turns like any two writers. Between two of its
-        # transactions the collector steps aside for a while: neither the writer lock's mutex
-        # nor flock queues waiters in order, so it would otherwise take the lock straight
-        # back and starve the pushes waiting for it.
+        # transactions the collector steps aside (Pace): neither the writer lock's mutex nor
+        # flock queues waiters in order, so it would otherwise take the lock straight back and
+        # starve the pushes waiting for it.
         pause = self._resume_at - time.monotonic()
         if pause > 0:
             time.sleep(pause)
         started = time.monotonic()
         try:
-            with self._store._write() as conn:
+            # Not durable (no fsync at commit on SQLite, no wait for the WAL flush on
+            # PostgreSQL): a commit lost with power is a batch rolled back, which docs/gc.md
+            # shows safe (a blob row back without its bytes is unreachable and still queued).
+            # Any later durable commit (a push) makes it durable too: the log is sequential.
+            with self._store._write(durable=False) as conn:
+                started = time.monotonic()  # the pause is for the time held, not waited
                 yield conn
                 if dry_run:
                     raise _Rollback
@@ -129,7 +159,7 @@ class SqlGcStore(OrphanSql):
             pass
         finally:
             ended = time.monotonic()
-            self._resume_at = ended + (ended - started) * self._pause_share
+            self._resume_at = ended + self.pace.pause(ended - started)
 
     def _each_in_transactions(
         self,
@@ -137,15 +167,19 @@ class SqlGcStore(OrphanSql):
         dry_run: bool,
         review: Callable[[Connection, Candidate], None],
     ) -> None:
-        """Run ``review`` on each candidate, several to a transaction: a transaction ends
-        once it has held the lock for ``batch_seconds`` (on SQLite a push waits at most about
-        that long for the collector) and the next one takes the remaining candidates."""
-        remaining = list(candidates)
+        """Run ``review`` on each candidate, several to a transaction: a transaction ends once
+        it has held the writer for ``pace.batch_seconds`` (so a push waits at most about that
+        long for it on SQLite), and the next one takes the remaining candidates. (Ending it
+        early when a request of the same process waits was tried: with a steady writer it
+        made a transaction of almost every candidate, 11,469 for 20,000, for a push wait of at
+        most 2 ms anyway.)"""
+        remaining = list(reversed(candidates))
         while remaining:
-            deadline = time.monotonic() + self._batch_seconds
             with self._transaction(dry_run) as conn:
+                # From when it holds the writer: not the pause, nor the wait for the lock.
+                deadline = time.monotonic() + self.pace.batch_seconds
                 while remaining:
-                    review(conn, remaining.pop(0))
+                    review(conn, remaining.pop())
                     if time.monotonic() > deadline:
                         break
 

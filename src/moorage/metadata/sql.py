@@ -33,6 +33,7 @@ from moorage.errors import ErrorCode, RegistryError
 from moorage.events import cloudevents as ce
 from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
+from moorage.metadata.conflicts import retry_conflicts
 from moorage.metadata.outbox import OutboxWriter
 from moorage.metadata.port import TagTaken, UploadBusy
 from moorage.metadata.records import (
@@ -606,6 +607,23 @@ class SqlMetadataStore:
         keep_tags: bool = False,
         quota: Quota | None = None,
     ) -> list[str]:
+        # The manifest's own row is locked against the collector (_claim_manifest); other
+        # concurrent changes (a repository delete, a collection of the same rows) can still
+        # abort the transaction on PostgreSQL: it is tried again, never a 500.
+        return retry_conflicts(
+            lambda: self._put_manifest(repository, manifest, references, tags, keep_tags, quota),
+            "the manifest push",
+        )
+
+    def _put_manifest(
+        self,
+        repository: str,
+        manifest: ManifestRecord,
+        references: ManifestReferences,
+        tags: list[str],
+        keep_tags: bool,
+        quota: Quota | None,
+    ) -> list[str]:
         now = time.time()
         with self._write() as conn:
             repository_id = self._ensure_repository(conn, repository)
@@ -626,29 +644,7 @@ class SqlMetadataStore:
             )
             if missing:
                 return missing
-            # Upserts, so two pushes of one manifest or tag at once both succeed on PostgreSQL
-            # too (a select-then-insert lets both insert and one fail on the unique key).
-            conn.execute(
-                self._insert_ignore[s.manifests],
-                {
-                    "repository_id": repository_id,
-                    "digest": manifest.digest,
-                    "media_type": manifest.media_type,
-                    "artifact_type": manifest.artifact_type,
-                    "subject_digest": manifest.subject,
-                    "annotations": json.dumps(manifest.annotations)
-                    if manifest.annotations
-                    else None,
-                    "payload": manifest.payload,
-                    "created_at": now,
-                },
-            )
-            manifest_id = conn.execute(
-                select(s.manifests.c.id).where(
-                    s.manifests.c.repository_id == repository_id,
-                    s.manifests.c.digest == manifest.digest,
-                )
-            ).scalar_one()
+            manifest_id = self._claim_manifest(conn, repository_id, manifest, now)
             if references.blobs:
                 conn.execute(
                     self._insert_ignore[s.manifest_blobs],
@@ -700,6 +696,42 @@ class SqlMetadataStore:
             if moved:
                 raise TagTaken(moved)
         return []
+
+    def _claim_manifest(
+        self, conn: Connection, repository_id: int, manifest: ManifestRecord, now: float
+    ) -> int:
+        """The manifest's row id, inserting the row unless it exists, with the row key-share-
+        locked until the push commits (PostgreSQL; SQLite has one writer at a time).
+
+        An insert, not a select-then-insert, so two pushes of one manifest at once both succeed
+        (ON CONFLICT DO NOTHING). The lock is what the garbage collector takes into account: it
+        deletes an untagged manifest under FOR UPDATE SKIP LOCKED, so it skips a row a push
+        holds; and a push that meets a row the collector holds waits for it, and once the
+        collector commits the delete, finds no row and inserts it anew. Without the lock the
+        push went on with the old id and its tag insert failed on the foreign key (a 500)."""
+        row = {
+            "repository_id": repository_id,
+            "digest": manifest.digest,
+            "media_type": manifest.media_type,
+            "artifact_type": manifest.artifact_type,
+            "subject_digest": manifest.subject,
+            "annotations": json.dumps(manifest.annotations) if manifest.annotations else None,
+            "payload": manifest.payload,
+            "created_at": now,
+        }
+        claim = (
+            select(s.manifests.c.id)
+            .where(
+                s.manifests.c.repository_id == repository_id,
+                s.manifests.c.digest == manifest.digest,
+            )
+            .with_for_update(read=True, key_share=True)
+        )
+        while True:  # again only after a concurrent delete of the row: the next insert wins
+            conn.execute(self._insert_ignore[s.manifests], row)
+            manifest_id: int | None = conn.execute(claim).scalar_one_or_none()
+            if manifest_id is not None:
+                return manifest_id
 
     @staticmethod
     def _absent(

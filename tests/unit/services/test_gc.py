@@ -10,11 +10,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
 from moorage.metadata.gc_port import ManifestPolicy, TagRecord
 from moorage.metadata.gc_sql import SqlGcStore
@@ -558,3 +560,105 @@ def test_a_deleted_repository_is_reclaimed_without_a_full_run(registry: Registry
     assert not registry.stored(b"only here") and not registry.has_row(b"only here")
     assert registry.stored(b"shared")  # still used by the other repository
     assert registry.manifests.get(OTHER, "v1") is not None
+
+
+# --- a push racing the collection of its own manifest (PostgreSQL) ---------------------------
+
+
+def _wait_for_a_lock_wait(store: SqlMetadataStore) -> bool:
+    """Whether some other session of this database is waiting for a row lock (within 10 s)."""
+    deadline = time.monotonic() + 10
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return True
+        time.sleep(0.02)
+    return False
+
+
+# PostgreSQL only: on SQLite writers take turns, so a push cannot run inside a collection.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_push_of_the_manifest_the_collector_is_removing_succeeds(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector has locked an untagged manifest and is deleting it when a client pushes
+    the same image again, with a tag: the push waits for the collector, then stores the
+    manifest anew (never a foreign-key or unique violation, which the API would answer 500)."""
+    layer = b"layer"
+    digest = registry.image(REPO, None, layer)  # by digest: untagged
+    payload = registry.metadata.get_manifest(REPO, digest, by_digest=True)
+    assert payload is not None
+    outcome: list[object] = []
+
+    def push_again() -> None:
+        try:
+            registry.manifests.put(REPO, "again", payload.payload, OCI_MANIFEST)
+            outcome.append("ok")
+        except Exception as error:  # what the API would answer 500 (or an OCI error)
+            outcome.append(error)
+
+    pusher = threading.Thread(target=push_again)
+    remove = gc_queue.remove_manifest
+
+    def remove_while_a_push_waits(*args: Any) -> None:
+        # The collector holds the manifest's row lock (FOR UPDATE) here, before its delete.
+        pusher.start()
+        assert _wait_for_a_lock_wait(registry.metadata), "the push did not wait for the lock"
+        remove(*args)
+
+    monkeypatch.setattr(gc_queue, "remove_manifest", remove_while_a_push_waits)
+    report = registry.collect(ManifestPolicy(untagged_age=lambda _: 0.0))
+    pusher.join(timeout=30)
+    monkeypatch.undo()
+    assert outcome == ["ok"], outcome
+    assert [item.kind for item in report.items] == ["manifest"]  # the old row went
+    # The push stands: its tag names the manifest, and its blobs outlive later collections.
+    found = registry.metadata.get_manifest(REPO, "again", by_digest=False)
+    assert found is not None and found.digest == digest
+    registry.later().collect()
+    assert registry.stored(layer)
+    assert registry.metadata.get_manifest(REPO, digest, by_digest=True) is not None
+
+
+# PostgreSQL only, as above.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_push_that_needs_a_link_the_collector_is_deleting_is_told_to_push_the_blob(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector has deleted an abandoned link (not yet committed) when a manifest that
+    references the blob is pushed: the push waits for the collector, then is refused with
+    MANIFEST_BLOB_UNKNOWN (push the blob again), never a 500 and never a manifest with a hole."""
+    config = b'{"architecture":"amd64","os":"linux","layers":"layer"}'
+    registry.blob(REPO, config)
+    registry.blob(REPO, b"layer")
+    registry.age_reviews(GRACE + 10)
+    outcome: list[object] = []
+
+    def push_manifest() -> None:
+        try:
+            registry.image(REPO, "late", b"layer", push_blobs=False)
+            outcome.append("ok")
+        except Exception as error:
+            outcome.append(error)
+
+    pusher = threading.Thread(target=push_manifest)
+    enqueue = gc_queue.enqueue
+
+    def enqueue_while_a_push_waits(conn: Any, kind: str, *args: Any) -> None:
+        # A link's delete queues its blob: the link's row is deleted, locked, uncommitted.
+        if kind == gc_queue.BLOB and not pusher.is_alive() and not outcome:
+            pusher.start()
+            assert _wait_for_a_lock_wait(registry.metadata), "the push did not wait"
+        enqueue(conn, kind, *args)
+
+    monkeypatch.setattr(gc_queue, "enqueue", enqueue_while_a_push_waits)
+    registry.collect()
+    pusher.join(timeout=30)
+    monkeypatch.undo()
+    assert len(outcome) == 1 and isinstance(outcome[0], RegistryError), outcome
+    assert outcome[0].code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+    assert registry.metadata.get_manifest(REPO, "late", by_digest=False) is None
