@@ -228,6 +228,7 @@ def build_registry(settings: Settings, storage_figures: StorageFigures | None = 
         inline_point_reads=engine.dialect.name == "sqlite"
         and settings.storage.backend == "filesystem",
         accel_redirect=settings.storage.accel_redirect,
+        readiness_timeout_seconds=settings.health.check_timeout_seconds,
         event_backlog=SqlEventStore(metadata).backlog if outbox is not None else None,
         manifest_pulled=SqlEventStore(metadata).pulled
         if outbox is not None and events.pull
