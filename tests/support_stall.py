@@ -45,8 +45,11 @@ class StallingRelay:
                     end.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Release and cut every connection: shutdown, not just close, so that a thread
+        blocked reading one (ours, or a client's) wakes up to the end of the stream."""
         self._closed = True
         self.stalled = False
-        self._listener.close()
-        for sock in self._sockets:
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
