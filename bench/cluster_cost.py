@@ -4,7 +4,8 @@
    the filesystem, and as a cluster node on PostgreSQL and S3 (moto's server, redirects on),
    and each operation is sent once per round: manifest GET, blob HEAD, a 4 KiB blob pushed as
    podman and docker push it (POST, PATCH, PUT), a manifest PUT, and a blob GET (on S3 a
-   redirect, then the client's GET of the pre-signed URL). SQL statements and transactions are
+   redirect, then the client's GET of the pre-signed URL), and once a big blob (1 GiB by
+   default) pushed the same way, its body streamed in one PATCH. SQL statements and transactions are
    counted with SQLAlchemy events on every engine (on PostgreSQL each transaction adds a
    BEGIN and a COMMIT round-trip to its statements); S3 requests by a counting proxy in front
    of moto (tests/support_s3.py ``FaultyProxy``), the client's pre-signed GET included.
@@ -12,7 +13,8 @@
    with 1 node and with 3 nodes (2 workers each) on PostgreSQL and S3: manifest GET and blob
    HEAD with a bearer token (wrk), each run in the same invocation, reported as a ratio.
 
-    .venv/bin/python bench/cluster_cost.py [--seconds 10] [--rounds 20] [--json OUT]
+    .venv/bin/python bench/cluster_cost.py [--seconds 10] [--rounds 20] [--big-mib 1024]
+                                           [--json OUT]
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 REPO = "bench/app"
 OPERATIONS = ("manifest GET", "blob HEAD", "4 KiB blob push", "manifest PUT", "blob GET (pull)")
+BIG_PUSH = "big blob push"
+BIG_PIECE = 1024 * 1024
 
 
 class SqlCounter:
@@ -107,10 +111,48 @@ async def push_session(client: httpx.AsyncClient, repository: str, data: bytes) 
     closed.raise_for_status()
 
 
+def big_blob(mib: int) -> tuple[Callable[[], AsyncIterator[bytes]], str]:
+    """A body of ``mib`` distinct MiB pieces, made as it is sent (never whole in memory), and
+    its digest."""
+    seed = hashlib.sha256(b"big blob").digest() * (BIG_PIECE // 32)
+
+    def piece(n: int) -> bytes:
+        return n.to_bytes(8, "big") + seed[8:]
+
+    hasher = hashlib.sha256()
+    for n in range(mib):
+        hasher.update(piece(n))
+
+    async def body() -> AsyncIterator[bytes]:
+        for n in range(mib):
+            yield piece(n)
+
+    return body, f"sha256:{hasher.hexdigest()}"
+
+
+async def push_big(client: httpx.AsyncClient, repository: str, mib: int) -> None:
+    body, blob_digest = big_blob(mib)
+    started = await client.post(f"/v2/{repository}/blobs/uploads/")
+    started.raise_for_status()
+    patched = await client.patch(
+        started.headers["location"],
+        content=body(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    patched.raise_for_status()
+    closed = await client.put(patched.headers["location"], params={"digest": blob_digest})
+    closed.raise_for_status()
+
+
 async def measure_counts(
-    overrides: dict[str, Any], sql: SqlCounter, s3: Counter[str] | None, rounds: int
+    overrides: dict[str, Any],
+    sql: SqlCounter,
+    s3: Counter[str] | None,
+    rounds: int,
+    big_mib: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Per operation: mean statements, transactions and S3 requests over ``rounds``."""
+    """Per operation: mean statements, transactions and S3 requests over ``rounds``; with
+    ``big_mib``, also those of one push of a blob that size."""
     totals: dict[str, Counter[str]] = {op: Counter() for op in OPERATIONS}
     async with in_process(overrides) as client:
         # A first image, so that reads have something to find (not counted).
@@ -163,22 +205,37 @@ async def measure_counts(
                 ("blob GET (pull)", blob_get),
             ]
             for name, step in steps:
-                statements, transactions, checkouts = sql.snapshot()
-                s3_before = sum(s3.values()) if s3 is not None else 0
-                await step()
-                after = sql.snapshot()
-                totals[name]["statements"] += after[0] - statements
-                totals[name]["transactions"] += after[1] - transactions
-                totals[name]["checkouts"] += after[2] - checkouts
-                # On PostgreSQL: each pooled checkout is pre-pinged (pool_pre_ping), each
-                # transaction sends BEGIN and COMMIT or ROLLBACK besides its statements.
-                totals[name]["pg_round_trips"] += (
-                    after[0] - statements + 2 * (after[1] - transactions) + after[2] - checkouts
-                )
-                if s3 is not None:
-                    totals[name]["s3"] += sum(s3.values()) - s3_before
+                await count(sql, s3, totals[name], step)
         await external.aclose()
-    return {op: {k: v / rounds for k, v in totals[op].items()} for op in OPERATIONS}
+        averages = {op: {k: v / rounds for k, v in totals[op].items()} for op in OPERATIONS}
+        if big_mib:
+            big: Counter[str] = Counter()
+            await count(sql, s3, big, lambda: push_big(client, REPO, big_mib))
+            averages[f"{BIG_PUSH} ({big_mib} MiB)"] = dict(big)
+    return averages
+
+
+async def count(
+    sql: SqlCounter,
+    s3: Counter[str] | None,
+    totals: Counter[str],
+    step: Callable[[], Any],
+) -> None:
+    """Add the statements, transactions, checkouts and S3 requests of ``step`` to ``totals``."""
+    statements, transactions, checkouts = sql.snapshot()
+    s3_before = sum(s3.values()) if s3 is not None else 0
+    await step()
+    after = sql.snapshot()
+    totals["statements"] += after[0] - statements
+    totals["transactions"] += after[1] - transactions
+    totals["checkouts"] += after[2] - checkouts
+    # On PostgreSQL: each pooled checkout is pre-pinged (pool_pre_ping), each
+    # transaction sends BEGIN and COMMIT or ROLLBACK besides its statements.
+    totals["pg_round_trips"] += (
+        after[0] - statements + 2 * (after[1] - transactions) + after[2] - checkouts
+    )
+    if s3 is not None:
+        totals["s3"] += sum(s3.values()) - s3_before
 
 
 def throughput(
@@ -253,6 +310,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--big-mib", type=int, default=1024, help="size of the one big push (0: none)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sql = SqlCounter()
@@ -260,7 +320,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="moorage-cluster-cost-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         results["single node (SQLite, filesystem)"] = asyncio.run(
-            measure_counts({"storage": {"data_dir": root / "single"}}, sql, None, args.rounds)
+            measure_counts(
+                {"storage": {"data_dir": root / "single"}}, sql, None, args.rounds, args.big_mib
+            )
         )
         postgres = stack.enter_context(postgres_server())
         database = stack.enter_context(postgres.fresh_database())
@@ -275,7 +337,7 @@ def main() -> int:
             "database": {"url": database},
         }
         results["cluster node (PostgreSQL, S3, redirects)"] = asyncio.run(
-            measure_counts(cluster_overrides, sql, proxy.requests, args.rounds)
+            measure_counts(cluster_overrides, sql, proxy.requests, args.rounds, args.big_mib)
         )
         # PostgreSQL's default max_connections (100) first, then room for every pool.
         for connections in (100, 400):
@@ -290,8 +352,7 @@ def main() -> int:
             f"{'operation':<18}{'statements':>11}{'transactions':>13}{'checkouts':>10}"
             f"{'PG trips':>9}{'S3 requests':>12}"
         )
-        for op in OPERATIONS:
-            row = results[setup][op]
+        for op, row in results[setup].items():
             print(
                 f"{op:<18}{row.get('statements', 0):>11.1f}{row.get('transactions', 0):>13.1f}"
                 f"{row.get('checkouts', 0):>10.1f}{row.get('pg_round_trips', 0):>9.1f}"

@@ -20,14 +20,12 @@ import argparse
 import contextlib
 import datetime as dt
 import http.client
-import json
 import os
 import platform
 import resource
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,9 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import report
 import servers
 from ociclient import BlobSource, Registry
 from refspeed import make_blobs, write_random_file
+from report import median_text, spread_text
 from run import default_moorage_bin, other_cpu_busy
 
 MiB = 1 << 20
@@ -186,18 +186,6 @@ def push(url: str, blob: BlobSource) -> None:
         raise RuntimeError(f"{url}: the pushed blob is not there")
 
 
-def median_text(values: list[float], digits: int = 0) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.median(values):,.{digits}f}"
-
-
-def spread_text(values: list[float], digits: int = 0) -> str:
-    if not values:
-        return "-"
-    return f"{min(values):,.{digits}f}-{max(values):,.{digits}f}"
-
-
 def print_table(targets: list[Target], figures: dict[str, Figures]) -> None:
     headers = [
         "pull",
@@ -224,12 +212,7 @@ def print_table(targets: list[Target], figures: dict[str, Figures]) -> None:
                 median_text(f.total_cpu_s_per_gib, 2),
             ]
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
-    line = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    say(line.format(*headers))
-    say("  ".join("-" * w for w in widths))
-    for row in rows:
-        say(line.format(*row))
+    report.print_table(headers, rows)
 
 
 def print_syscalls(targets: list[Target], figures: dict[str, Figures], size: int) -> None:
@@ -402,9 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "targets": {t.key: {"label": t.label, **asdict(figures[t.key])} for t in targets},
         }
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=2) + "\n")
-        say(f"wrote {args.json_out}")
+        report.write_json(args.json_out, out)
     return 0
 
 

@@ -147,6 +147,16 @@ async def upload_blob(conn: Conn, repo: str, data: bytes, digest: str, single_po
     expect(reply, 201, "PUT ?digest=")
 
 
+async def upload_blob_patched(conn: Conn, repo: str, data: bytes, digest: str) -> None:
+    """The way docker and podman push a layer: POST, one PATCH with the bytes, then PUT
+    ?digest= with no body."""
+    reply = expect(await conn.request("POST", f"/v2/{repo}/blobs/uploads/"), 202, "POST upload")
+    loc = conn.target(reply.headers.get("location", ""))
+    reply = await conn.request("PATCH", loc, {"Content-Type": OCTET}, data)
+    loc = conn.target(expect(reply, 202, "PATCH").headers.get("location", ""))
+    expect(await conn.request("PUT", with_query(loc, digest=digest)), 201, "closing PUT")
+
+
 async def mount_or_upload(conn: Conn, repo: str, data: bytes, digest: str, source: str) -> None:
     """Cross-repository mount from `source`; if the registry opens an upload session
     instead (202), finish it with a monolithic PUT."""
@@ -179,6 +189,7 @@ async def _small_blob_push(
     max_blobs: int,
     blob_size: int,
     single_post: bool,
+    patch: bool = False,
 ) -> RateResult:
     result = RateResult(0, 0.0)
     issued = 0
@@ -195,7 +206,10 @@ async def _small_blob_push(
                 digest = "sha256:" + hashlib.sha256(data).hexdigest()
                 t0 = time.perf_counter()
                 try:
-                    await upload_blob(conn, repo, data, digest, single_post)
+                    if patch:
+                        await upload_blob_patched(conn, repo, data, digest)
+                    else:
+                        await upload_blob(conn, repo, data, digest, single_post)
                 except (HTTPError, OSError) as e:
                     result.errors.append(str(e))
                     await conn.close()
@@ -224,9 +238,11 @@ def small_blob_push(
     max_blobs: int,
     blob_size: int,
     single_post: bool,
+    patch: bool = False,
 ) -> RateResult:
     """Push distinct random blobs of blob_size bytes from `concurrency` workers until
-    `seconds` have passed or `max_blobs` were issued."""
+    `seconds` have passed or `max_blobs` were issued; monolithic, or with ``patch`` as
+    POST + PATCH + PUT."""
     return asyncio.run(
         _small_blob_push(
             host,
@@ -237,6 +253,7 @@ def small_blob_push(
             max_blobs=max_blobs,
             blob_size=blob_size,
             single_post=single_post,
+            patch=patch,
         )
     )
 

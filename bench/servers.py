@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -266,3 +267,36 @@ def distribution_version(binary: str) -> str:
     except OSError as e:
         return f"unknown ({e})"
     return (out.stdout or out.stderr).strip()
+
+
+def group_rss_mib(pgid: int) -> float:
+    """Resident memory (MiB) summed over the live processes of process group pgid; shared pages
+    count once per process, so this is an upper bound."""
+    total_kib = 0
+    for pid, _ in _group_stats(pgid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+def hello_server(workdir: Path, workers: int) -> ManagedServer:
+    """bench/hello_app.py: a bare ASGI "hello" app under the granian options of `moorage
+    serve`, with ``workers`` workers: the framework's own ceiling."""
+    bench = Path(__file__).resolve().parent
+    port = free_port()
+    return ManagedServer(
+        name=f"hello-w{workers}",
+        argv=[
+            sys.executable,
+            str(bench / "hello_app.py"),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        port=port,
+        log_path=workdir / f"hello-w{workers}.log",
+        env={**os.environ, "PYTHONPATH": str(bench)},
+    )

@@ -49,9 +49,11 @@ from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.migrate import check_schema
 from moorage.metadata.outbox import OutboxWriter, SqlEventStore
+from moorage.metadata.presence_sql import SqlPresence
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
+from moorage.services import liveness
 from moorage.services.blobs import BlobService
 from moorage.services.browse import BrowseService
 from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
@@ -60,6 +62,8 @@ from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
 from moorage.services.repositories import RepositoryService
+from moorage.services.upload_ids import UploadIds
+from moorage.services.upload_ids import derive_key as derive_upload_key
 from moorage.services.uploads import UploadService
 from moorage.services.usage import Quotas, UsageService
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -209,8 +213,17 @@ def build_registry(settings: Settings, storage_figures: StorageFigures | None = 
         # the failure (`moorage serve` prints it), instead of failing every request later.
         storage.check()
     limits = settings.limits
+    # Lease holders on other hosts are judged by their beats (a process's name and liveness
+    # are per process: see services/liveness.py).
+    liveness.PROCESS.use(SqlPresence(metadata), settings.cluster.node_timeout)
     return Registry(
-        uploads=UploadService(metadata, storage, limits.upload_expiry_seconds),
+        uploads=UploadService(
+            metadata,
+            storage,
+            limits.upload_expiry_seconds,
+            # Any worker or node accepts an upload id another one issued.
+            ids=UploadIds(derive_upload_key(_shared_secret(settings))),
+        ),
         blobs=BlobService(metadata, storage, settings.delete_enabled),
         manifests=ManifestService(metadata, settings.delete_enabled, build_quotas(settings)),
         listing=ListingService(
@@ -234,6 +247,20 @@ def build_registry(settings: Settings, storage_figures: StorageFigures | None = 
         if outbox is not None and events.pull
         else None,
     )
+
+
+def start_heartbeat(registry: Registry) -> liveness.Heartbeat | None:
+    """Beat this process's row until ``stop()`` (services/liveness.py): its leases can then be
+    taken over at once when it dies, wherever the survivor runs. Not on SQLite: every process
+    sharing its file runs on one host, where the kernel says who is alive, so a beat would
+    only cost a durable write per worker per second and a turn of the single writer lock."""
+    metadata = registry.metadata
+    assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
+    if metadata.engine.dialect.name == "sqlite":
+        return None
+    heartbeat = liveness.Heartbeat(SqlPresence(metadata))
+    heartbeat.start()
+    return heartbeat
 
 
 def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, JobLeases]:
@@ -402,14 +429,20 @@ def _session_key(settings: Settings) -> bytes:
     secret = settings.ui.session_secret
     if secret is not None:
         return derive_key(secret.get_secret_value().encode())
+    return derive_key(_shared_secret(settings))
+
+
+def _shared_secret(settings: Settings) -> bytes:
+    """The token signing key's bytes (created on first start when none is configured): every
+    worker, and every node of a cluster (docs/deploy/cluster.md), has the same, so keys derived
+    from it are shared without a secret of their own to distribute."""
     token = settings.auth.token
     key = load_or_create(token.key_file, token.cert_file, settings.storage.data_dir)
-    material = key.private_key.private_bytes(
+    return key.private_key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return derive_key(material)
 
 
 def build_web(settings: Settings, registry: Registry) -> WebContext:
@@ -499,6 +532,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # In each worker process (after the fork): its own row, beaten from its own thread
+        # (on a database other processes may share from other hosts).
+        heartbeat = await asyncio.to_thread(start_heartbeat, registry)
         tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
         if publish_gathered is not None:
             tasks.append(asyncio.create_task(_publish_metrics(publish_gathered)))
@@ -518,6 +554,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     recorder.flush()
             if trail is not None:
                 _flush_audit(trail, audit_log)
+            # Last: the leases this process held are taken over at once from here on.
+            if heartbeat is not None:
+                await asyncio.to_thread(heartbeat.stop)
 
     app = build_app(registry, lifespan, recorders, endpoint)
     if settings.ui.enabled:

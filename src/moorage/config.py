@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from moorage.classic_env import ClassicEnvError, classic_settings
+from moorage.cpus import auto_workers
 
 CONFIG_FILE_VARIABLE = "MOORAGE_CONFIG"
 
@@ -538,6 +539,24 @@ class EventsSettings(_Section):
         return self
 
 
+class ClusterSettings(_Section):
+    """Several nodes on one database (docs/deploy/cluster.md)."""
+
+    # Every serving process beats a row in the database each second; a lease holder on another
+    # host (or in another pid namespace) whose beats are older than this is presumed dead, and
+    # its upload sessions and jobs are taken over (services/liveness.py). Lower takes over
+    # sooner; too low declares a node that stalls (CPU starvation, a slow database) dead while
+    # it runs, which costs its clients a failed request, never data.
+    node_timeout: Duration = 5.0
+
+    @field_validator("node_timeout")
+    @classmethod
+    def _above_the_beat(cls, timeout: float) -> float:
+        if timeout < 3:
+            raise ValueError("must be at least 3s (processes beat every second)")
+        return timeout
+
+
 class AuditSettings(_Section):
     enabled: bool = True
     # Entries older than this are deleted by the background worker.
@@ -568,14 +587,25 @@ class Settings(BaseSettings):
     # Serving a non-loopback address with no authentication configured must be asked for.
     allow_anonymous_network: bool = False
     delete_enabled: bool = True
-    workers: int = Field(1, ge=1, le=64)
+    # "auto" (the default): one per usable CPU, at most 8 (moorage.cpus); read as that number.
+    workers: int = Field(default_factory=auto_workers, ge=1, le=64)
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
     audit: AuditSettings = AuditSettings()
+    cluster: ClusterSettings = ClusterSettings()
     # granian's own access log, beside Moorage's request log (which knows routes and users).
     access_log: bool = False
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            if value.strip().lower() != "auto":
+                raise ValueError("a number of worker processes (1 to 64), or auto")
+            return auto_workers()
+        return value
 
     @model_validator(mode="before")
     @classmethod

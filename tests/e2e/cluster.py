@@ -113,7 +113,8 @@ class TcpRelay:
 
 #: The node that runs in a pid namespace of its own (``unshare --pid``), standing in for a node
 #: on another host: the process ids it records (upload lease holders) mean nothing to the
-#: other nodes, which therefore cannot tell whether its processes still run.
+#: other nodes, which therefore judge its processes by their beats in the database
+#: (services/liveness.py).
 FOREIGN_NODE = 1
 
 

@@ -387,17 +387,7 @@ def test_node_killed_mid_push_skopeo_retries_through_the_others(
     "victim_index",
     [
         pytest.param(0, id="same-pid-namespace"),
-        pytest.param(
-            FOREIGN_NODE,
-            id="another-host",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 14 item 3, being fixed in services/lease_holders.py by another "
-                "engineer: a lease held by a process on another host (here: another pid "
-                "namespace) cannot be checked, so the survivor answers 429 until the dead "
-                "node's lease runs out (60 s)",
-            ),
-        ),
+        pytest.param(FOREIGN_NODE, id="another-host"),
     ],
 )
 def test_upload_session_of_a_killed_node_continues_elsewhere_at_once(
@@ -405,7 +395,9 @@ def test_upload_session_of_a_killed_node_continues_elsewhere_at_once(
 ) -> None:
     """A node dies while it holds an upload session (mid-PATCH); the client goes on with the
     session on another node without waiting for the lease to run out. On one host the
-    survivor sees that the holder's process is gone; a node on another host cannot."""
+    survivor sees that the holder's process is gone; a node on another host (here: another
+    pid namespace) is presumed dead once its beats are ``cluster.node_timeout`` (5 s) old, and
+    the survivor holds the PATCH until then instead of answering 429."""
     victim, survivor = cluster.nodes[victim_index], cluster.nodes[2]
     first = b"first chunk " * 10_000
     with cluster.node_client(survivor) as client:

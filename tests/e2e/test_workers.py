@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from moorage.cpus import auto_workers
 from tests.e2e.support import RegistryServer, registry_kind
 
 pytestmark = pytest.mark.e2e
@@ -44,3 +47,21 @@ def test_chunked_upload_across_workers(two_workers: RegistryServer) -> None:
     for _ in range(8):
         got = httpx.get(f"{two_workers.url}/v2/multi/worker/blobs/{digest}")
         assert got.content == data
+
+
+def test_default_is_one_worker_per_cpu(tmp_path: Path) -> None:
+    """`./scripts/serve` with no flags starts as many workers as the machine has CPUs (at most
+    8)."""
+    if registry_kind() != "moorage":
+        pytest.fail("this test is about moorage's default workers; unset E2E_REGISTRY_CMD")
+    expected = auto_workers()
+    with RegistryServer("moorage", tmp_path) as server:
+        deadline = time.monotonic() + 30  # the first worker may answer before the last starts
+        while True:
+            log = server.log_path.read_text()
+            started = set(re.findall(r"Started worker-(\d+)", log))
+            if len(started) >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert f", {expected} worker(s))" in log
+    assert len(started) == expected, log

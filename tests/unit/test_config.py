@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from moorage import cpus
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
+from moorage.cpus import auto_workers
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +52,7 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert s.limits.body_idle_timeout_seconds == 30
     assert s.limits.header_max_bytes == 16 * 1024
     assert s.delete_enabled is True
-    assert s.workers == 1
+    assert s.workers == auto_workers()
     assert s.log.level == "info"
     assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'moorage-data' / 'moorage.db'}"
 
@@ -166,6 +168,7 @@ def test_explicit_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
         ("workers: 65\n", "workers"),
         ("delete_enabled: perhaps\n", "delete_enabled"),
         ("storage:\n  datadir: /x\n", "storage.datadir"),
+        ("cluster:\n  node_timeout: 1s\n", "cluster.node_timeout"),
     ],
 )
 def test_bad_file_key_or_value_names_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -215,6 +218,39 @@ def test_bad_env_value_is_reported_even_when_the_file_is_fine(
 def test_flag_can_fix_a_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOORAGE_WORKERS", "0")
     assert load_settings(workers=2).workers == 2
+
+
+# --- workers: auto ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_cpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(cpus, "CGROUP_CPU_MAX", tmp_path / "no-cgroup-quota")
+
+
+@pytest.mark.usefixtures("three_cpus")
+def test_workers_auto_is_one_per_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().workers == 3  # the default
+    assert load_settings(write(tmp_path, "workers: auto\n")).workers == 3
+    monkeypatch.setenv("MOORAGE_WORKERS", "auto")
+    assert load_settings().workers == 3
+    assert load_settings(workers="auto").workers == 3
+
+
+@pytest.mark.usefixtures("three_cpus")
+def test_explicit_workers_win_over_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(write(tmp_path, "workers: 1\n")).workers == 1
+    monkeypatch.setenv("MOORAGE_WORKERS", "5")
+    assert load_settings(write(tmp_path, "workers: auto\n")).workers == 5
+    monkeypatch.setenv("MOORAGE_WORKERS", "auto")
+    assert load_settings(workers=2).workers == 2
+
+
+def test_a_bad_workers_value_says_auto_is_allowed() -> None:
+    assert config_error(workers="lots") == (
+        "workers: Value error, a number of worker processes (1 to 64), or auto"
+    )
 
 
 # --- the file itself ---------------------------------------------------------------------------
@@ -349,3 +385,10 @@ def test_top_level_log_level_still_read_unless_log_level_is_given(tmp_path: Path
 def test_bad_log_format_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"log\.format"):
         load_settings(write(tmp_path, "log:\n  format: xml\n"))
+
+
+def test_the_node_timeout_is_a_duration(tmp_path: Path) -> None:
+    assert Settings().cluster.node_timeout == 5.0
+    assert (
+        load_settings(write(tmp_path, "cluster:\n  node_timeout: 10s\n")).cluster.node_timeout == 10
+    )

@@ -78,7 +78,8 @@ async def start_upload(registry: Registry, request: Request, name: str) -> Respo
         await stream_into(request, whole)
         await run_in_threadpool(whole.finish)
         return blob_created(name, digest)
-    session = await run_in_threadpool(registry.uploads.start, name, query.get("digest-algorithm"))
+    # No I/O: the session lives in its id until bytes come (services/upload_ids.py).
+    session = registry.uploads.start(name, query.get("digest-algorithm"))
     return Response(b"", 202, progress_headers(name, session.id, 0))
 
 
@@ -96,11 +97,38 @@ async def finish_upload(
     if digest_text is None:
         raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = Digest.parse(digest_text)
-    append = await _begin_append(registry, request, name, upload_id, ranged=_has_body(request))
+    has_body = _has_body(request)
+    if has_body and "content-range" not in request.headers:
+        # The whole blob on a session with no bytes yet (POST then PUT): a monolithic upload
+        # that ends the session in the blob's own transaction (UploadService.begin_fresh).
+        uploads = registry.uploads
+        length = declared_length(request)
+        if length is not None and length <= WRITE_BATCH:
+            data = await read_body(request, length)
+            if await run_in_threadpool(uploads.put_fresh, name, upload_id, digest, data):
+                return blob_created(name, digest)
+            append = await _begin_append(registry, request, name, upload_id, ranged=False)
+            await run_in_threadpool(_write_and_complete, append, data, digest)
+            return blob_created(name, digest)
+        whole = await run_in_threadpool(uploads.begin_fresh, name, upload_id, digest)
+        if whole is not None:
+            await stream_into(request, whole)
+            await run_in_threadpool(whole.finish)
+            return blob_created(name, digest)
+    append = await _begin_append(registry, request, name, upload_id, ranged=has_body)
     await stream_into(request, append)
     # One call, under the lease taken above: verify, publish, link, end the session.
     await run_in_threadpool(append.complete, digest)
     return blob_created(name, digest)
+
+
+def _write_and_complete(append: Append, data: bytes, digest: Digest) -> None:
+    try:
+        append.write(data)
+    except BaseException:
+        append.abort()
+        raise
+    append.complete(digest)
 
 
 async def upload_status(

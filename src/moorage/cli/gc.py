@@ -129,7 +129,7 @@ def gc(
 
 def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
-    from moorage.app import build_collector, build_registry
+    from moorage.app import build_collector, build_registry, start_heartbeat
     from moorage.metadata.migrate import SchemaMismatch
     from moorage.services.gc import CollectorBusy, collect_exclusively
     from moorage.services.jobs import LeaseLost
@@ -138,14 +138,21 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
     try:
         registry = build_registry(settings)
         collector, leases = build_collector(settings, registry)
-        return collect_exclusively(
-            collector,
-            leases,
-            settings.gc.grace if grace is None else grace,
-            dry_run=dry_run,
-            full=full,
-            progress=progress,
-        )
+        # Beating (on a shared database), this run's lease is taken over at once if it is
+        # killed, even from another host; a clean exit (an error included) marks it stopped.
+        heartbeat = start_heartbeat(registry)
+        try:
+            return collect_exclusively(
+                collector,
+                leases,
+                settings.gc.grace if grace is None else grace,
+                dry_run=dry_run,
+                full=full,
+                progress=progress,
+            )
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
     except CollectorBusy as busy:
         raise click.ClickException(
             f"another garbage collection is running ({busy.holder}); try again later"

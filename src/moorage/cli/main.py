@@ -10,13 +10,16 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from moorage.api.forwarded import parse_trusted
 from moorage.cli import audit, deploy, events, gc, lifecycle, storage, tokens, users
 from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from granian.server import MPServer, MTServer
 
 
 def _load(config: Path | None, **overrides: Any) -> Settings:
@@ -148,7 +151,7 @@ def main() -> None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), help="Where blobs and the database live."
 )
-@click.option("--workers", type=int, help="Worker processes (default 1).")
+@click.option("--workers", help="Worker processes, or auto: one per CPU, at most 8 (the default).")
 @click.option(
     "--tls-cert",
     type=click.Path(path_type=Path),
@@ -178,7 +181,7 @@ def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
-    workers: int | None,
+    workers: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
     htpasswd: Path | None,
@@ -191,7 +194,7 @@ def serve(
         "MOORAGE_LISTEN__HOST": host,
         "MOORAGE_LISTEN__PORT": None if port is None else str(port),
         "MOORAGE_STORAGE__DATA_DIR": None if data_dir is None else str(data_dir.resolve()),
-        "MOORAGE_WORKERS": None if workers is None else str(workers),
+        "MOORAGE_WORKERS": workers,
         "MOORAGE_TLS__CERT": None if tls_cert is None else str(tls_cert.resolve()),
         "MOORAGE_TLS__KEY": None if tls_key is None else str(tls_key.resolve()),
         "MOORAGE_AUTH__HTPASSWD": None if htpasswd is None else str(htpasswd.resolve()),
@@ -230,18 +233,35 @@ def _serve(settings: Settings, tls: tuple[Path, Path] | None) -> None:
     if problem:
         raise click.ClickException(problem)
 
-    from granian import Granian
-    from granian.constants import Interfaces
-
     scheme = "https" if tls else "http"
     click.echo(
         f"moorage: serving on {scheme}://{settings.listen.host}:{settings.listen.port} "
         f"(data in {settings.storage.data_dir.resolve()}, {settings.workers} worker(s))",
         err=True,
     )
-    server = Granian(
-        "moorage.app:create_app",
-        factory=True,
+    server = granian_server(settings, tls)
+    try:
+        server.serve()
+    except RuntimeError as error:  # granian reports bind failures this way
+        raise click.ClickException(
+            f"cannot listen on {settings.listen.host}:{settings.listen.port}: {error}"
+        ) from None
+
+
+def granian_server(
+    settings: Settings,
+    tls: tuple[Path, Path] | None,
+    target: str = "moorage.app:create_app",
+    factory: bool = True,
+) -> MPServer | MTServer:
+    """The granian server `serve` runs. ``target`` is replaceable so that bench/ceiling.py can
+    run a bare "hello" app under exactly the same server options (the framework's ceiling)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    return Granian(
+        target,
+        factory=factory,
         address=settings.listen.host,
         port=settings.listen.port,
         interface=Interfaces.ASGI,
@@ -252,12 +272,6 @@ def _serve(settings: Settings, tls: tuple[Path, Path] | None) -> None:
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
     )
-    try:
-        server.serve()
-    except RuntimeError as error:  # granian reports bind failures this way
-        raise click.ClickException(
-            f"cannot listen on {settings.listen.host}:{settings.listen.port}: {error}"
-        ) from None
 
 
 @main.group()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from moorage.config import ConfigError, Settings, load_settings
+from moorage.cli.metadata import load_cli_settings
+from moorage.config import Settings
 from moorage.storage.port import StorageUnavailable
 
 
@@ -28,10 +29,7 @@ def storage() -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML config file.")
 def check(config_file: Path | None) -> None:
     """Write, read back and delete a probe object in the configured store."""
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
+    settings = load_cli_settings(config_file)
     # The composition root picks the backend; imported here so `moorage --help` stays light.
     from moorage.app import build_blob_store
 

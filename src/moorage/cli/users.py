@@ -14,7 +14,8 @@ import click
 
 from moorage.auth import htpasswd
 from moorage.auth.usernames import validate_username
-from moorage.config import CONFIG_FILE_VARIABLE, ConfigError, load_settings
+from moorage.cli.metadata import load_cli_settings
+from moorage.config import CONFIG_FILE_VARIABLE
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -38,10 +39,7 @@ def _file_options(command: _F) -> _F:
 def _htpasswd_path(htpasswd_file: Path | None, config_file: Path | None) -> Path:
     if htpasswd_file is not None:
         return htpasswd_file
-    try:
-        settings = load_settings(config_file)
-    except ConfigError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
+    settings = load_cli_settings(config_file)
     if settings.auth.htpasswd is None:
         raise click.ClickException(
             "no htpasswd file: pass --htpasswd FILE, or set auth.htpasswd in the configuration "

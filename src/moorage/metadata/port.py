@@ -41,11 +41,21 @@ class TagTaken(Exception):
 
 class MetadataStore(Protocol):
     # --- blobs -----------------------------------------------------------------------------
-    def link_blob(self, repository: str, digest: str, size: int) -> None:
+    def link_blob(
+        self, repository: str, digest: str, size: int, ending: UploadSession | None = None
+    ) -> None:
         """Record that blob ``digest`` exists and belongs to ``repository`` (created if new,
-        at its digest's own place). Idempotent."""
+        at its digest's own place). Idempotent. ``ending``: an upload session this completes,
+        ended in the same transaction (:meth:`end_upload`)."""
 
-    def store_blob(self, repository: str, digest: str, size: int, location: str | None) -> None:
+    def store_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        location: str | None,
+        ending: UploadSession | None = None,
+    ) -> None:
         """Like :meth:`link_blob`, for bytes just written: the blob is now at ``location``
         (None: its digest's own place), also when it was recorded elsewhere before."""
 
@@ -115,9 +125,15 @@ class MetadataStore(Protocol):
         artifact type, in digest order after ``last``."""
 
     # --- upload sessions ---------------------------------------------------------------------
-    def create_upload(self, session: UploadSession) -> None: ...
+    def create_upload(
+        self, session: UploadSession, until: float | None = None, holder: str | None = None
+    ) -> bool:
+        """Record a new session, already claimed by ``holder`` until ``until`` when given (the
+        first PATCH or PUT of a session whose id carried it so far); False, changing nothing,
+        when a row with its id exists (another request created it first, or it ended)."""
 
-    def get_upload(self, repository: str, upload_id: str) -> UploadSession | None: ...
+    def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
+        """The session's row, an ended one included (``session.ended``); None if none."""
 
     def claim_upload(
         self,
@@ -129,7 +145,7 @@ class MetadataStore(Protocol):
         replacing: float | None = None,
     ) -> UploadSession | None:
         """Take an exclusive lease on the session until ``until`` for ``holder``; None if it
-        does not exist. Raises :class:`UploadBusy` while another holder's lease has not
+        has no row or ended. Raises :class:`UploadBusy` while another holder's lease has not
         expired at ``now``, unless that lease is exactly ``replacing`` (a lease whose holder
         is known to be dead, taken over; ``until`` must then differ from it).
 
@@ -141,11 +157,18 @@ class MetadataStore(Protocol):
         """Move the lease held as ``token`` to ``until`` (the new token)."""
 
     def release_upload(
-        self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
+        self,
+        upload_id: str,
+        token: float,
+        offset: int,
+        hash_state: bytes,
+        now: float,
+        append: str | None = None,
     ) -> bool:
-        """Record progress and drop the lease (pass the old offset and state to only unlock).
-        Not forced to disk: the caller makes the bytes durable first, so a record lost in a
-        power failure only moves the session back."""
+        """Record progress and drop the lease (pass the old offset and state to only unlock);
+        ``append`` names the claim whose append this was, added to the session's ``appends``.
+        Durable, as the caller's 202 promises; the caller makes the bytes durable first, so
+        the record never runs ahead of them."""
 
     def complete_upload(
         self,
@@ -156,22 +179,27 @@ class MetadataStore(Protocol):
         size: int,
         location: str | None,
     ) -> bool:
-        """In one transaction: link the finished blob to the repository and end the session;
-        nothing at all when the lease is not ``token``. With ``location=None`` (the bytes are
+        """In one transaction: link the finished blob to the repository and end the session
+        (its row stays, ended: see :meth:`end_upload`); nothing at all when the lease is not
+        ``token``. With ``location=None`` (the bytes are
         at the digest's own place) this is :meth:`store_blob`; a location is recorded only if
         the blob has none yet (compare :meth:`blob` afterwards)."""
 
     def discard_upload(self, upload_id: str, token: float) -> bool:
         """End the session this holder owns."""
 
-    def delete_upload(self, upload_id: str) -> bool:
-        """End the session whoever holds it (a client's cancel); False if there was none."""
+    def end_upload(self, session: UploadSession) -> None:
+        """End the session whoever holds it (a client's cancel), with or without a row so far:
+        its row is kept, ended, so that its still validly signed id is refused until it
+        expires (then :meth:`expire_uploads` removes the row and the id is too old)."""
 
-    def upload_exists(self, upload_id: str) -> bool: ...
+    def upload_exists(self, upload_id: str) -> bool:
+        """Whether the session has a row and has not ended."""
 
     def expire_uploads(self, updated_before: float, now: float) -> list[str]:
-        """End sessions last changed before ``updated_before`` that no unexpired lease holds
-        at ``now``; return their ids."""
+        """Remove sessions last changed before ``updated_before`` that no unexpired lease
+        holds at ``now`` (ended ones included); return the ids of those that had not ended
+        (abandoned: their bytes are to be removed)."""
 
     def check(self) -> None:
         """Raise if the database is unreachable."""

@@ -49,9 +49,16 @@ class ReferrerRecord:
     annotations: dict[str, str]
 
 
+# The offset of an ended session's row: kept (until the upload expiry) so that its id, which
+# still carries a valid signature (services/upload_ids.py), is not taken for a new session.
+ENDED_OFFSET = -1
+
+
 @dataclass(frozen=True, slots=True)
 class UploadSession:
-    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes."""
+    """An upload in progress. ``hash_state`` is the serialised hasher after ``offset`` bytes.
+    ``appends``: the claims whose appends were recorded (a store that keeps appends apart
+    reads only theirs); None for a session begun before they were recorded (all count)."""
 
     id: str
     repository: str
@@ -60,6 +67,12 @@ class UploadSession:
     hash_state: bytes
     created_at: float
     updated_at: float
+    appends: tuple[str, ...] | None = ()
+
+    @property
+    def ended(self) -> bool:
+        """Completed, cancelled or discarded: the id answers BLOB_UPLOAD_UNKNOWN."""
+        return self.offset == ENDED_OFFSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +84,23 @@ class Inventory:
     tags: int
     upload_sessions: int
     blob_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A serving process's row (services/liveness.py): its last beat and the start of its
+    unbroken run of beats (database clock), and whether it shut down cleanly."""
+
+    last: float
+    since: float
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the database says, at one instant (``now``, its own clock), about a holder and
+    about the process judging it."""
+
+    now: float
+    holder: Beat | None
+    judge: Beat | None

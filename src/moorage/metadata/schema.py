@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -120,6 +121,9 @@ uploads = Table(
     # The process holding the lease (services/lease_holders.py), so that a dead holder's lease
     # can be taken over before its deadline.
     Column("lease_holder", String(255)),
+    # The claims whose appends were recorded, space-separated (NULL: a session begun before
+    # 0007): a store that keeps each append apart reads only these (storage/segments.py).
+    Column("appends", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_uploads_updated_at", "updated_at"),
@@ -161,6 +165,17 @@ gc_orphans = Table(
 # Named leases so that one holder at a time runs a background job across worker processes and
 # nodes (the collector; later webhook delivery and upload expiry). ``until`` is when an
 # unrenewed lease may be taken over.
+# One row per serving process (services/liveness.py): its last beat and the start of its
+# unbroken run of beats, by the database's clock, and whether it shut down cleanly.
+process_beats = Table(
+    "process_beats",
+    metadata,
+    Column("process", String(255), primary_key=True),
+    Column("last_beat", Float, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("stopped", Boolean, nullable=False),
+)
+
 job_leases = Table(
     "job_leases",
     metadata,

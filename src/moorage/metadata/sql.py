@@ -19,7 +19,6 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     literal_column,
     select,
     text,
@@ -37,6 +36,7 @@ from moorage.metadata import schema as s
 from moorage.metadata.outbox import OutboxWriter
 from moorage.metadata.port import TagTaken, UploadBusy
 from moorage.metadata.records import (
+    ENDED_OFFSET,
     BlobRecord,
     Inventory,
     ManifestRecord,
@@ -154,6 +154,53 @@ _BLOB = select(s.blobs.c.size, s.blobs.c.location).where(s.blobs.c.digest == bin
 _REPOSITORY_BLOBS = s.repositories.join(
     s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
 ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
+_UPLOAD = select(s.uploads).where(
+    s.uploads.c.id == bindparam("upload_id"), s.uploads.c.repository == bindparam("repo_name")
+)
+# A claim takes a live session whose lease is free, expired, or exactly ``replacing`` (a dead
+# holder's, taken over); an ended session's row is never claimed.
+_CLAIM_UPLOAD = (
+    update(s.uploads)
+    .where(
+        s.uploads.c.id == bindparam("upload_id"),
+        s.uploads.c.repository == bindparam("repo_name"),
+        s.uploads.c.offset != ENDED_OFFSET,
+        s.uploads.c.lease_until.is_(None)
+        | (s.uploads.c.lease_until < bindparam("now"))
+        | (s.uploads.c.lease_until == bindparam("replacing")),
+    )
+    .values(lease_until=bindparam("until"), lease_holder=bindparam("holder"))
+)
+# Records progress (or ends the session: offset ENDED_OFFSET) and drops the lease, only while
+# the lease is still ``token`` (the fencing, services/leases.py).
+_RELEASE_UPLOAD = (
+    update(s.uploads)
+    .where(s.uploads.c.id == bindparam("upload_id"), s.uploads.c.lease_until == bindparam("token"))
+    .values(
+        offset=bindparam("to_offset"),
+        hash_state=bindparam("to_state"),
+        lease_until=None,
+        lease_holder=None,
+        updated_at=bindparam("now"),
+    )
+)
+# The same, adding the claim whose append this was to the session's recorded appends.
+_RELEASE_UPLOAD_APPENDING = _RELEASE_UPLOAD.values(
+    appends=func.coalesce(s.uploads.c.appends, "") + " " + bindparam("append")
+)
+# Ends the session this lease holds. Its row is kept as long as its id is valid, no longer:
+# last changed at the id's own opening time, it expires exactly when the id does.
+_END_HELD_UPLOAD = (
+    update(s.uploads)
+    .where(s.uploads.c.id == bindparam("upload_id"), s.uploads.c.lease_until == bindparam("token"))
+    .values(
+        offset=ENDED_OFFSET,
+        hash_state=b"",
+        lease_until=None,
+        lease_holder=None,
+        updated_at=s.uploads.c.created_at,
+    )
+)
 # With the link's pending garbage-collection review, if any: a HEAD (or mount) of a link that
 # is a candidate moves its review forward (SqlMetadataStore.linked_blob).
 _LINKED_BLOB = (
@@ -244,6 +291,7 @@ def _session(row: Any) -> UploadSession:
         hash_state=bytes(row.hash_state),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        appends=None if row.appends is None else tuple(row.appends.split()),
     )
 
 
@@ -282,6 +330,22 @@ class SqlMetadataStore:
                 s.tags,
             )
         }
+        # RETURNING: whether the row was created (rowcount is -1 here on PostgreSQL).
+        self._create_upload = (
+            dialect_insert(s.uploads).on_conflict_do_nothing().returning(s.uploads.c.id)
+        )
+        # Ends a session, whether or not it had a row yet (services/upload_ids.py).
+        end_upload = dialect_insert(s.uploads)
+        self._end_upload_row = end_upload.on_conflict_do_update(
+            index_elements=[s.uploads.c.id],
+            set_={
+                "offset": end_upload.excluded.offset,
+                "hash_state": end_upload.excluded.hash_state,
+                "lease_until": None,
+                "lease_holder": None,
+                "updated_at": end_upload.excluded.updated_at,
+            },
+        )
         # Creates the blob row, or takes its row lock (a no-op update) when it exists: a link
         # made while the collector deletes the row then waits for it and re-creates the row
         # (instead of linking a row about to vanish). See docs/gc.md.
@@ -362,10 +426,11 @@ class SqlMetadataStore:
     def _transaction(self, durable: bool) -> Iterator[Connection]:
         """A connection in a write transaction, committed on success, rolled back on error.
 
-        ``durable=False`` is for upload-session progress only: the commit survives a crash of
-        the process but may be lost with power, which costs a client a retried chunk, never a
-        wrong byte (the upload is truncated back to the recorded offset, or refused if shorter).
-        It spares each PATCH two fsyncs that waited on the upload's own dirty pages."""
+        ``durable=False`` is for what no answer to a client rests on alone: upload leases (a
+        claim, a renewal, the row a first PATCH creates before its bytes, made durable by that
+        request's own durable record of progress) and grace restarts. Such a commit survives a
+        crash of the process and is made durable by the next durable commit of anyone; only a
+        power failure before that can lose it."""
         if not self._single_writer:
             with _unavailable_on_pool_timeout(), self.engine.connect() as conn, conn.begin():
                 if not durable:
@@ -415,13 +480,26 @@ class SqlMetadataStore:
         return repository_id
 
     # --- blobs -------------------------------------------------------------------------------
-    def link_blob(self, repository: str, digest: str, size: int) -> None:
+    def link_blob(
+        self, repository: str, digest: str, size: int, ending: UploadSession | None = None
+    ) -> None:
         with self._write() as conn:
             self._link_blob(conn, repository, digest, size, None, replace=False)
+            if ending is not None:
+                self._end_upload(conn, ending)
 
-    def store_blob(self, repository: str, digest: str, size: int, location: str | None) -> None:
+    def store_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        location: str | None,
+        ending: UploadSession | None = None,
+    ) -> None:
         with self._write() as conn:
             self._link_blob(conn, repository, digest, size, location, replace=True)
+            if ending is not None:
+                self._end_upload(conn, ending)
 
     def _link_blob(
         self,
@@ -767,27 +845,27 @@ class SqlMetadataStore:
         ]
 
     # --- upload sessions -----------------------------------------------------------------------
-    def create_upload(self, session: UploadSession) -> None:
+    def create_upload(
+        self, session: UploadSession, until: float | None = None, holder: str | None = None
+    ) -> bool:
+        row = {
+            "id": session.id,
+            "repository": session.repository,
+            "algorithm": session.algorithm,
+            "offset": session.offset,
+            "hash_state": session.hash_state,
+            "appends": None if session.appends is None else " ".join(session.appends),
+            "lease_until": until,
+            "lease_holder": holder,
+            "created_at": session.created_at,
+            "updated_at": session.updated_at,
+        }
         with self._write(durable=False) as conn:
-            conn.execute(
-                insert(s.uploads).values(
-                    id=session.id,
-                    repository=session.repository,
-                    algorithm=session.algorithm,
-                    offset=session.offset,
-                    hash_state=session.hash_state,
-                    created_at=session.created_at,
-                    updated_at=session.updated_at,
-                )
-            )
+            return conn.execute(self._create_upload, row).first() is not None
 
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
         with self._read() as conn:
-            row = conn.execute(
-                select(s.uploads).where(
-                    s.uploads.c.id == upload_id, s.uploads.c.repository == repository
-                )
-            ).first()
+            row = conn.execute(_UPLOAD, {"upload_id": upload_id, "repo_name": repository}).first()
         return None if row is None else _session(row)
 
     def claim_upload(
@@ -799,20 +877,14 @@ class SqlMetadataStore:
         holder: str,
         replacing: float | None = None,
     ) -> UploadSession | None:
-        u = s.uploads
-        free = u.c.lease_until.is_(None) | (u.c.lease_until < now)
-        if replacing is not None:
-            free = free | (u.c.lease_until == replacing)
+        key = {"upload_id": upload_id, "repo_name": repository}
         with self._write(durable=False) as conn:
             claimed = conn.execute(
-                update(u)
-                .where(u.c.id == upload_id, u.c.repository == repository, free)
-                .values(lease_until=until, lease_holder=holder)
+                _CLAIM_UPLOAD,
+                {**key, "now": now, "until": until, "holder": holder, "replacing": replacing},
             )
-            row = conn.execute(
-                select(u).where(and_(u.c.id == upload_id, u.c.repository == repository))
-            ).first()
-        if row is None:
+            row = conn.execute(_UPLOAD, key).first()
+        if row is None or row.offset == ENDED_OFFSET:
             return None
         if claimed.rowcount == 0:
             raise UploadBusy(row.offset, row.lease_until, row.lease_holder)
@@ -830,19 +902,23 @@ class SqlMetadataStore:
             return result.rowcount > 0
 
     def release_upload(
-        self, upload_id: str, token: float, offset: int, hash_state: bytes, now: float
+        self,
+        upload_id: str,
+        token: float,
+        offset: int,
+        hash_state: bytes,
+        now: float,
+        append: str | None = None,
     ) -> bool:
-        with self._write(durable=False) as conn:
+        values = {"to_offset": offset, "to_state": hash_state, "now": now}
+        statement = _RELEASE_UPLOAD
+        if append is not None:
+            statement, values["append"] = _RELEASE_UPLOAD_APPENDING, append
+        # Durable: the 202 of a PATCH tells the client its bytes are kept, so their record
+        # must survive a power failure as the bytes (fdatasynced before) do.
+        with self._write() as conn:
             result = conn.execute(
-                update(s.uploads)
-                .where(self._held(upload_id, token))
-                .values(
-                    offset=offset,
-                    hash_state=hash_state,
-                    lease_until=None,
-                    lease_holder=None,
-                    updated_at=now,
-                )
+                statement, {"upload_id": upload_id, "token": token, **values}
             )
             return result.rowcount > 0
 
@@ -856,8 +932,7 @@ class SqlMetadataStore:
         location: str | None,
     ) -> bool:
         with self._write() as conn:
-            ended = conn.execute(delete(s.uploads).where(self._held(upload_id, token)))
-            if ended.rowcount == 0:
+            if not self._end_held(conn, upload_id, token):
                 return False
             # Bytes at the digest's own place are always valid, so they may replace whatever
             # was recorded; bytes kept in place never displace a recorded location (someone
@@ -867,17 +942,39 @@ class SqlMetadataStore:
 
     def discard_upload(self, upload_id: str, token: float) -> bool:
         with self._write() as conn:
-            return conn.execute(delete(s.uploads).where(self._held(upload_id, token))).rowcount > 0
+            return self._end_held(conn, upload_id, token)
+
+    @staticmethod
+    def _end_held(conn: Connection, upload_id: str, token: float) -> bool:
+        ended = conn.execute(_END_HELD_UPLOAD, {"upload_id": upload_id, "token": token})
+        return ended.rowcount > 0
+
+    def end_upload(self, session: UploadSession) -> None:
+        with self._write() as conn:
+            self._end_upload(conn, session)
+
+    def _end_upload(self, conn: Connection, session: UploadSession) -> None:
+        conn.execute(
+            self._end_upload_row,
+            {
+                "id": session.id,
+                "repository": session.repository,
+                "algorithm": session.algorithm,
+                "offset": ENDED_OFFSET,
+                "hash_state": b"",
+                "lease_until": None,
+                "lease_holder": None,
+                "created_at": session.created_at,
+                "updated_at": session.created_at,  # see _END_HELD_UPLOAD
+            },
+        )
 
     def upload_exists(self, upload_id: str) -> bool:
         with self._read() as conn:
-            query = select(s.uploads.c.id).where(s.uploads.c.id == upload_id)
+            query = select(s.uploads.c.id).where(
+                s.uploads.c.id == upload_id, s.uploads.c.offset != ENDED_OFFSET
+            )
             return conn.execute(query).first() is not None
-
-    def delete_upload(self, upload_id: str) -> bool:
-        with self._write() as conn:
-            result = conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
-            return result.rowcount > 0
 
     def expire_uploads(self, updated_before: float, now: float) -> list[str]:
         u = s.uploads
@@ -886,8 +983,10 @@ class SqlMetadataStore:
         )
         # RETURNING: exactly the rows this statement deleted, even if a claim raced the sweep.
         with self._write() as conn:
-            ids = list(conn.execute(delete(u).where(idle).returning(u.c.id)).scalars())
-        return ids
+            rows = conn.execute(delete(u).where(idle).returning(u.c.id, u.c.offset)).all()
+        # Ended sessions' bytes are gone already, or are the blob they became (S3 publishes in
+        # place, under the upload's own keys): only abandoned ones are the caller's to remove.
+        return [row.id for row in rows if row.offset != ENDED_OFFSET]
 
     def check(self) -> None:
         with self._read() as conn:
@@ -901,7 +1000,10 @@ class SqlMetadataStore:
                     select(count).select_from(s.repositories).scalar_subquery(),
                     select(count).select_from(s.manifests).scalar_subquery(),
                     select(count).select_from(s.tags).scalar_subquery(),
-                    select(count).select_from(s.uploads).scalar_subquery(),
+                    select(count)
+                    .select_from(s.uploads)
+                    .where(s.uploads.c.offset != ENDED_OFFSET)
+                    .scalar_subquery(),
                     select(func.coalesce(func.sum(s.blobs.c.size), 0)).scalar_subquery(),
                 )
             ).one()

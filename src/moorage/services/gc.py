@@ -269,7 +269,7 @@ GC_LEASE = "gc"
 #: full. So full sweeps happen at most once per ``full_interval`` whichever worker runs them.
 GC_FULL_LEASE = "gc.full"
 # Renewed at every batch once half of it has passed; a collector that dies without releasing
-# it holds the others off this long (less on its own host: see jobs.died_here).
+# it holds the others off this long (less when it is known to be dead: see services/liveness.py).
 GC_LEASE_SECONDS = 60.0
 
 

@@ -1,7 +1,10 @@
 """Background jobs that must run on one worker at a time across processes and nodes.
 
 A job holds a named lease in the database while it runs and renews it as it goes; a holder that
-dies stops renewing, and once its lease runs out another worker may take the job over.
+dies stops renewing, and once its lease runs out another worker may take the job over. A holder
+known to be dead (killed on this host, or presumed dead on another: services/liveness.py) is
+taken over at once. Two holders of one job at once are harmless, only wasteful: the collector
+decides under row locks, and event deliveries are at least once.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from moorage.services.lease_holders import LeaseHolders
+from moorage.services.liveness import PROCESS, Liveness
 
 
 class JobLeases(Protocol):
@@ -37,19 +40,10 @@ class LeaseLost(Exception):
     """The job's lease ran out and could not be renewed: another worker may run the job."""
 
 
-_HOLDERS = LeaseHolders()
-
-
-def new_holder() -> str:
+def new_holder(liveness: Liveness = PROCESS) -> str:
     """A name for this process's claim, which other processes can check on (the same name
     upload leases use), plus a random part so that two claims of one process differ."""
-    return f"{_HOLDERS.current()}#{uuid.uuid4().hex[:8]}"
-
-
-def died_here(holder: str) -> bool:
-    """True if ``holder``'s process certainly no longer runs (killed, even if not reaped; its
-    pid not reused): its lease need not run out first. See services/lease_holders.py."""
-    return _HOLDERS.is_dead(holder)
+    return f"{liveness.current()}#{uuid.uuid4().hex[:8]}"
 
 
 class HeldLease:
@@ -62,6 +56,7 @@ class HeldLease:
         holder: str,
         seconds: float,
         clock: Callable[[], float] = time.time,
+        liveness: Liveness = PROCESS,
     ) -> None:
         self.leases, self.name, self.holder, self.seconds, self.clock = (
             leases,
@@ -70,16 +65,17 @@ class HeldLease:
             seconds,
             clock,
         )
+        self.liveness = liveness
         self.until = 0.0
 
     def take(self) -> bool:
         now = self.clock()
         if not self.leases.acquire(self.name, self.holder, now, now + self.seconds):
             held = self.leases.holder(self.name)
-            if held is None or not died_here(held[0]):
+            if held is None or not self.liveness.is_dead(held[0]):
                 return False
-            # Its holder was killed on this host (say `moorage gc` got SIGKILL): no need to
-            # wait for the lease to run out.
+            # Its holder was killed (say `moorage gc` got SIGKILL, or its node died): no need
+            # to wait for the lease to run out.
             if not self.leases.take_over(self.name, held[0], self.holder, now + self.seconds):
                 return False
         self.until = now + self.seconds

@@ -6,8 +6,8 @@ told where to continue and then refused. Each lease therefore also names its hol
 process, and the scope in which its process id means something (the running kernel's boot id
 and the process's pid namespace). A process in the same scope can then ask the kernel whether
 the holder still runs, and take a dead holder's lease over at once. A holder in another scope
-(another node, another container's pid namespace) cannot be checked from here; its lease is
-freed by its deadline.
+(another node, another container's pid namespace) cannot be checked from here: see
+services/liveness.py for how such a holder is presumed dead (else its lease runs to its deadline).
 
 A holder is only ever declared dead when that is certain: its scope matches ours and its
 process id is gone or now belongs to a process that started at another time (pids are
@@ -92,6 +92,12 @@ class LeaseHolders:
             started = _start_time(self._proc, pid) or ""
             self._current = LeaseHolder(self._scope, pid, started, socket.gethostname())
         return str(self._current)
+
+    def is_local(self, name: str) -> bool:
+        """Whether the kernel here can tell if holder ``name`` runs (same boot, same pid
+        namespace)."""
+        holder = LeaseHolder.parse(name.partition("#")[0])
+        return holder is not None and bool(self._scope) and holder.scope == self._scope
 
     def is_dead(self, name: str | None) -> bool:
         """True only when the holder certainly no longer runs (see the module docstring)."""

@@ -1,9 +1,11 @@
 """Blob uploads: sessions, chunked appends, verification and publication, cross-repo mounts.
 
-An upload's state (offset and serialised hash state) lives in the metadata store, so any worker
-or node can take the next request and a session survives a restart. Bytes are hashed while they
-are written; the digest is checked before the blob is published, and a blob is linked to the
-repository only after its bytes are durable.
+A new session lives in its id alone (services/upload_ids.py): opening one writes nothing. Once
+a request adds bytes, its state (offset and serialised hash state) lives in the metadata store,
+so any worker or node can take the next request and a session survives a restart. A PUT that
+brings the whole blob to a session with no bytes yet skips the session row altogether. Bytes are
+hashed while they are written; the digest is checked before the blob is published, and a blob
+is linked to the repository only after its bytes are durable.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from moorage.oci.digest import DEFAULT_ALGORITHM, Digest, check_algorithm
 from moorage.oci.ranges import ByteRange
 from moorage.services.blobs import collected_meanwhile, confirm_stored, find_linked
 from moorage.services.hashing import new_hasher, resume_hasher
-from moorage.services.lease_holders import LeaseHolders
 from moorage.services.leases import LeaseLost, LeaseRenewer, UploadLease
+from moorage.services.liveness import BEAT_EVERY, PROCESS, Liveness
+from moorage.services.upload_ids import UploadIds
 from moorage.storage.port import (
     BlobNotFound,
     BlobStore,
@@ -37,13 +40,17 @@ from moorage.storage.port import (
 
 log = logging.getLogger("moorage.uploads")
 
-_UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
+# Signed ids (64 hex), and the random ids (32 hex) of sessions opened by older versions.
+_UPLOAD_ID = re.compile(r"[a-f0-9]{32}|[a-f0-9]{64}")
 
 # A request holds a lease on its session from claim to its last update (see services/leases.py);
 # a crashed worker's lease runs out after LEASE_SECONDS, a live one is renewed every
 # LEASE_RENEW_EVERY seconds.
 LEASE_SECONDS = 60.0
 LEASE_RENEW_EVERY = 15.0
+# A session held by a process on another host that may have died is looked at again this
+# often, for up to the node timeout (services/liveness.py), before the client is told 429.
+JUDGE_EVERY = 0.25
 
 
 def _unknown_upload(upload_id: str) -> RegistryError:
@@ -86,10 +93,15 @@ class Append:
         session: UploadSession,
         lease: UploadLease,
         expected_length: int | None,
+        claim: str,
     ) -> None:
         self._uploads = uploads
         self.session = session
         self._lease = lease
+        # Names this request's append in the store and, once recorded, in the session's
+        # ``appends`` (storage/segments.py): bytes of a displaced holder are never read.
+        self._claim = claim
+        self._appended = False
         self._hasher = resume_hasher(session.algorithm, session.hash_state)
         self._expected_length = expected_length
         # Opened on the first byte: a PUT without a body never needs the upload file open.
@@ -98,10 +110,9 @@ class Append:
 
     def write(self, data: bytes) -> None:
         self._renew()
-        if self._writer is None:
-            self._writer = self._uploads._open_writer(self.session, self._lease)
+        writer = self._writer or self._open()
         self._hasher.update(data)
-        self._writer.write(data)
+        writer.write(data)
         self.written += len(data)
 
     def finish(self) -> UploadSession:
@@ -115,9 +126,10 @@ class Append:
         offset = self.session.offset + self.written
         state = self._hasher.serialize()
         now = self._uploads.clock()
+        claim = self._claim if self._appended else None
         self._end(
             lambda token: self._uploads.metadata.release_upload(
-                self.session.id, token, offset, state, now
+                self.session.id, token, offset, state, now, claim
             )
         )
         return replace(self.session, offset=offset, hash_state=state, updated_at=now)
@@ -130,18 +142,19 @@ class Append:
         size = session.offset + self.written
         try:
             if self._writer is None and session.offset == 0:  # an empty blob: nothing written
-                self._writer = uploads._open_writer(session, self._lease)
+                self._open()
             self._close()
+            appends = self._counted()
             if digest.algorithm == session.algorithm:
                 actual = self._hasher.finalize()
             else:
-                actual = uploads._rehash(session.id, size, digest.algorithm)
+                actual = uploads._rehash(session.id, size, digest.algorithm, appends)
             if actual != digest.encoded:
                 uploads._discard_held(self._lease)
                 raise _digest_mismatch(digest)
             self._renew()  # publishing under an expired lease could race a new holder
             proven = digest.algorithm == session.algorithm
-            published = uploads._publish(self._lease, digest, size, proven)
+            published = uploads._publish(self._lease, digest, size, proven, appends)
         except BaseException:
             self.abort()  # unless the session was discarded: back to where it was, unlocked
             raise
@@ -177,6 +190,18 @@ class Append:
                 )
             )
 
+    def _open(self) -> UploadWriter:
+        self._writer = self._uploads._open_writer(self.session, self._lease, self._claim)
+        self._appended = True
+        return self._writer
+
+    def _counted(self) -> tuple[str, ...] | None:
+        """The claims whose appends form the upload: the recorded ones, and this one's."""
+        recorded = self.session.appends
+        if recorded is None or not self._appended:
+            return recorded
+        return (*recorded, self._claim)
+
     def _renew(self) -> None:
         try:
             self._lease.renew()
@@ -203,14 +228,23 @@ class Append:
 
 
 class WholeBlob:
-    """A blob pushed in one request (``POST ?digest=``): no session, no state in the database,
-    just hash while writing, verify, publish and link. When the blob is already stored the
-    bytes are only hashed (the client must still prove it has them), never written again."""
+    """A blob pushed in one request (``POST ?digest=``, or a PUT with the whole body on a
+    session with no bytes yet): no session state in the database, just hash while writing,
+    verify, publish and link (and end the session, ``ending``, in that same transaction). When
+    the blob is already stored the bytes are only hashed (the client must still prove it has
+    them), never written again."""
 
-    def __init__(self, uploads: UploadService, repository: str, digest: Digest) -> None:
+    def __init__(
+        self,
+        uploads: UploadService,
+        repository: str,
+        digest: Digest,
+        ending: UploadSession | None = None,
+    ) -> None:
         self._uploads = uploads
         self._repository = repository
         self._digest = digest
+        self._ending = ending
         # hashlib, not a resumable hasher: nothing is resumed here, and hashlib releases the
         # GIL while it hashes, so receiving the next bytes overlaps with hashing these.
         self._hasher = hashlib.new(digest.algorithm)
@@ -233,12 +267,15 @@ class WholeBlob:
         self.written += len(data)
 
     def finish(self) -> None:
+        metadata, repository, digest = self._uploads.metadata, self._repository, str(self._digest)
         if self._hasher.hexdigest() != self._digest.encoded:
             self.abort()
+            if self._ending is not None:  # as a session's PUT does: the session is discarded
+                metadata.end_upload(self._ending)
             raise _digest_mismatch(self._digest)
-        metadata, repository, digest = self._uploads.metadata, self._repository, str(self._digest)
+        ending = self._ending
         if self._writer is None:  # already stored
-            metadata.link_blob(repository, digest, self.written)
+            metadata.link_blob(repository, digest, self.written, ending)
         else:
             self._writer.close()
             location = None
@@ -249,7 +286,7 @@ class WholeBlob:
                     )
                 except BlobNotFound:  # swept away while the client sent nothing for a day
                     raise _bytes_lost() from None
-            metadata.store_blob(repository, digest, self.written, location)
+            metadata.store_blob(repository, digest, self.written, location, ending)
         # Both ways the bytes were in place before the link: the collector may have removed
         # them in between (the digest was garbage a moment ago).
         if not confirm_stored(metadata, self._uploads.blobs, self._digest):
@@ -285,6 +322,20 @@ def _digest_mismatch(digest: Digest) -> RegistryError:
     )
 
 
+def _empty_session(
+    upload_id: str, repository: str, algorithm: str, created_at: float
+) -> UploadSession:
+    return UploadSession(
+        id=upload_id,
+        repository=repository,
+        algorithm=algorithm,
+        offset=0,
+        hash_state=new_hasher(algorithm).serialize(),
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
 class UploadService:
     def __init__(
         self,
@@ -294,31 +345,39 @@ class UploadService:
         clock: Callable[[], float] = time.time,
         lease_seconds: float = LEASE_SECONDS,
         renew_every: float = LEASE_RENEW_EVERY,
-        holders: LeaseHolders | None = None,
+        liveness: Liveness = PROCESS,
+        ids: UploadIds | None = None,
     ) -> None:
+        """``ids``: signs and checks upload ids; every worker and node of one registry must
+        be given the same key (app.py derives it from the token signing key)."""
         self.metadata = metadata
         self.blobs = blobs
         self.expiry_seconds = expiry_seconds
         self.clock = clock
         self.lease_seconds = lease_seconds
-        self.holders = holders or LeaseHolders()
+        self.liveness = liveness
+        # A holder elsewhere is only presumed dead, and may still write: its session is taken
+        # over early only where its late bytes cannot become the upload's (storage/port.py).
+        self._remote_takeover = blobs.separate_appends
         self.renewer = LeaseRenewer(renew_every)
+        self.ids = ids or UploadIds()
 
     def start(self, repository: str, algorithm: str | None = None) -> UploadSession:
-        """Open a new upload session for ``repository``."""
+        """Open a new upload session for ``repository``: its id is all there is of it until
+        a request brings bytes, so this stores nothing."""
         algorithm = check_algorithm(algorithm) if algorithm else DEFAULT_ALGORITHM
         now = self.clock()
-        session = UploadSession(
-            id=uuid.uuid4().hex,
-            repository=repository,
-            algorithm=algorithm,
-            offset=0,
-            hash_state=new_hasher(algorithm).serialize(),
-            created_at=now,
-            updated_at=now,
+        return _empty_session(
+            self.ids.issue(repository, algorithm, now), repository, algorithm, now
         )
-        self.metadata.create_upload(session)
-        return session
+
+    def _opened(self, repository: str, upload_id: str) -> UploadSession | None:
+        """The empty session a signed ``upload_id`` stands for, unless it expired (or is not
+        ours, or not for ``repository``). Whether it has a row since is for the caller to ask."""
+        opened = self.ids.check(upload_id, repository)
+        if opened is None or opened.created_at < self.clock() - self.expiry_seconds:
+            return None
+        return _empty_session(upload_id, repository, opened.algorithm, opened.created_at)
 
     def begin_whole(self, repository: str, digest: Digest) -> WholeBlob:
         """Receive a whole blob in one request (monolithic upload)."""
@@ -330,11 +389,39 @@ class UploadService:
         whole.write(data)
         whole.finish()
 
+    def begin_fresh(self, repository: str, upload_id: str, digest: Digest) -> WholeBlob | None:
+        """A PUT with the whole blob on a session that has no bytes yet (POST then PUT, as
+        most clients push a small blob): received as a monolithic upload, the session ended in
+        the blob's own transaction; no session row, no lease. None when the session has a row
+        (bytes, or it ended): the caller then takes the session's way (:meth:`begin_append`)."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            return None
+        if self.metadata.get_upload(repository, upload_id) is not None:
+            return None
+        session = self._opened(repository, upload_id)
+        if session is None:
+            return None
+        # A request racing this one on the same id (a PATCH creating the row meanwhile) is
+        # harmless: this blob is verified whole, and ending the session fences the other.
+        return WholeBlob(self, repository, digest, ending=session)
+
+    def put_fresh(self, repository: str, upload_id: str, digest: Digest, data: bytes) -> bool:
+        """:meth:`begin_fresh` for a small body already in memory, in one call; False (nothing
+        done) when the session is not fresh."""
+        whole = self.begin_fresh(repository, upload_id, digest)
+        if whole is None:
+            return False
+        whole.write(data)
+        whole.finish()
+        return True
+
     def status(self, repository: str, upload_id: str) -> UploadSession:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         session = self.metadata.get_upload(repository, upload_id)
         if session is None:
+            session = self._opened(repository, upload_id)
+        if session is None or session.ended:
             raise _unknown_upload(upload_id)
         return session
 
@@ -347,26 +434,26 @@ class UploadService:
         RANGE_INVALID with the recorded offset in the error's detail, for the progress
         headers. While another live request holds the session the answer is 429 (retry
         later); a session whose holder died (a killed worker, a restarted server) is taken
-        over at once."""
+        over at once. A holder on another host is presumed dead once its beats stop
+        (services/liveness.py): the request waits for that, up to the node timeout, rather
+        than answer 429 to a client whose node just died (on stores that keep appends apart
+        only: see ``BlobStore.separate_appends``)."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown_upload(upload_id)
         now = self.clock()
-        deadline = now + self.lease_seconds
-        holder = self.holders.current()
-        try:
-            session = self.metadata.claim_upload(repository, upload_id, now, deadline, holder)
-        except UploadBusy as busy:
-            if not self.holders.is_dead(busy.holder):
-                raise _busy(busy.offset) from None
-            # The new deadline is the fencing token and must differ from the dead one's.
-            deadline = max(deadline, busy.token + 1.0)
-            try:
-                session = self.metadata.claim_upload(
-                    repository, upload_id, now, deadline, holder, replacing=busy.token
-                )
-            except UploadBusy as again:  # another request took it over first
-                raise _busy(again.offset) from None
-            log.info("upload %s taken over from a dead holder %s", upload_id, busy.holder)
+        session = None
+        opened = self._opened(repository, upload_id)
+        if opened is not None and self.metadata.get_upload(repository, upload_id) is None:
+            # A session that lived in its id alone so far: its row, created already held by
+            # this request, in one transaction. If another request created it first (or ended
+            # it) meanwhile, it is claimed as any other below.
+            opened = replace(opened, updated_at=now)
+            deadline = now + self.lease_seconds
+            if self.metadata.create_upload(opened, deadline, self.liveness.current()):
+                session = opened
+        if session is None:
+            session, deadline = self._claim(repository, upload_id)
+            now = self.clock()
         if session is None:
             raise _unknown_upload(upload_id)
         lease = UploadLease(self.metadata, upload_id, deadline, self.lease_seconds, self.clock)
@@ -379,21 +466,65 @@ class UploadService:
             raise _out_of_order(f"chunk must start at offset {session.offset}", session.offset)
         self.renewer.hold(lease)
         expected = content_range.length if content_range is not None else None
-        return Append(self, session, lease, expected)
+        return Append(self, session, lease, expected, uuid.uuid4().hex[:16])
 
-    def _open_writer(self, session: UploadSession, lease: UploadLease) -> UploadWriter:
+    def _claim(self, repository: str, upload_id: str) -> tuple[UploadSession | None, float]:
+        """Claim the session (None: there is none) and the lease's deadline; 429 while a live
+        request holds it. A holder on another host that stopped beating is looked at again
+        until it is presumed dead or one node timeout has passed."""
+        give_up: float | None = None
+        while True:
+            try:
+                return self._claim_once(repository, upload_id)
+            except UploadBusy as busy:
+                if not (self._remote_takeover and self.liveness.may_be_judged(busy.holder)):
+                    raise _busy(busy.offset) from None
+                if give_up is None:
+                    give_up = time.monotonic() + self.liveness.timeout + 2 * BEAT_EVERY
+                if time.monotonic() >= give_up:
+                    raise _busy(busy.offset) from None
+                time.sleep(JUDGE_EVERY)
+
+    def _claim_once(self, repository: str, upload_id: str) -> tuple[UploadSession | None, float]:
+        now = self.clock()
+        deadline = now + self.lease_seconds
+        holder = self.liveness.current()
         try:
-            return self.blobs.open_upload(session.id, session.offset)
+            return self.metadata.claim_upload(
+                repository, upload_id, now, deadline, holder
+            ), deadline
+        except UploadBusy as busy:
+            if not self._is_dead(busy.holder):
+                raise
+            # The new deadline is the fencing token and must differ from the dead one's.
+            deadline = max(deadline, busy.token + 1.0)
+            # UploadBusy again: another request took it over first.
+            session = self.metadata.claim_upload(
+                repository, upload_id, now, deadline, holder, replacing=busy.token
+            )
+            log.info("upload %s taken over from a dead holder %s", upload_id, busy.holder)
+            return session, deadline
+
+    def _is_dead(self, holder: str | None) -> bool:
+        if self._remote_takeover:
+            return self.liveness.is_dead(holder)
+        return self.liveness.is_dead_here(holder)
+
+    def _open_writer(self, session: UploadSession, lease: UploadLease, claim: str) -> UploadWriter:
+        try:
+            return self.blobs.open_upload(session.id, session.offset, claim, session.appends)
         except (UploadTruncated, BlobNotFound):
             self._discard_held(lease)
             raise _bytes_lost() from None
 
-    def _rehash(self, upload_id: str, size: int, algorithm: str) -> str:
+    def _rehash(
+        self, upload_id: str, size: int, algorithm: str, appends: tuple[str, ...] | None
+    ) -> str:
         # The client declared a different algorithm at the end than at the start: read the
         # upload back once. Rare (clients that want sha512 say so with ?digest-algorithm=).
         hasher = new_hasher(algorithm)
         try:
-            for chunk in self.blobs.read_upload(upload_id, size):
+            for chunk in self.blobs.read_upload(upload_id, size, appends):
                 hasher.update(chunk)
         except BlobNotFound:
             raise _bytes_lost() from None
@@ -405,7 +536,14 @@ class UploadService:
         location = record.location if record is not None else None
         return self.blobs.stat(digest, location), location
 
-    def _publish(self, lease: UploadLease, digest: Digest, size: int, proven: bool) -> Published:
+    def _publish(
+        self,
+        lease: UploadLease,
+        digest: Digest,
+        size: int,
+        proven: bool,
+        appends: tuple[str, ...] | None,
+    ) -> Published:
         """Make the verified upload blob ``digest``; returns where the blob is.
 
         A blob already stored is kept and the upload's bytes dropped: a layer pushed again
@@ -420,7 +558,8 @@ class UploadService:
             self.blobs.abort_upload(lease.upload_id)
             return Published(location, ours=False)
         try:
-            return Published(self.blobs.commit_upload(lease.upload_id, digest, size), ours=True)
+            location = self.blobs.commit_upload(lease.upload_id, digest, size, appends)
+            return Published(location, ours=True)
         except UploadTruncated:
             self._discard_held(lease)
             raise _bytes_lost() from None
@@ -456,11 +595,8 @@ class UploadService:
         """End the session at the client's request, even while another request writes to it
         (that request then fails with BLOB_UPLOAD_UNKNOWN)."""
         session = self.status(repository, upload_id)
-        self._discard(session.id)
-
-    def _discard(self, upload_id: str) -> None:
-        self.metadata.delete_upload(upload_id)
-        self.blobs.abort_upload(upload_id)
+        self.metadata.end_upload(session)
+        self.blobs.abort_upload(session.id)
 
     def _discard_held(self, lease: UploadLease) -> None:
         """Discard the session this request holds; someone else's session is left alone."""

@@ -57,7 +57,17 @@ class BlobStore(Protocol):
     written instead of moving them (an object store cannot rename, and copying costs a second
     transfer). The caller keeps the location (in the metadata database) and passes it back to
     every method that reads or deletes the blob; ``location=None`` means the digest's place.
+
+    An upload is written by a series of *claims* (each request that held the session's lease
+    appends under a claim id of its own). A store that keeps each claim's append apart
+    (``separate_appends``) reads only the appends of the claims the caller names (``appends``:
+    the ones the database recorded, plus the caller's own; None: every append counts), so
+    bytes a displaced holder writes late are never read as the upload's. A store that appends
+    in place to one file cannot tell them apart: the caller must make sure the previous holder
+    is certainly dead before it continues an upload there.
     """
+
+    separate_appends: bool
 
     def stat(self, digest: Digest, location: str | None = None) -> int | None:
         """The blob's size in bytes, or None when it is not stored."""
@@ -86,8 +96,15 @@ class BlobStore(Protocol):
     def iter_blobs(self) -> Iterator[tuple[Digest, str | None]]:
         """Every stored blob with its location, in no particular order."""
 
-    def open_upload(self, upload_id: str, offset: int) -> UploadWriter:
-        """Start appending to upload ``upload_id`` at ``offset`` (0 creates it).
+    def open_upload(
+        self,
+        upload_id: str,
+        offset: int,
+        claim: str | None = None,
+        appends: tuple[str, ...] | None = None,
+    ) -> UploadWriter:
+        """Start appending to upload ``upload_id`` at ``offset`` (0 creates it), as ``claim``,
+        after the appends of the claims ``appends``.
 
         Bytes beyond ``offset`` left by an interrupted earlier append are dropped first.
         Raises :class:`UploadTruncated` if fewer than ``offset`` bytes survived."""
@@ -101,13 +118,17 @@ class BlobStore(Protocol):
         the digest; ``discard()`` leaves nothing behind. Two writers of the same digest both
         publish the same verified bytes."""
 
-    def upload_size(self, upload_id: str) -> int | None:
+    def upload_size(self, upload_id: str, appends: tuple[str, ...] | None = None) -> int | None:
         """Bytes held for the upload (may exceed the committed offset after a crash)."""
 
-    def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
+    def read_upload(
+        self, upload_id: str, size: int, appends: tuple[str, ...] | None = None
+    ) -> Iterator[bytes]:
         """Stream the first ``size`` bytes of an upload in progress."""
 
-    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> str | None:
+    def commit_upload(
+        self, upload_id: str, digest: Digest, size: int, appends: tuple[str, ...] | None = None
+    ) -> str | None:
         """Publish the first ``size`` bytes of the upload as blob ``digest``. Afterwards
         the upload is no longer listed by :meth:`stale_uploads`; :meth:`abort_upload` still
         removes what it published (for a session that ends without recording the blob).

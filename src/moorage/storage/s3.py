@@ -9,15 +9,17 @@ Layout in the bucket, under ``storage.s3.prefix``::
     │           └── ab12…(64 hex)          a complete, verified blob, named by its digest
     ├── uploads/
     │   └── 5f0c…(upload id)/
-    │       ├── 00000000000000000000       bytes of the append that started at offset 0
-    │       ├── 00000000000008388608       … of the append that started at offset 8388608
+    │       ├── 00000000000000000000.9c1e…  bytes of the append that started at offset 0,
+    │       │                               written by claim 9c1e… (segments.py)
+    │       ├── 00000000000008388608.40af…  … of the append that started at offset 8388608
     │       └── published                  once the upload is a blob: "<digest>\n<location>"
     └── probe/<uuid>                        written, read and deleted by ``probe()``
 
 Each append is one object, written as a multipart upload with bounded part buffers, so no
 append ever holds a whole blob in memory or on disk. An S3 object exists only once complete,
-so the listing of ``uploads/<id>/`` *is* the upload's durable state: any worker, or the same
-one after a restart, continues from it (see ``segments.py`` for which bytes count).
+so the listing of ``uploads/<id>/``, read through the claims the database recorded, *is* the
+upload's durable state: any worker, or the same one after a restart, continues from it (see
+``segments.py`` for which bytes count, and why a segment's name holds its claim).
 
 A monolithic push (``open_blob``) streams straight to the blob's key. An upload session is
 published *in place*: its segments stay where they are, the ``published`` marker keeps the
@@ -56,10 +58,11 @@ from moorage.storage.segments import (
     Segment,
     byte_ranges,
     contiguous,
+    counted,
     decode_location,
     encode_location,
     extent,
-    parse_segment_name,
+    parse_segment,
     segment_name,
 )
 
@@ -128,6 +131,9 @@ class _S3UploadWriter:
 
 class S3BlobStore:
     """A :class:`~moorage.storage.port.BlobStore` in an S3 bucket."""
+
+    # Each append is an object named by its claim: a displaced holder's late one is ignored.
+    separate_appends = True
 
     def __init__(
         self,
@@ -220,15 +226,15 @@ class S3BlobStore:
         for key, size in self._upload_keys(upload_id):
             name = key[len(directory) :]
             published = published or name == PUBLISHED
-            start = parse_segment_name(name)
-            if start is not None:
-                found.append(Segment(key, start, size))
+            parsed = parse_segment(name)
+            if parsed is not None:
+                found.append(Segment(key, parsed[0], size, parsed[1]))
         return found, published
 
-    def _segments(self, upload_id: str) -> list[Segment]:
-        """The segments of an upload in progress ([] once it is a blob)."""
+    def _segments(self, upload_id: str, appends: tuple[str, ...] | None) -> list[Segment]:
+        """The segments that count of an upload in progress ([] once it is a blob)."""
         segments, published = self._listing(upload_id)
-        return [] if published else segments
+        return [] if published else counted(segments, appends)
 
     def _location_keys(self, location: str) -> tuple[str, list[PieceRef]]:
         """The upload directory and pieces of a location; BlobNotFound for a malformed one
@@ -263,7 +269,7 @@ class S3BlobStore:
                     return obstore.head(self.s3, self._blob_key(digest))["size"]
             directory, refs = self._location_keys(location)
             with self.failures:  # the first piece stands for all: they are deleted together
-                obstore.head(self.s3, directory + segment_name(refs[0].start))
+                obstore.head(self.s3, directory + refs[0].name)
             return sum(ref.length for ref in refs)
         except (FileNotFoundError, BlobNotFound):
             return None
@@ -292,8 +298,7 @@ class S3BlobStore:
     def _read_in_place(self, location: str, first: int, last: int | None) -> Iterator[bytes]:
         directory, refs = self._location_keys(location)
         ranges = [
-            (directory + segment_name(start), low, high)
-            for start, low, high in byte_ranges(refs, first, last)
+            (directory + name, low, high) for name, low, high in byte_ranges(refs, first, last)
         ]
         if not ranges:
             return iter(())
@@ -321,7 +326,7 @@ class S3BlobStore:
             if len(refs) != 1:  # kept in place before redirects were turned on
                 return None
             # A single-piece location is always a whole segment (see commit_upload).
-            key = directory + segment_name(refs[0].start)
+            key = directory + refs[0].name
         with self.failures:
             return obstore.sign(self.s3, "GET", key, self._redirect_expiry)
 
@@ -367,21 +372,33 @@ class S3BlobStore:
                 if meta["path"].endswith(suffix)
             ]
 
-    def open_upload(self, upload_id: str, offset: int) -> _S3UploadWriter:
-        segments, published = self._listing(upload_id)
+    def open_upload(
+        self,
+        upload_id: str,
+        offset: int,
+        claim: str | None = None,
+        appends: tuple[str, ...] | None = None,
+    ) -> _S3UploadWriter:
+        listed, published = self._listing(upload_id)
         if published:  # its segments are a blob now: never write over them
             raise BlobNotFound(upload_id)
+        segments = counted(listed, appends)
         if offset > 0:
             if not segments:
                 raise BlobNotFound(upload_id)
             if extent(contiguous(segments, offset)) < offset:
                 raise UploadTruncated(upload_id)
-        # Drop what an interrupted append left at or past the offset (and everything when
-        # starting over at 0), so the listing never holds a stale segment ahead of this one.
-        for segment in segments:
-            if segment.start >= offset:
+        # Drop what an interrupted append of code before claims left at or past the offset
+        # (everything of it when starting over at 0): named by its offset alone, it would count
+        # ahead of this one. A segment of a claim that was never recorded does not count, and is
+        # left alone: it may be a displaced holder's, and deleting by what this holder believes
+        # counts could delete the bytes of a holder that displaced this one. It goes with the
+        # upload (abort_upload: cancelled, expired, or the blob it became collected).
+        for segment in listed:
+            if segment.claim is None and segment.start >= offset:
                 self.delete_key(segment.key)
-        return _S3UploadWriter(self, self._upload_dir(upload_id) + segment_name(offset))
+        key = self._upload_dir(upload_id) + segment_name(offset, claim)
+        return _S3UploadWriter(self, key)
 
     def open_blob(self, digest: Digest) -> SegmentWriter:
         # The multipart upload to the blob's own key completes only on close(), after the
@@ -391,12 +408,14 @@ class S3BlobStore:
             self.s3, self._blob_key(digest), self.part_size, self.failures.translate
         )
 
-    def upload_size(self, upload_id: str) -> int | None:
-        segments = self._segments(upload_id)
+    def upload_size(self, upload_id: str, appends: tuple[str, ...] | None = None) -> int | None:
+        segments = self._segments(upload_id, appends)
         return extent(contiguous(segments)) if segments else None
 
-    def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
-        segments = self._segments(upload_id)
+    def read_upload(
+        self, upload_id: str, size: int, appends: tuple[str, ...] | None = None
+    ) -> Iterator[bytes]:
+        segments = self._segments(upload_id, appends)
         if not segments:
             raise BlobNotFound(upload_id)
         return self._read_pieces(contiguous(segments, size))
@@ -410,11 +429,13 @@ class S3BlobStore:
             except FileNotFoundError:  # aborted under us: the caller sees a short read
                 raise BlobNotFound(piece.segment.key) from None
 
-    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> str | None:
+    def commit_upload(
+        self, upload_id: str, digest: Digest, size: int, appends: tuple[str, ...] | None = None
+    ) -> str | None:
         segments, _ = self._listing(upload_id)  # published already: this is a retry
         if not segments:
             raise BlobNotFound(upload_id)
-        pieces = contiguous(segments, size)
+        pieces = contiguous(counted(segments, appends), size)
         if extent(pieces) < size:
             raise UploadTruncated(upload_id)
         whole = [p for p in pieces if p.length > 0]
@@ -447,8 +468,8 @@ class S3BlobStore:
     ) -> str:
         location = encode_location(upload_id, pieces)
         used = {piece.segment.key for piece in pieces}
-        for segment in segments:  # left by an append that was started over
-            if segment.key not in used:
+        for segment in segments:  # left by an append of code before claims that started over
+            if segment.claim is None and segment.key not in used:
                 self.delete_key(segment.key)
         # Written last: once it exists the sweeper leaves the upload alone, and it names what
         # the upload became (for a full sweep of the store, see iter_blobs).

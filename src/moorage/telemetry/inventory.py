@@ -18,8 +18,8 @@ _GAUGES = (
     ("moorage_repositories", "Repositories.", "repositories"),
     ("moorage_manifests", "Manifests (images, indexes and their children).", "manifests"),
     ("moorage_tags", "Tags.", "tags"),
-    ("moorage_uploads_in_progress", "Upload sessions started and not yet completed, cancelled "
-     "or expired.", "upload_sessions"),
+    ("moorage_uploads_in_progress", "Upload sessions that received bytes and are not yet "
+     "completed, cancelled or expired.", "upload_sessions"),
     ("moorage_blob_stored_bytes", "Bytes of every stored blob, each counted once.", "blob_bytes"),
 )  # fmt: skip
 

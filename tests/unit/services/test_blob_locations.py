@@ -11,9 +11,11 @@ DIGEST = "sha256:" + "ab" * 32
 IN_PLACE = "0123456789abcdef0123456789abcdef/0+3/3+4"
 
 
-def completed(store: SqlMetadataStore, repository: str, location: str | None) -> None:
+def completed(
+    store: SqlMetadataStore, repository: str, location: str | None, upload_id: str = "f" * 32
+) -> None:
     """Run an upload session of ``repository`` to completion, publishing at ``location``."""
-    session = UploadSession("f" * 32, repository, "sha256", 0, b"", 0.0, 0.0)
+    session = UploadSession(upload_id, repository, "sha256", 0, b"", 0.0, 0.0)
     store.create_upload(session)
     token = 100.0
     assert store.claim_upload(repository, session.id, 1.0, token, "holder") is not None
@@ -45,6 +47,5 @@ def test_bytes_written_again_at_the_digests_place_replace_the_location(
 def test_a_second_upload_never_displaces_a_recorded_location(store: SqlMetadataStore) -> None:
     """Someone may be reading the recorded one; the service settles who keeps what."""
     completed(store, "team/app", IN_PLACE)
-    store.delete_upload("f" * 32)
-    completed(store, "team/app", "fedcba9876543210fedcba9876543210/0+7")
+    completed(store, "team/app", "fedcba9876543210fedcba9876543210/0+7", upload_id="e" * 32)
     assert store.blob(DIGEST) == BlobRecord(7, IN_PLACE)

@@ -19,6 +19,7 @@ from moorage.metadata import schema as s
 from moorage.metadata.gc_port import ManifestPolicy, TagRecord
 from moorage.metadata.gc_sql import SqlGcStore
 from moorage.metadata.job_leases import SqlJobLeases
+from moorage.metadata.records import UploadSession
 from moorage.metadata.sql import SqlMetadataStore
 from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.oci.digest import Digest
@@ -373,11 +374,13 @@ class CollectsBeforeLinking(SqlMetadataStore):
 
     collector: Collector | None = None
 
-    def link_blob(self, repository: str, digest: str, size: int) -> None:
+    def link_blob(
+        self, repository: str, digest: str, size: int, ending: UploadSession | None = None
+    ) -> None:
         collector, self.collector = self.collector, None
         if collector is not None:
             collector.run(0.0)
-        super().link_blob(repository, digest, size)
+        super().link_blob(repository, digest, size, ending)
 
 
 def test_a_push_that_loses_its_blob_to_the_collector_fails_cleanly(

@@ -18,6 +18,7 @@ from moorage.metadata.sql import SqlMetadataStore
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
 from moorage.services.lease_holders import LeaseHolders
+from moorage.services.liveness import Liveness
 from moorage.services.uploads import UploadService
 from moorage.storage import filesystem
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -81,7 +82,7 @@ def test_put_holds_the_session_until_the_blob_is_linked(
         )
     put.complete(digest(DATA))
     assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
-    assert store.get_upload(REPO, session.id) is None
+    assert store.get_upload(REPO, session.id).ended  # type: ignore[union-attr]
 
 
 def test_an_expired_holder_cannot_record_complete_or_discard(
@@ -177,6 +178,31 @@ def test_progress_is_recorded_only_after_the_bytes_are_on_disk(
     assert patch.finish().offset == 100
 
 
+def test_a_patchs_progress_is_committed_durably(
+    make_service: Callable[..., UploadService],
+    store: SqlMetadataStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 202 of a PATCH says its bytes are kept: the record of them must not be a commit a
+    power failure may undo (SQLite WAL with synchronous=NORMAL, PostgreSQL without
+    synchronous_commit)."""
+    writes: list[bool] = []
+    real = store._write
+
+    def recorded(durable: bool = True) -> object:
+        writes.append(durable)
+        return real(durable)
+
+    monkeypatch.setattr(store, "_write", recorded)
+    uploads = make_service()
+    session = uploads.start(REPO)
+    patch = uploads.begin_append(REPO, session.id, ByteRange(0, 99))
+    patch.write(DATA[:100])
+    writes.clear()
+    patch.finish()
+    assert writes == [True]
+
+
 def test_a_put_with_no_body_on_truncated_bytes_never_publishes_zeros(
     make_service: Callable[..., UploadService],
     store: SqlMetadataStore,
@@ -239,6 +265,9 @@ class DeadHolders(LeaseHolders):
     def current(self) -> str:
         return self.name
 
+    def is_local(self, name: str) -> bool:
+        return True
+
     def is_dead(self, name: str | None) -> bool:
         return name in self.dead
 
@@ -247,7 +276,7 @@ def test_a_session_whose_holder_died_is_taken_over_at_once(
     store: SqlMetadataStore, blobs: FilesystemBlobStore, clock: Clock
 ) -> None:
     holders = DeadHolders()
-    uploads = UploadService(store, blobs, 3600.0, clock=clock, holders=holders)
+    uploads = UploadService(store, blobs, 3600.0, clock=clock, liveness=Liveness(holders))
     session = uploads.start(REPO)
     first = uploads.begin_append(REPO, session.id, ByteRange(0, 99))
     first.write(DATA[:100])
@@ -275,7 +304,7 @@ def test_a_live_holder_is_never_displaced(
     store: SqlMetadataStore, blobs: FilesystemBlobStore, clock: Clock
 ) -> None:
     holders = DeadHolders()
-    uploads = UploadService(store, blobs, 3600.0, clock=clock, holders=holders)
+    uploads = UploadService(store, blobs, 3600.0, clock=clock, liveness=Liveness(holders))
     session = uploads.start(REPO)
     writing = uploads.begin_append(REPO, session.id, None)
     writing.write(DATA[:10])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,44 @@ def test_committing_more_bytes_than_the_upload_holds_is_refused(tmp_path: Path) 
     with pytest.raises(UploadTruncated):
         store.commit_upload("b" * 32, _digest(b"short\0\0\0"), 8)
     assert store.stat(_digest(b"short\0\0\0")) is None
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, calls: list[str]) -> None:
+    """Record each call of ``os.<name>`` (still made) in ``calls``."""
+    real = getattr(os, name)
+
+    def counted(fd: int) -> None:
+        calls.append(name)
+        real(fd)
+
+    monkeypatch.setattr(os, name, counted)
+
+
+def test_bytes_past_the_recorded_size_are_cut_and_the_cut_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    writer = store.open_upload("c" * 32, 0)
+    writer.write(b"blob and more")  # an append that was cut short before it was recorded
+    writer.close()
+    synced: list[str] = []
+    _count_calls(monkeypatch, "fsync", synced)
+    store.commit_upload("c" * 32, _digest(b"blob"), 4)
+    assert store.stat(_digest(b"blob")) == 4
+    # The truncation, the new shard directory's entry and the rename: each flushed.
+    assert len(synced) == 3
+
+
+def test_an_upload_of_exactly_its_recorded_size_is_not_flushed_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    flushed: list[str] = []
+    _count_calls(monkeypatch, "fdatasync", flushed)
+    _count_calls(monkeypatch, "fsync", flushed)
+    writer = store.open_upload("d" * 32, 0)
+    writer.write(b"blob")
+    writer.close()  # the writer's fdatasync: the bytes are durable before they are recorded
+    store.commit_upload("d" * 32, _digest(b"blob"), 4)
+    # One flush of the bytes, then the directories (the new shard's entry, the rename).
+    assert flushed == ["fdatasync", "fsync", "fsync"]
