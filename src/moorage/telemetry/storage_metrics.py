@@ -117,6 +117,7 @@ class ObservedBlobStore:
     def __init__(self, store: BlobStore, figures: StorageFigures) -> None:
         self._store = store
         self._figures = figures
+        self.separate_appends = store.separate_appends
 
     def _call(self, operation: str, call: Callable[P, R], *args: P.args, **kw: P.kwargs) -> R:
         with _Timed(self._figures, operation):
@@ -156,22 +157,36 @@ class ObservedBlobStore:
     def iter_blobs(self) -> Iterator[tuple[Digest, str | None]]:
         return self._stream("iter_blobs", self._store.iter_blobs)
 
-    def open_upload(self, upload_id: str, offset: int) -> UploadWriter:
-        writer = self._call("open_upload", self._store.open_upload, upload_id, offset)
+    def open_upload(
+        self,
+        upload_id: str,
+        offset: int,
+        claim: str | None = None,
+        appends: tuple[str, ...] | None = None,
+    ) -> UploadWriter:
+        open_upload = self._store.open_upload
+        writer = self._call("open_upload", open_upload, upload_id, offset, claim, appends)
         return _ObservedWriter(writer, self._figures)
 
     def open_blob(self, digest: Digest) -> UploadWriter | None:
         writer = self._call("open_blob", self._store.open_blob, digest)
         return None if writer is None else _ObservedWriter(writer, self._figures)
 
-    def upload_size(self, upload_id: str) -> int | None:
-        return self._call("upload_size", self._store.upload_size, upload_id)
+    def upload_size(self, upload_id: str, appends: tuple[str, ...] | None = None) -> int | None:
+        return self._call("upload_size", self._store.upload_size, upload_id, appends)
 
-    def read_upload(self, upload_id: str, size: int) -> Iterator[bytes]:
-        return self._stream("read_upload", lambda: self._store.read_upload(upload_id, size))
+    def read_upload(
+        self, upload_id: str, size: int, appends: tuple[str, ...] | None = None
+    ) -> Iterator[bytes]:
+        return self._stream(
+            "read_upload", lambda: self._store.read_upload(upload_id, size, appends)
+        )
 
-    def commit_upload(self, upload_id: str, digest: Digest, size: int) -> str | None:
-        return self._call("commit_upload", self._store.commit_upload, upload_id, digest, size)
+    def commit_upload(
+        self, upload_id: str, digest: Digest, size: int, appends: tuple[str, ...] | None = None
+    ) -> str | None:
+        commit = self._store.commit_upload
+        return self._call("commit_upload", commit, upload_id, digest, size, appends)
 
     def abort_upload(self, upload_id: str) -> None:
         self._call("abort_upload", self._store.abort_upload, upload_id)
