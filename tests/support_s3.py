@@ -32,6 +32,7 @@ REGION = "us-east-1"
 class MotoServer:
     endpoint: str
     bucket: str
+    pid: int | None = None  # the server's process (SIGSTOP it to make a hung endpoint)
 
     def settings(self, **overrides: object) -> S3Settings:
         """Settings for a fresh prefix of the bucket (tests never see each other's keys)."""
@@ -90,7 +91,7 @@ def moto_server(
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        yield MotoServer(endpoint, bucket)
+        yield MotoServer(endpoint, bucket, process.pid)
     finally:
         process.terminate()
         process.wait(10)

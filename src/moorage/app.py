@@ -8,7 +8,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -69,9 +69,11 @@ from moorage.services.usage import Quotas, UsageService
 from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.port import BlobStore
 from moorage.telemetry import metrics
+from moorage.telemetry.db_pool import pool_sampler
 from moorage.telemetry.exposition import exposition
 from moorage.telemetry.inventory import InventoryCollector
 from moorage.telemetry.log_format import configure_logging
+from moorage.telemetry.storage_metrics import ObservedBlobStore, StorageFigures
 from moorage.web.app import build_ui, to_ui
 from moorage.web.context import WebContext
 from moorage.web.session import SessionSigner, derive_key
@@ -83,6 +85,8 @@ log = logging.getLogger("moorage")
 EXPIRY_SWEEP_SECONDS = 300.0
 # How often each worker writes the audit entries it gathered.
 AUDIT_FLUSH_SECONDS = 1.0
+# How often each worker adds its storage figures and pool count to the metrics.
+METRICS_PUBLISH_SECONDS = 1.0
 
 
 def build_authorizer(settings: Settings) -> PolicyAuthorizer | ReloadingPolicyAuthorizer:
@@ -197,9 +201,9 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_registry(settings: Settings) -> Registry:
+def build_registry(settings: Settings, storage_figures: StorageFigures | None = None) -> Registry:
     """Open the backends the settings name, check (or migrate) the database's schema, and wire
-    the services."""
+    the services; with ``storage_figures``, every call to the blob store is measured there."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
     observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
@@ -210,6 +214,8 @@ def build_registry(settings: Settings) -> Registry:
         engine, observe, gc_touch_after=settings.gc.grace / 10, outbox=outbox
     )
     storage = build_blob_store(settings)
+    if storage_figures is not None:
+        storage = ObservedBlobStore(storage, storage_figures)
     if settings.storage.backend == "s3":
         # A missing bucket or wrong credentials stop start-up with StorageUnavailable naming
         # the failure (`moorage serve` prints it), instead of failing every request later.
@@ -243,6 +249,7 @@ def build_registry(settings: Settings) -> Registry:
         inline_point_reads=engine.dialect.name == "sqlite"
         and settings.storage.backend == "filesystem",
         accel_redirect=settings.storage.accel_redirect,
+        readiness_timeout_seconds=settings.health.check_timeout_seconds,
         event_backlog=SqlEventStore(metadata).backlog if outbox is not None else None,
         manifest_pulled=SqlEventStore(metadata).pulled
         if outbox is not None and events.pull
@@ -329,6 +336,17 @@ async def _collect_garbage(settings: Settings, registry: Registry) -> None:
                     "seconds": round(report.seconds, 3),
                 },
             )
+
+
+async def _publish_metrics(publish: Callable[[], None]) -> None:
+    """Each worker's figures gathered off the event loop (storage calls, the pool's count) go
+    to the metrics once a second, whether or not this worker serves the next scrape."""
+    while True:
+        await asyncio.sleep(METRICS_PUBLISH_SECONDS)
+        try:
+            publish()
+        except Exception:
+            log.exception("metrics not published")
 
 
 async def _sweep_expired_uploads(registry: Registry) -> None:
@@ -480,23 +498,36 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for ``settings`` (default: from the config file and environment)."""
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.format)
-    registry = build_registry(settings)
+    storage_figures = StorageFigures(settings.storage.backend) if settings.metrics.enabled else None
+    registry = build_registry(settings, storage_figures)
     assert isinstance(registry.metadata, SqlMetadataStore)
     audit_log = SqlAuditLog(registry.metadata)
 
     recorders: list[Recorder] = []
     endpoint = None
+    publish_gathered: Callable[[], None] | None = None
     requests_metrics = RequestMetrics() if settings.metrics.enabled else None
-    if requests_metrics is not None:
+    if requests_metrics is not None and storage_figures is not None:
         recorders.append(requests_metrics)
         inventory = InventoryCollector(
             registry.metadata.inventory, settings.metrics.inventory_refresh_seconds
         )
+        database = settings.database
+        sample_pool = pool_sampler(
+            registry.metadata.engine, database.pool_size + database.max_overflow
+        )
+
+        def publish_gathered() -> None:
+            storage_figures.flush()
+            sample_pool()
+
+        def publish_all() -> None:
+            requests_metrics.flush()
+            publish_gathered()
+
         token = settings.metrics.token
         endpoint = MetricsEndpoint(
-            exposition([inventory]),
-            token.get_secret_value() if token else None,
-            requests_metrics.flush,
+            exposition([inventory]), token.get_secret_value() if token else None, publish_all
         )
     requests_log = request_log.RequestLog(settings.log.format) if request_log.enabled() else None
     if requests_log is not None:
@@ -511,6 +542,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # (on a database other processes may share from other hosts).
         heartbeat = await asyncio.to_thread(start_heartbeat, registry)
         tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
+        if publish_gathered is not None:
+            tasks.append(asyncio.create_task(_publish_metrics(publish_gathered)))
         if settings.gc.interval > 0:
             tasks.append(asyncio.create_task(_collect_garbage(settings, registry)))
         if settings.events.recording or settings.audit.enabled:

@@ -245,6 +245,12 @@ class MetricsSettings(_Section):
     inventory_refresh_seconds: float = Field(30.0, ge=0)
 
 
+class HealthSettings(_Section):
+    # How long /readyz waits for each dependency (database, blob store, events backlog) before
+    # it names it failing with a TimeoutError and answers 503.
+    check_timeout_seconds: float = Field(2.0, gt=0, le=60)
+
+
 LogLevel = Literal["critical", "error", "warning", "warn", "info", "debug", "notset"]
 
 
@@ -610,6 +616,7 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=auto_workers, ge=1, le=64)
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
     audit: AuditSettings = AuditSettings()
     cluster: ClusterSettings = ClusterSettings()

@@ -110,6 +110,26 @@ async def test_a_trusted_proxy_relaying_a_remote_client_is_refused(
     assert local.status_code == 200
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example.com"},
+        {"X-Real-IP": "198.51.100.7"},
+        {"X-Forwarded-For": "not-an-address"},
+    ],
+)
+async def test_a_trusted_proxy_naming_no_client_is_refused(
+    make_client: ClientFactory, headers: dict[str, str]
+) -> None:
+    """A proxy on loopback that relays without a usable X-Forwarded-For (a configuration that
+    forgot it) must not make every remote caller look local."""
+    async with make_client(proxy={"trusted": ["127.0.0.1"]}) as client:
+        relayed = await client.get("/metrics", headers=headers)
+        direct = await client.get("/metrics")  # a Prometheus on the proxy's host: no headers
+    assert relayed.status_code == 403 and error_code(relayed) == "DENIED"
+    assert direct.status_code == 200
+
+
 async def test_a_configured_token_is_required_from_everyone(make_client: ClientFactory) -> None:
     for peer in (("127.0.0.1", 1), ("203.0.113.9", 1)):
         async with make_client(peer=peer, metrics={"token": "scrape-me"}) as client:

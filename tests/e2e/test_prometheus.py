@@ -157,6 +157,11 @@ def test_prometheus_stores_what_every_worker_counted(
         "max(moorage_repositories)": 1,
         "max(moorage_manifests)": 1,
         "max(moorage_tags)": 1,
+        # Each worker's pool may hold pool_size + max_overflow (16 + 32) connections.
+        "sum(moorage_db_pool_connections_max)": 2 * 48,
+        'sum(moorage_storage_operation_duration_seconds_count{backend="filesystem",'
+        'operation="read"})': 1,
+        "sum(moorage_storage_errors_total) or vector(0)": 0,
         'up{job="moorage"}': 1,
     }
     prometheus = Prometheus(tmp_path, registry.host)

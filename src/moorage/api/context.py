@@ -40,6 +40,8 @@ class Registry:
     accel_redirect: str | None = None
     # The events outbox's backlog (undelivered), for /readyz; None when events are off.
     event_backlog: Callable[[], int] | None = None
+    # health.check_timeout_seconds: how long /readyz waits for each dependency to answer.
+    readiness_timeout_seconds: float = 2.0
     # Records a manifest GET as an event (repository, reference, digest); None unless
     # events.pull is on.
     manifest_pulled: Callable[[str, str, str], None] | None = None

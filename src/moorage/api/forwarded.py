@@ -22,7 +22,12 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from moorage.api.request_state import REQUEST_ID_HEADER, REQUEST_ID_KEY, acceptable_request_id
+from moorage.api.request_state import (
+    CLIENT_UNKNOWN_KEY,
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    acceptable_request_id,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -30,6 +35,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _PROTO = b"x-forwarded-proto"
 _HOST = b"x-forwarded-host"
 _FOR = b"x-forwarded-for"
+# Headers only a proxy adds: a request from a trusted peer with one of them was relayed, even
+# when no X-Forwarded-For names its client. (One with none is the peer's own, e.g. a Prometheus
+# on the proxy's host.)
+_RELAYED = frozenset((_PROTO, _HOST, _FOR, b"x-forwarded-port", b"x-real-ip", b"forwarded", b"via"))
 
 # A DNS name or dotted IPv4 (RFC 3986 reg-name, restricted to what a registry host can be),
 # or a bracketed IPv6 literal; then an optional port.
@@ -180,6 +189,10 @@ class TrustedProxyHeaders:
         if client is not None:
             # The original port belongs to the proxy's connection, not the client's.
             scope["client"] = (client, 0)
+        elif any(key in _RELAYED for key, _ in headers):
+            # Relayed for someone the proxy did not name (or named unreadably): the client
+            # stays the proxy's address, but nothing may treat it as the caller's.
+            scope[CLIENT_UNKNOWN_KEY] = True
 
         request_ids = _header_values(headers, REQUEST_ID_HEADER)
         request_id = acceptable_request_id(request_ids[0].strip()) if request_ids else None

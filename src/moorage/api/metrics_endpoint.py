@@ -2,9 +2,10 @@
 
 Metrics reveal who pushes and pulls, and when, so by default only loopback callers get them;
 the client is the one after the trusted-proxy rules, so a request relayed by a trusted proxy
-counts as the client the proxy names, not as the proxy. With ``metrics.token`` set, the token
-is required of every caller instead (a Prometheus elsewhere sends it; a local user without it
-gets nothing).
+counts as the client the proxy names, not as the proxy, and one it relayed without naming a
+client (no usable X-Forwarded-For) counts as nobody's: refused. With ``metrics.token`` set,
+the token is required of every caller instead (a Prometheus elsewhere sends it; a local user
+without it gets nothing).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.forwarded import is_trusted, parse_trusted
+from moorage.api.request_state import CLIENT_UNKNOWN_KEY
 from moorage.errors import ErrorCode, RegistryError
 
 _LOOPBACK = parse_trusted(["127.0.0.0/8", "::1"])
@@ -38,7 +40,9 @@ class MetricsEndpoint:
     def _authorize(self, request: Request) -> None:
         if self._expected is None:
             client = request.client
-            if not is_trusted(client.host if client else None, _LOOPBACK):
+            if request.scope.get(CLIENT_UNKNOWN_KEY) or not is_trusted(
+                client.host if client else None, _LOOPBACK
+            ):
                 raise RegistryError(ErrorCode.DENIED, "metrics are served to loopback callers only")
             return
         given = request.headers.get("authorization", "").encode("latin-1")

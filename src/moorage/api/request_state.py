@@ -1,10 +1,10 @@
 """What a request learns about itself on its way through, kept in its ASGI scope so that the
 request log and the metrics read it at the end without the handlers reporting to them.
 
-Set by: the trusted-proxy middleware (an incoming request id), the request observer (the id
-otherwise), the /v2 dispatcher (route template, repository, reference), the auth layer (the
-identity), handlers with something for the audit trail (an AuditNote) and
-:func:`moorage.api.responses.error_response` (the OCI error code).
+Set by: the trusted-proxy middleware (an incoming request id, a client it cannot name), the
+request observer (the id otherwise), the /v2 dispatcher (route template, repository,
+reference), the auth layer (the identity), handlers with something for the audit trail (an
+AuditNote) and :func:`moorage.api.responses.error_response` (the OCI error code).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ REPOSITORY_KEY = "moorage.repository"
 ERROR_CODE_KEY = "moorage.error_code"
 # The /v2 route's reference (tag or digest), for the audit trail.
 REFERENCE_KEY = "moorage.reference"
+# True when a trusted proxy relayed the request without naming its client: the scope's client
+# is then the proxy's own address, which must not count as the caller's (/metrics).
+CLIENT_UNKNOWN_KEY = "moorage.client_unknown"
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A proxy's id is written into logs and echoed back: keep to a charset that cannot break a

@@ -141,8 +141,10 @@ def build_app(
         call = token_post if request.method == "POST" else token_get
         return await _guarded(request, lambda: call(gate, request))
 
+    readiness = health.Readiness.of(registry, registry.readiness_timeout_seconds)
+
     async def readyz(request: Request) -> Response:
-        return await health.ready(registry)
+        return await readiness.answer()
 
     all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     routes = [

@@ -23,6 +23,9 @@ class StorageUnavailable(Exception):
     The message names the failure plainly for operators (``moorage storage check``, logs); it
     never carries credentials. Requests that meet it may be retried later (a 5xx)."""
 
+    # How many times the store's client retried before giving up (the storage metrics).
+    retries: int = 0
+
 
 class StorageThrottled(StorageUnavailable):
     """The store asked us to slow down (S3 ``SlowDown`` / 503): retry after a pause."""

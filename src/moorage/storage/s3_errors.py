@@ -16,6 +16,8 @@ from moorage.storage.port import StorageThrottled, StorageUnavailable
 # batch DeleteObjects.
 _CODE = re.compile(r"<Code>([A-Za-z]+)</Code>|\(code: ([A-Za-z]+)\)")
 _STATUS = re.compile(r"status code: (\d{3})")
+# obstore's (object_store's) words when it gives up: "... in 50ms, after 3 retries, ...".
+_RETRIES = re.compile(r"after (\d+) retries")
 
 _DENIED = {
     "AccessDenied",
@@ -46,7 +48,16 @@ def is_missing_key(text: str) -> bool:
 
 
 def classify(text: str, bucket: str, endpoint: str) -> StorageUnavailable:
-    """The exception to raise for an S3 failure whose message is ``text``."""
+    """The exception to raise for an S3 failure whose message is ``text``, with the retries
+    the client made before it gave up."""
+    error = _classify(text, bucket, endpoint)
+    retries = _RETRIES.search(text)
+    if retries:
+        error.retries = int(retries.group(1))
+    return error
+
+
+def _classify(text: str, bucket: str, endpoint: str) -> StorageUnavailable:
     code = s3_error_code(text)
     status_match = _STATUS.search(text)
     status = int(status_match.group(1)) if status_match else None

@@ -40,8 +40,10 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in record.__dict__.items() if key not in _STANDARD}
 
 
-# The formatted second, kept while it lasts: strftime is the dearest part of a short line.
+# The formatted second, kept while it lasts (strftime is the dearest part of a short line),
+# and the millisecond endings, made once.
 _second: tuple[int, str] = (-1, "")
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def timestamp(created: float) -> str:
@@ -50,14 +52,23 @@ def timestamp(created: float) -> str:
     whole = int(created)
     if _second[0] != whole:
         _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
+    return _second[1] + _MILLISECONDS[int((created - whole) * 1000)]
+
+
+# A JSON string literal, quotes included, non-ASCII escaped (what json.dumps writes; C code).
+json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def text_string(text: str) -> str:
+    """``text`` as a text line's value: as it is, unless quoting is needed to keep it one value
+    (a space, a quote, ``=``, a backslash, a line break or nothing at all)."""
+    if text and _NEEDS_QUOTES.isdisjoint(text):
+        return text
+    return json_string(text)
 
 
 def _text_value(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    if text and _NEEDS_QUOTES.isdisjoint(text):
-        return text
-    return json.dumps(text)
+    return text_string(value if isinstance(value, str) else str(value))
 
 
 def text_line(created: float, level: str, logger: str, message: str, fields: Fields) -> str:
