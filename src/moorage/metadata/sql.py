@@ -949,9 +949,7 @@ class SqlMetadataStore:
         # Durable: the 202 of a PATCH tells the client its bytes are kept, so their record
         # must survive a power failure as the bytes (fdatasynced before) do.
         with self._write() as conn:
-            result = conn.execute(
-                statement, {"upload_id": upload_id, "token": token, **values}
-            )
+            result = conn.execute(statement, {"upload_id": upload_id, "token": token, **values})
             return result.rowcount > 0
 
     def complete_upload(
