@@ -138,7 +138,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     policy = workdir / "policy.yaml"
     policy.write_text(POLICY)
     server = RegistryServer(
-        "moorage", workdir, extra_args=["--htpasswd", str(htpasswd), "--policy", str(policy)]
+        "moorage",
+        workdir,
+        extra_args=["--htpasswd", str(htpasswd), "--policy", str(policy)],
+        # One worker per CPU now: a token revoked through one worker is refused by the others
+        # only once their cache of verified tokens lets go of it (auth.api_token_cache_seconds,
+        # 30 s). Without that cache, the revocation test sees what every worker does at once.
+        env={"MOORAGE_AUTH__API_TOKEN_CACHE_SECONDS": "0"},
     )
     with server:
         skopeo = Tool("skopeo", registry=server)
