@@ -13,6 +13,7 @@ from moorage.auth.gate import AccessGate, Decision
 from moorage.auth.identity import Identity, Via
 from moorage.auth.policy import PolicyError
 from moorage.auth.policy_reload import ReloadingPolicyAuthorizer
+from tests.unit.manual_clock import ManualClock as Clock
 
 PUSH = [Access("repository", "team/app", frozenset({"push"}))]
 BOB = Identity("bob", Via.PASSWORD)
@@ -22,17 +23,9 @@ def rules(actions: str) -> str:
     return f"rules:\n  - repositories: ['team/*']\n    users: [bob]\n    actions: [{actions}]\n"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(100.0)
 
 
 @pytest.fixture

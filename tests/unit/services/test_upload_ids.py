@@ -17,18 +17,11 @@ from moorage.oci.digest import Digest
 from moorage.services.upload_ids import UploadIds
 from moorage.services.uploads import UploadService
 from moorage.storage.filesystem import FilesystemBlobStore
+from tests.unit.manual_clock import ManualClock as Clock
 
 DATA = os.urandom(5000)
 REPO = "ids/repo"
 EXPIRY = 3600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -22,17 +22,10 @@ from moorage.services.liveness import Liveness
 from moorage.services.uploads import UploadService
 from moorage.storage import filesystem
 from moorage.storage.filesystem import FilesystemBlobStore
+from tests.unit.manual_clock import ManualClock as Clock
 
 DATA = os.urandom(5000)
 REPO = "lease/repo"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
