@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,8 +14,11 @@ from moorage.api.context import Registry, point_read
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.names import parse_name
-from moorage.oci.ranges import parse_content_range
+from moorage.oci.ranges import ByteRange, parse_content_range
 from moorage.services.uploads import Append
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def progress_headers(repository: str, upload_id: str, offset: int) -> dict[str, str]:
@@ -39,23 +45,34 @@ def _has_body(request: Request) -> bool:
     ).lower()
 
 
-async def _begin_append(
-    registry: Registry, request: Request, name: str, upload_id: str, ranged: bool
-) -> Append:
-    """Claim the session for this request; ``ranged`` honours a Content-Range header. A chunk
-    that cannot go on now (out of order: 416; the session busy: 429) is refused with the
-    upload's progress, so the client can resume."""
-    header = request.headers.get("content-range") if ranged else None
-    content_range = parse_content_range(header) if header is not None else None
+async def _in_session(
+    name: str, upload_id: str, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """Run a service call that claims the session in a worker thread. A chunk that cannot go
+    on now (out of order: 416; the session busy: 429) is refused with the upload's progress,
+    so the client can resume."""
     try:
-        return await run_in_threadpool(
-            registry.uploads.begin_append, name, upload_id, content_range
-        )
+        return await run_in_threadpool(call, *args, **kwargs)
     except RegistryError as error:
         refused = (ErrorCode.RANGE_INVALID, ErrorCode.TOOMANYREQUESTS)
         if error.code in refused and isinstance(error.detail, dict):
             error.headers.update(progress_headers(name, upload_id, error.detail["offset"]))
         raise
+
+
+def _content_range(request: Request) -> ByteRange | None:
+    header = request.headers.get("content-range")
+    return parse_content_range(header) if header is not None else None
+
+
+async def _begin_append(
+    registry: Registry, request: Request, name: str, upload_id: str, ranged: bool
+) -> Append:
+    """Claim the session for this request; ``ranged`` honours a Content-Range header."""
+    content_range = _content_range(request) if ranged else None
+    return await _in_session(
+        name, upload_id, registry.uploads.begin_append, name, upload_id, content_range
+    )
 
 
 async def start_upload(registry: Registry, request: Request, name: str) -> Response:
@@ -84,9 +101,20 @@ async def start_upload(registry: Registry, request: Request, name: str) -> Respo
 
 
 async def patch_upload(registry: Registry, request: Request, name: str, upload_id: str) -> Response:
-    append = await _begin_append(registry, request, name, upload_id, ranged=True)
-    await stream_into(request, append)
-    session = await run_in_threadpool(append.finish)
+    length = declared_length(request)
+    if length is not None and 0 < length <= WRITE_BATCH:
+        # Small chunk: read it, then one trip to a worker thread (and for a session's first
+        # bytes, one transaction: UploadService.patch_fresh).
+        content_range = _content_range(request)
+        data = await read_body(request, length)
+        uploads = registry.uploads
+        session = await _in_session(
+            name, upload_id, uploads.append_small, name, upload_id, content_range, data
+        )
+    else:
+        append = await _begin_append(registry, request, name, upload_id, ranged=True)
+        await stream_into(request, append)
+        session = await run_in_threadpool(append.finish)
     return Response(b"", 202, progress_headers(name, upload_id, session.offset))
 
 
@@ -108,26 +136,28 @@ async def finish_upload(
             if await run_in_threadpool(uploads.put_fresh, name, upload_id, digest, data):
                 return blob_created(name, digest)
             append = await _begin_append(registry, request, name, upload_id, ranged=False)
-            await run_in_threadpool(_write_and_complete, append, data, digest)
+            await run_in_threadpool(_take_and_complete, append, data, digest)
             return blob_created(name, digest)
         whole = await run_in_threadpool(uploads.begin_fresh, name, upload_id, digest)
         if whole is not None:
             await stream_into(request, whole)
             await run_in_threadpool(whole.finish)
             return blob_created(name, digest)
-    append = await _begin_append(registry, request, name, upload_id, ranged=has_body)
+    if not has_body:
+        # The closing PUT after PATCHes: one trip, and mostly one transaction
+        # (UploadService.complete_unheld).
+        complete = registry.uploads.complete_small
+        await _in_session(name, upload_id, complete, name, upload_id, digest)
+        return blob_created(name, digest)
+    append = await _begin_append(registry, request, name, upload_id, ranged=True)
     await stream_into(request, append)
     # One call, under the lease taken above: verify, publish, link, end the session.
     await run_in_threadpool(append.complete, digest)
     return blob_created(name, digest)
 
 
-def _write_and_complete(append: Append, data: bytes, digest: Digest) -> None:
-    try:
-        append.write(data)
-    except BaseException:
-        append.abort()
-        raise
+def _take_and_complete(append: Append, data: bytes, digest: Digest) -> None:
+    append.take(data)
     append.complete(digest)
 
 

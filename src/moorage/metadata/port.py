@@ -6,7 +6,7 @@ strings. Methods that take a repository name never create the repository unless 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from moorage.metadata.records import (
@@ -126,11 +126,19 @@ class MetadataStore(Protocol):
 
     # --- upload sessions ---------------------------------------------------------------------
     def create_upload(
-        self, session: UploadSession, until: float | None = None, holder: str | None = None
+        self,
+        session: UploadSession,
+        until: float | None = None,
+        holder: str | None = None,
+        *,
+        durable: bool = False,
     ) -> bool:
         """Record a new session, already claimed by ``holder`` until ``until`` when given (the
         first PATCH or PUT of a session whose id carried it so far); False, changing nothing,
-        when a row with its id exists (another request created it first, or it ended)."""
+        when a row with its id exists (another request created it first, or it ended).
+        ``durable``: the row is a 202's promise (a first PATCH that stored its bytes first and
+        records them with the row, unleased), not only a lease that a later commit makes
+        durable."""
 
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
         """The session's row, an ended one included (``session.ended``); None if none."""
@@ -184,6 +192,20 @@ class MetadataStore(Protocol):
         ``token``. With ``location=None`` (the bytes are
         at the digest's own place) this is :meth:`store_blob`; a location is recorded only if
         the blob has none yet (compare :meth:`blob` afterwards)."""
+
+    def complete_unleased(
+        self,
+        session: UploadSession,
+        digest: str,
+        size: int,
+        publish: Callable[[], None],
+    ) -> bool:
+        """:meth:`complete_upload` for a session that no request holds, with the claim folded
+        into the same transaction: only if the session's row is still unleased at
+        ``session.offset``, ``publish`` runs (it puts the blob's bytes at the digest's own
+        place; an error from it rolls everything back), then the blob is linked and the
+        session ended. False, changing nothing and publishing nothing, when the row changed
+        or is held. While ``publish`` runs no request can claim the session."""
 
     def discard_upload(self, upload_id: str, token: float) -> bool:
         """End the session this holder owns."""

@@ -191,16 +191,28 @@ _RELEASE_UPLOAD_APPENDING = _RELEASE_UPLOAD.values(
 )
 # Ends the session this lease holds. Its row is kept as long as its id is valid, no longer:
 # last changed at the id's own opening time, it expires exactly when the id does.
+_ENDED_VALUES = {
+    "offset": ENDED_OFFSET,
+    "hash_state": b"",
+    "lease_until": None,
+    "lease_holder": None,
+    "updated_at": s.uploads.c.created_at,
+}
 _END_HELD_UPLOAD = (
     update(s.uploads)
     .where(s.uploads.c.id == bindparam("upload_id"), s.uploads.c.lease_until == bindparam("token"))
-    .values(
-        offset=ENDED_OFFSET,
-        hash_state=b"",
-        lease_until=None,
-        lease_holder=None,
-        updated_at=s.uploads.c.created_at,
+    .values(_ENDED_VALUES)
+)
+# Ends a session nobody holds, at the offset its caller read (UploadService.complete_unheld).
+_END_UNLEASED_UPLOAD = (
+    update(s.uploads)
+    .where(
+        s.uploads.c.id == bindparam("upload_id"),
+        s.uploads.c.repository == bindparam("repo_name"),
+        s.uploads.c.offset == bindparam("at_offset"),
+        s.uploads.c.lease_until.is_(None),
     )
+    .values(_ENDED_VALUES)
 )
 # With the link's pending garbage-collection review, if any: a HEAD (or mount) of a link that
 # is a candidate moves its review forward (SqlMetadataStore.linked_blob).
@@ -878,7 +890,12 @@ class SqlMetadataStore:
 
     # --- upload sessions -----------------------------------------------------------------------
     def create_upload(
-        self, session: UploadSession, until: float | None = None, holder: str | None = None
+        self,
+        session: UploadSession,
+        until: float | None = None,
+        holder: str | None = None,
+        *,
+        durable: bool = False,
     ) -> bool:
         row = {
             "id": session.id,
@@ -892,7 +909,7 @@ class SqlMetadataStore:
             "created_at": session.created_at,
             "updated_at": session.updated_at,
         }
-        with self._write(durable=False) as conn:
+        with self._write(durable=durable) as conn:
             return conn.execute(self._create_upload, row).first() is not None
 
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
@@ -968,6 +985,32 @@ class SqlMetadataStore:
             # was recorded; bytes kept in place never displace a recorded location (someone
             # may be reading it): the caller settles that (UploadService._settle).
             self._link_blob(conn, repository, digest, size, location, replace=location is None)
+            return True
+
+    def complete_unleased(
+        self,
+        session: UploadSession,
+        digest: str,
+        size: int,
+        publish: Callable[[], None],
+    ) -> bool:
+        with self._write() as conn:
+            # The claim, folded in: the row is ended (so that no claim can take it) only if
+            # nobody holds it and it is where the caller read it; a claim waits on this
+            # transaction (SQLite's writer lock, PostgreSQL's row lock), so no request opens the
+            # upload while publish() moves it.
+            ended = conn.execute(
+                _END_UNLEASED_UPLOAD,
+                {
+                    "upload_id": session.id,
+                    "repo_name": session.repository,
+                    "at_offset": session.offset,
+                },
+            )
+            if ended.rowcount == 0:
+                return False
+            publish()
+            self._link_blob(conn, session.repository, digest, size, None, replace=True)
             return True
 
     def discard_upload(self, upload_id: str, token: float) -> bool:

@@ -115,6 +115,14 @@ class Append:
         writer.write(data)
         self.written += len(data)
 
+    def take(self, data: bytes) -> None:
+        """:meth:`write` a whole body already in memory, aborting on failure."""
+        try:
+            self.write(data)
+        except BaseException:
+            self.abort()
+            raise
+
     def finish(self) -> UploadSession:
         """Make the bytes durable, then record the new offset and hash state and give the lease
         up (in that order: the recorded offset never runs ahead of the bytes on disk)."""
@@ -413,6 +421,99 @@ class UploadService:
             return False
         whole.write(data)
         whole.finish()
+        return True
+
+    def append_small(
+        self, repository: str, upload_id: str, content_range: ByteRange | None, data: bytes
+    ) -> UploadSession:
+        """A PATCH whose whole body (small) is in memory, in one call: a fresh session's first
+        bytes by :meth:`patch_fresh`, any other chunk as :meth:`begin_append` takes it."""
+        session = self.patch_fresh(repository, upload_id, content_range, data)
+        if session is not None:
+            return session
+        append = self.begin_append(repository, upload_id, content_range)
+        append.take(data)
+        return append.finish()
+
+    def patch_fresh(
+        self, repository: str, upload_id: str, content_range: ByteRange | None, data: bytes
+    ) -> UploadSession | None:
+        """The first bytes of a session that lives in its id alone, with no lease and one
+        durable transaction: the store takes the bytes whole or not at all, and only where
+        nobody wrote yet (``BlobStore.create_upload``), then the session's row is created
+        with their offset and hash state, held by nobody. None when the session is not fresh
+        (or the chunk is not its start), or another request got to it first: nothing of the
+        session changed, and the caller takes :meth:`begin_append`'s way, which answers such
+        a chunk 416 or 429 as any other."""
+        if not data or not _UPLOAD_ID.fullmatch(upload_id):
+            return None
+        if content_range is not None and (
+            content_range.first != 0 or content_range.length != len(data)
+        ):
+            return None
+        opened = self._opened(repository, upload_id)
+        if opened is None or self.metadata.get_upload(repository, upload_id) is not None:
+            return None
+        claim = uuid.uuid4().hex[:16]
+        if not self.blobs.create_upload(upload_id, claim, data):
+            return None
+        hasher = new_hasher(opened.algorithm)
+        hasher.update(data)
+        session = replace(
+            opened,
+            offset=len(data),
+            hash_state=hasher.serialize(),
+            updated_at=self.clock(),
+            appends=(claim,),
+        )
+        # Lost to a request that created the row meanwhile: the bytes stored above are then
+        # that request's to keep or cut (it truncates to its own offset); they never count.
+        if not self.metadata.create_upload(session, durable=True):
+            return None
+        return session
+
+    def complete_small(self, repository: str, upload_id: str, digest: Digest) -> None:
+        """A PUT ?digest= without a body: by :meth:`complete_unheld` when it can, else under
+        a lease as any PUT."""
+        if not self.complete_unheld(repository, upload_id, digest):
+            self.begin_append(repository, upload_id, None).complete(digest)
+
+    def complete_unheld(self, repository: str, upload_id: str, digest: Digest) -> bool:
+        """Complete a session that no request holds in one transaction, without a lease of its
+        own: verified from its recorded hash state, then published and linked with the claim
+        folded into the blob's transaction (``MetadataStore.complete_unleased``). Only where
+        publishing is a local rename, cheap enough to run in that transaction. False, nothing
+        done, when this is not that case (the session is held or changed meanwhile, is empty,
+        is unknown, was hashed with another algorithm, fails the digest, or its bytes are
+        missing): :meth:`begin_append`'s way then handles it, and every error is its to give."""
+        if not self.blobs.publishes_locally or not _UPLOAD_ID.fullmatch(upload_id):
+            return False
+        session = self.metadata.get_upload(repository, upload_id)
+        if (
+            session is None
+            or session.offset <= 0
+            or session.algorithm != digest.algorithm
+            or resume_hasher(session.algorithm, session.hash_state).finalize() != digest.encoded
+        ):
+            return False
+        size = session.offset
+        # An equal blob stored before (or by an earlier try of this PUT that published and
+        # stopped before its commit): linked, and the upload's bytes dropped.
+        stored = self.stored(digest)[0] == size
+
+        def publish() -> None:
+            if not stored:
+                self.blobs.commit_upload(upload_id, digest, size, session.appends)
+
+        try:
+            if not self.metadata.complete_unleased(session, str(digest), size, publish):
+                return False
+        except (UploadTruncated, BlobNotFound):
+            return False
+        if stored:
+            self.blobs.abort_upload(upload_id)
+        if not confirm_stored(self.metadata, self.blobs, digest):
+            raise collected_meanwhile(digest)
         return True
 
     def status(self, repository: str, upload_id: str) -> UploadSession:

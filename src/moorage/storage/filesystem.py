@@ -146,6 +146,7 @@ class FilesystemBlobStore:
     # One file per upload, appended in place: a displaced writer could still write into it,
     # so a session is taken over early only from a holder the kernel says is dead.
     separate_appends = False
+    publishes_locally = True
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -221,6 +222,30 @@ class FilesystemBlobStore:
     ) -> _FileUploadWriter:
         return _FileUploadWriter(self._upload_path(upload_id), offset)
 
+    def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
+        # Written aside and linked into place: a hard link never replaces a file, so the upload
+        # appears complete or not at all, and never over bytes that a request holding the
+        # session (which opens the file in place, creating it) is writing. The aside file is
+        # swept as a stale upload if a crash leaves it (its name is no upload id).
+        aside = self._uploads / f".first-{upload_id}-{claim}"
+        target = self._upload_path(upload_id)
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(aside, target)
+        except FileExistsError:
+            return False
+        finally:
+            aside.unlink()
+        _fsync_dir(self._uploads)  # the new name must outlive a power cut as its bytes do
+        return True
+
     def open_blob(self, digest: Digest) -> None:
         # Publishing a staged upload is a rename here: as cheap as writing in place.
         return None
@@ -265,13 +290,17 @@ class FilesystemBlobStore:
         finally:
             os.close(fd)
         target = self._blob_path(digest)
+        # Same digest, same bytes: replacing a concurrent twin's file is harmless. The shard
+        # directory is made only when missing (a mkdir first failed with EEXIST on every push).
         try:
-            target.parent.mkdir()
-            _fsync_dir(target.parent.parent)  # the new shard directory's entry must be durable
-        except FileExistsError:
-            pass
-        # Same digest, same bytes: replacing a concurrent twin's file is harmless.
-        os.replace(source, target)
+            os.replace(source, target)
+        except FileNotFoundError:
+            if not source.exists():
+                raise BlobNotFound(upload_id) from None
+            with contextlib.suppress(FileExistsError):
+                target.parent.mkdir()
+                _fsync_dir(target.parent.parent)  # the new shard's entry must be durable
+            os.replace(source, target)
         _fsync_dir(target.parent)
 
     def abort_upload(self, upload_id: str) -> None:

@@ -68,6 +68,9 @@ class BlobStore(Protocol):
     """
 
     separate_appends: bool
+    # ``commit_upload`` is a local rename, cheap enough to run inside a database transaction
+    # (which then fences concurrent requests: UploadService.complete_unheld).
+    publishes_locally: bool
 
     def stat(self, digest: Digest, location: str | None = None) -> int | None:
         """The blob's size in bytes, or None when it is not stored."""
@@ -108,6 +111,13 @@ class BlobStore(Protocol):
 
         Bytes beyond ``offset`` left by an interrupted earlier append are dropped first.
         Raises :class:`UploadTruncated` if fewer than ``offset`` bytes survived."""
+
+    def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
+        """Store ``data`` durably as the first append (``claim``'s) of upload ``upload_id``,
+        whole or not at all, unless the upload has bytes already or a writer opened it: then
+        False, and nothing of the upload changed. For a session's first PATCH with a small body,
+        which records its progress without ever holding a lease: no request writing the upload
+        in place may see these bytes appear under it."""
 
     def open_blob(self, digest: Digest) -> UploadWriter | None:
         """A writer straight to blob ``digest``'s own place, for a blob whose digest is known

@@ -134,6 +134,7 @@ class S3BlobStore:
 
     # Each append is an object named by its claim: a displaced holder's late one is ignored.
     separate_appends = True
+    publishes_locally = False
 
     def __init__(
         self,
@@ -399,6 +400,18 @@ class S3BlobStore:
                 self.delete_key(segment.key)
         key = self._upload_dir(upload_id) + segment_name(offset, claim)
         return _S3UploadWriter(self, key)
+
+    def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
+        # An object of this claim's own: nobody else writes it, and it counts only once the
+        # database records the claim (which it does only if this request creates the row).
+        writer = _S3UploadWriter(self, self._upload_dir(upload_id) + segment_name(0, claim))
+        try:
+            writer.write(data)
+            writer.close()
+        except BaseException:
+            writer.discard()
+            raise
+        return True
 
     def open_blob(self, digest: Digest) -> SegmentWriter:
         # The multipart upload to the blob's own key completes only on close(), after the

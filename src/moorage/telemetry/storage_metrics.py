@@ -118,6 +118,7 @@ class ObservedBlobStore:
         self._store = store
         self._figures = figures
         self.separate_appends = store.separate_appends
+        self.publishes_locally = store.publishes_locally
 
     def _call(self, operation: str, call: Callable[P, R], *args: P.args, **kw: P.kwargs) -> R:
         with _Timed(self._figures, operation):
@@ -167,6 +168,9 @@ class ObservedBlobStore:
         open_upload = self._store.open_upload
         writer = self._call("open_upload", open_upload, upload_id, offset, claim, appends)
         return _ObservedWriter(writer, self._figures)
+
+    def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
+        return self._call("create_upload", self._store.create_upload, upload_id, claim, data)
 
     def open_blob(self, digest: Digest) -> UploadWriter | None:
         writer = self._call("open_blob", self._store.open_blob, digest)
