@@ -252,3 +252,36 @@ def test_check_and_probe_pass_on_a_working_store(store: BlobStore) -> None:
     store.probe()
     assert listed(store) == []  # the probe left nothing behind
     assert list(store.stale_uploads(time.time() + 60)) == []
+
+
+def test_a_first_append_stored_whole_continues_and_publishes_as_any(store: BlobStore) -> None:
+    # Claims are hex, as the service makes them (uuid4).
+    assert store.create_upload("f" * 32, "f1", b"head ")
+    append_as(store, "f" * 32, 5, "f2", ("f1",), b"tail")
+    digest = digest_of(b"head tail")
+    location = store.commit_upload("f" * 32, digest, 9, ("f1", "f2"))
+    assert read_all(store, Stored(digest, location)) == b"head tail"
+
+
+def test_a_first_append_never_lands_under_a_writer_of_the_same_upload(store: BlobStore) -> None:
+    writer = store.open_upload("9" * 32, 0, "a0", ())
+    writer.write(b"the holder's")
+    # Refused where appends share one file; kept apart (and never counted) where they do not.
+    store.create_upload("9" * 32, "b0", b"a late first")
+    writer.close()
+    digest = digest_of(b"the holder's")
+    location = store.commit_upload("9" * 32, digest, 12, ("a0",))
+    assert read_all(store, Stored(digest, location)) == b"the holder's"
+
+
+def append_as(
+    store: BlobStore,
+    upload_id: str,
+    offset: int,
+    claim: str,
+    appends: tuple[str, ...],
+    data: bytes,
+) -> None:
+    writer = store.open_upload(upload_id, offset, claim, appends)
+    writer.write(data)
+    writer.close()

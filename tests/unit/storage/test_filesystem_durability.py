@@ -82,3 +82,23 @@ def test_an_upload_of_exactly_its_recorded_size_is_not_flushed_twice(
     store.commit_upload("d" * 32, _digest(b"blob"), 4)
     # One flush of the bytes, then the directories (the new shard's entry, the rename).
     assert flushed == ["fdatasync", "fsync", "fsync"]
+
+
+def test_a_first_append_is_durable_under_its_name_and_never_replaces_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    flushed: list[str] = []
+    _count_calls(monkeypatch, "fdatasync", flushed)
+    real = filesystem._fsync_dir
+
+    def fsync_dir(path: Path) -> None:
+        flushed.append(path.name)
+        real(path)
+
+    monkeypatch.setattr(filesystem, "_fsync_dir", fsync_dir)
+    assert store.create_upload("e" * 32, "first", b"bytes")
+    assert flushed == ["fdatasync", "uploads"]  # the bytes, then the name they are under
+    assert not store.create_upload("e" * 32, "again", b"other bytes")
+    assert (tmp_path / "uploads" / ("e" * 32)).read_bytes() == b"bytes"
+    assert [p.name for p in (tmp_path / "uploads").iterdir()] == ["e" * 32]

@@ -1,0 +1,274 @@
+"""The docker/podman push of a small blob (POST, PATCH with the bytes, PUT ?digest=) in two
+write transactions: a fresh session's first PATCH stores its bytes and creates the row unheld
+in one, the closing PUT claims, publishes and links in one. What a client may rely on stays:
+a 202 or 201 survives a crash, and a request racing another on the same session is answered
+416 or 429, never left with a corrupt upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection
+
+from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.records import BlobRecord
+from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.oci.digest import Digest
+from moorage.oci.ranges import ByteRange
+from moorage.services.upload_ids import UploadIds
+from moorage.services.uploads import UploadService
+from moorage.storage import filesystem
+from moorage.storage.filesystem import FilesystemBlobStore
+from tests.unit.manual_clock import ManualClock as Clock
+
+DATA = os.urandom(4096)
+OTHER = os.urandom(4096)
+REPO = "fast/repo"
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FilesystemBlobStore:
+    return FilesystemBlobStore(tmp_path / "data")
+
+
+@pytest.fixture
+def uploads(store: SqlMetadataStore, blobs: FilesystemBlobStore) -> UploadService:
+    return UploadService(store, blobs, 3600.0, clock=Clock(), ids=UploadIds(KEY))
+
+
+@pytest.fixture
+def writes(store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each write transaction's durable flag, in order."""
+    seen: list[bool] = []
+    real = store._write
+
+    def counted(durable: bool = True) -> AbstractContextManager[Connection]:
+        seen.append(durable)
+        return real(durable)
+
+    monkeypatch.setattr(store, "_write", counted)
+    return seen
+
+
+def digest(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+def code_of(call: Callable[[], object]) -> tuple[ErrorCode, object]:
+    with pytest.raises(RegistryError) as info:
+        call()
+    return info.value.code, info.value.detail
+
+
+def blob_bytes(blobs: FilesystemBlobStore, data: bytes) -> bytes:
+    return b"".join(blobs.read(digest(data)))
+
+
+def test_a_first_patch_and_the_closing_put_are_one_durable_transaction_each(
+    uploads: UploadService, store: SqlMetadataStore, blobs: FilesystemBlobStore, writes: list[bool]
+) -> None:
+    session = uploads.start(REPO)
+    patched = uploads.append_small(REPO, session.id, ByteRange(0, len(DATA) - 1), DATA)
+    assert patched.offset == len(DATA)
+    assert writes == [True]
+    # Nobody holds it: the next request claims it (or completes it) without waiting.
+    assert uploads.status(REPO, session.id).offset == len(DATA)
+    writes.clear()
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    assert writes == [True]
+    assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
+    assert store.get_upload(REPO, session.id).ended  # type: ignore[union-attr]
+    assert blob_bytes(blobs, DATA) == DATA
+    assert not list((blobs.root / "uploads").iterdir())
+
+
+def test_a_first_patchs_bytes_are_durable_before_its_row(
+    uploads: UploadService, store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[str] = []
+    real_fdatasync, real_fsync_dir = os.fdatasync, filesystem._fsync_dir
+
+    def fdatasync(fd: int) -> None:
+        flushed.append("data")
+        real_fdatasync(fd)
+
+    def fsync_dir(path: Path) -> None:
+        flushed.append("name")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(filesystem, "_fsync_dir", fsync_dir)
+    create = store.create_upload
+
+    def checked(*args: object, **kwargs: object) -> bool:
+        assert flushed == ["data", "name"], "row recorded before the bytes and their name"
+        return create(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "create_upload", checked)
+    session = uploads.start(REPO)
+    assert uploads.append_small(REPO, session.id, None, DATA).offset == len(DATA)
+
+
+def test_a_first_patch_survives_a_restart_and_the_upload_completes(
+    uploads: UploadService, database_url: str, blobs: FilesystemBlobStore
+) -> None:
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)  # 202, then the process is killed
+    engine = make_engine(database_url)
+    try:
+        restarted = UploadService(
+            SqlMetadataStore(engine),
+            FilesystemBlobStore(blobs.root),
+            3600.0,
+            clock=Clock(),
+            ids=UploadIds(KEY),
+        )
+        assert restarted.status(REPO, session.id).offset == len(DATA)
+        restarted.complete_small(REPO, session.id, digest(DATA))
+    finally:
+        engine.dispose()
+    assert blob_bytes(blobs, DATA) == DATA
+
+
+def test_a_first_patch_while_another_request_holds_the_session_is_told_to_retry(
+    uploads: UploadService, store: SqlMetadataStore, blobs: FilesystemBlobStore
+) -> None:
+    session = uploads.start(REPO)
+    holder = uploads.begin_append(REPO, session.id, ByteRange(0, len(DATA) - 1))
+    holder.write(DATA)
+    code, _ = code_of(
+        lambda: uploads.append_small(REPO, session.id, ByteRange(0, len(OTHER) - 1), OTHER)
+    )
+    assert code is ErrorCode.TOOMANYREQUESTS
+    holder.finish()
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    assert blob_bytes(blobs, DATA) == DATA
+
+
+@pytest.mark.parametrize("other_writes_first", [True, False])
+def test_a_request_that_takes_a_fresh_session_during_a_first_patch_wins_cleanly(
+    uploads: UploadService,
+    store: SqlMetadataStore,
+    blobs: FilesystemBlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    other_writes_first: bool,
+) -> None:
+    """The first PATCH finds no row, then another request creates it and writes (before or
+    after the PATCH's bytes land): the PATCH is told to retry (429) and the other request's
+    upload holds exactly its own bytes."""
+    session = uploads.start(REPO)
+    create = blobs.create_upload
+    others = []
+
+    def raced(upload_id: str, claim: str, data: bytes) -> bool:
+        other = uploads.begin_append(REPO, session.id, None)
+        others.append(other)
+        if other_writes_first:
+            other.write(OTHER)
+        stored = create(upload_id, claim, data)
+        if not other_writes_first:
+            other.write(OTHER)
+        return stored
+
+    monkeypatch.setattr(blobs, "create_upload", raced)
+    code, detail = code_of(lambda: uploads.append_small(REPO, session.id, None, DATA))
+    assert (code, detail) == (ErrorCode.TOOMANYREQUESTS, {"offset": 0})
+    assert others[0].finish().offset == len(OTHER)
+    monkeypatch.undo()
+    uploads.complete_small(REPO, session.id, digest(OTHER))
+    assert blob_bytes(blobs, OTHER) == OTHER
+
+
+def test_a_second_first_patch_is_out_of_order_once_the_first_recorded_its_bytes(
+    uploads: UploadService, blobs: FilesystemBlobStore
+) -> None:
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, ByteRange(0, len(DATA) - 1), DATA)
+    code, detail = code_of(
+        lambda: uploads.append_small(REPO, session.id, ByteRange(0, len(OTHER) - 1), OTHER)
+    )
+    assert (code, detail) == (ErrorCode.RANGE_INVALID, {"offset": len(DATA)})
+    # A chunk without Content-Range goes on after it, as any PATCH does.
+    assert uploads.append_small(REPO, session.id, None, OTHER).offset == len(DATA + OTHER)
+    uploads.complete_small(REPO, session.id, digest(DATA + OTHER))
+    assert blob_bytes(blobs, DATA + OTHER) == DATA + OTHER
+
+
+def test_a_closing_put_while_a_patch_holds_the_session_is_told_to_retry(
+    uploads: UploadService, store: SqlMetadataStore, blobs: FilesystemBlobStore
+) -> None:
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+    patch = uploads.begin_append(REPO, session.id, None)
+    patch.write(OTHER)
+    code, detail = code_of(lambda: uploads.complete_small(REPO, session.id, digest(DATA)))
+    assert (code, detail) == (ErrorCode.TOOMANYREQUESTS, {"offset": len(DATA)})
+    assert blobs.stat(digest(DATA)) is None  # nothing published under the writer
+    patch.finish()
+    uploads.complete_small(REPO, session.id, digest(DATA + OTHER))
+    assert blob_bytes(blobs, DATA + OTHER) == DATA + OTHER
+
+
+def test_a_closing_put_cut_between_publishing_and_its_commit_succeeds_when_retried(
+    uploads: UploadService,
+    store: SqlMetadataStore,
+    blobs: FilesystemBlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the process died here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_link_blob", fail)
+        with pytest.raises(RuntimeError):
+            uploads.complete_small(REPO, session.id, digest(DATA))
+    # Rolled back: the session is as the PATCH left it, the blob's bytes are in place.
+    assert uploads.status(REPO, session.id).offset == len(DATA)
+    assert blobs.stat(digest(DATA)) == len(DATA)
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
+    assert blob_bytes(blobs, DATA) == DATA
+
+
+def test_a_closing_put_with_the_wrong_digest_discards_the_upload(
+    uploads: UploadService, store: SqlMetadataStore, blobs: FilesystemBlobStore
+) -> None:
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+    code, _ = code_of(lambda: uploads.complete_small(REPO, session.id, digest(OTHER)))
+    assert code is ErrorCode.DIGEST_INVALID
+    assert store.get_upload(REPO, session.id).ended  # type: ignore[union-attr]
+    assert blobs.stat(digest(DATA)) is None and blobs.stat(digest(OTHER)) is None
+
+
+def test_a_first_patch_left_aside_by_a_crash_is_swept(
+    uploads: UploadService, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = uploads.start(REPO)
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(os, "link", crash)
+    with pytest.raises(RuntimeError):
+        uploads.append_small(REPO, session.id, None, DATA)
+    monkeypatch.undo()
+    # The aside file was removed on the way out; one a real crash leaves is a stale upload.
+    leftovers = list((blobs.root / "uploads").iterdir())
+    assert leftovers == []
+    aside = blobs.root / "uploads" / f".first-{session.id}-0123456789abcdef"
+    aside.write_bytes(DATA)
+    os.utime(aside, (0, 0))
+    uploads.expire()
+    assert not aside.exists()
+    # And the client, retrying, gets its PATCH through.
+    assert uploads.append_small(REPO, session.id, None, DATA).offset == len(DATA)
