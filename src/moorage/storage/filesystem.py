@@ -74,20 +74,37 @@ WRITE_BEHIND_MIN = 256 * 1024
 _write_behind = ThreadPoolExecutor(max_workers=16, thread_name_prefix="moorage-write")
 
 
+def _create_new(path: Path) -> int:
+    """A new, empty file at ``path``, whatever was there before: an earlier file is unlinked,
+    not truncated, so that whoever still has it open (a crashed append's leftovers, a
+    displaced holder, a first PATCH that lost the race: ``create_upload``) writes only into a
+    file nobody reads any more. Created exclusively: another creator that slips in between
+    is unlinked the same way."""
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        except FileExistsError:
+            continue
+
+
 class _FileUploadWriter:
     def __init__(self, path: Path, offset: int) -> None:
-        flags = os.O_WRONLY | os.O_CREAT if offset == 0 else os.O_WRONLY
+        self._offset = offset
+        self._position = offset
+        self._flushed = offset
+        self._pending: Future[None] | None = None
+        if offset == 0:
+            self._fd = _create_new(path)
+            return
         try:
-            self._fd = os.open(path, flags, 0o640)
+            self._fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:
             raise BlobNotFound(path.name) from None
         if os.fstat(self._fd).st_size < offset:
             os.close(self._fd)
             raise UploadTruncated(path.name)
-        self._offset = offset
-        self._position = offset
-        self._flushed = offset
-        self._pending: Future[None] | None = None
         # Drop bytes an interrupted append (a crash, a cut connection) left past the offset.
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
@@ -223,27 +240,25 @@ class FilesystemBlobStore:
         return _FileUploadWriter(self._upload_path(upload_id), offset)
 
     def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
-        # Written aside and linked into place: a hard link never replaces a file, so the upload
-        # appears complete or not at all, and never over bytes that a request holding the
-        # session (which opens the file in place, creating it) is writing. The aside file is
-        # swept as a stale upload if a crash leaves it (its name is no upload id).
-        aside = self._uploads / f".first-{upload_id}-{claim}"
-        target = self._upload_path(upload_id)
-        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        # Created exclusively at the upload's own name: a file there (a request holding the
+        # session created it, or a crash left it) refuses this. A holder that starts the
+        # upload after this (offset 0) unlinks this file and writes a new one (_create_new),
+        # so these bytes never land under its writes. On failure the file is left as it is:
+        # by then it may be another request's, and the next append at 0 replaces it anyway.
+        try:
+            fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        except FileExistsError:
+            return False
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            # As for every upload file a first append creates, this makes its name durable
+            # too: a new file's directory entry goes with its first sync (ext4, with a journal
+            # or without, XFS, btrfs).
             os.fdatasync(fd)
         finally:
             os.close(fd)
-        try:
-            os.link(aside, target)
-        except FileExistsError:
-            return False
-        finally:
-            aside.unlink()
-        _fsync_dir(self._uploads)  # the new name must outlive a power cut as its bytes do
         return True
 
     def open_blob(self, digest: Digest) -> None:

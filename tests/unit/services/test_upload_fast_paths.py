@@ -22,7 +22,6 @@ from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
 from moorage.services.upload_ids import UploadIds
 from moorage.services.uploads import UploadService
-from moorage.storage import filesystem
 from moorage.storage.filesystem import FilesystemBlobStore
 from tests.unit.manual_clock import ManualClock as Clock
 
@@ -92,22 +91,17 @@ def test_a_first_patchs_bytes_are_durable_before_its_row(
     uploads: UploadService, store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flushed: list[str] = []
-    real_fdatasync, real_fsync_dir = os.fdatasync, filesystem._fsync_dir
+    real_fdatasync = os.fdatasync
 
     def fdatasync(fd: int) -> None:
         flushed.append("data")
         real_fdatasync(fd)
 
-    def fsync_dir(path: Path) -> None:
-        flushed.append("name")
-        real_fsync_dir(path)
-
     monkeypatch.setattr(os, "fdatasync", fdatasync)
-    monkeypatch.setattr(filesystem, "_fsync_dir", fsync_dir)
     create = store.create_upload
 
     def checked(*args: object, **kwargs: object) -> bool:
-        assert flushed == ["data", "name"], "row recorded before the bytes and their name"
+        assert flushed == ["data"], "row recorded before the bytes were synced"
         return create(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "create_upload", checked)
@@ -250,7 +244,7 @@ def test_a_closing_put_with_the_wrong_digest_discards_the_upload(
     assert blobs.stat(digest(DATA)) is None and blobs.stat(digest(OTHER)) is None
 
 
-def test_a_first_patch_left_aside_by_a_crash_is_swept(
+def test_a_first_patch_cut_before_its_row_is_retried_the_ordinary_way(
     uploads: UploadService, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = uploads.start(REPO)
@@ -258,17 +252,22 @@ def test_a_first_patch_left_aside_by_a_crash_is_swept(
     def crash(*args: object) -> None:
         raise RuntimeError("the process died here")
 
-    monkeypatch.setattr(os, "link", crash)
+    monkeypatch.setattr(os, "fdatasync", crash)
     with pytest.raises(RuntimeError):
-        uploads.append_small(REPO, session.id, None, DATA)
+        uploads.append_small(REPO, session.id, None, DATA[:100])
     monkeypatch.undo()
-    # The aside file was removed on the way out; one a real crash leaves is a stale upload.
-    leftovers = list((blobs.root / "uploads").iterdir())
-    assert leftovers == []
-    aside = blobs.root / "uploads" / f".first-{session.id}-0123456789abcdef"
-    aside.write_bytes(DATA)
-    os.utime(aside, (0, 0))
-    uploads.expire()
-    assert not aside.exists()
-    # And the client, retrying, gets its PATCH through.
+    # The file it left, with no row: the client's retry starts the upload anew over it.
+    assert uploads.status(REPO, session.id).offset == 0
     assert uploads.append_small(REPO, session.id, None, DATA).offset == len(DATA)
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    assert blob_bytes(blobs, DATA) == DATA
+
+
+def test_a_file_a_crashed_first_patch_left_without_a_row_is_swept(
+    uploads: UploadService, blobs: FilesystemBlobStore
+) -> None:
+    session = uploads.start(REPO)
+    assert blobs.create_upload(session.id, "0123456789abcdef", DATA)  # then the process died
+    os.utime(blobs.root / "uploads" / session.id, (0, 0))
+    uploads.expire()
+    assert not list((blobs.root / "uploads").iterdir())

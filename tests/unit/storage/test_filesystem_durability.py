@@ -84,21 +84,28 @@ def test_an_upload_of_exactly_its_recorded_size_is_not_flushed_twice(
     assert flushed == ["fdatasync", "fsync", "fsync"]
 
 
-def test_a_first_append_is_durable_under_its_name_and_never_replaces_a_file(
+def test_a_first_append_is_synced_and_never_replaces_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FilesystemBlobStore(tmp_path)
     flushed: list[str] = []
     _count_calls(monkeypatch, "fdatasync", flushed)
-    real = filesystem._fsync_dir
-
-    def fsync_dir(path: Path) -> None:
-        flushed.append(path.name)
-        real(path)
-
-    monkeypatch.setattr(filesystem, "_fsync_dir", fsync_dir)
-    assert store.create_upload("e" * 32, "first", b"bytes")
-    assert flushed == ["fdatasync", "uploads"]  # the bytes, then the name they are under
-    assert not store.create_upload("e" * 32, "again", b"other bytes")
+    assert store.create_upload("e" * 32, "f1", b"bytes")
+    assert flushed == ["fdatasync"]
+    assert not store.create_upload("e" * 32, "f2", b"other bytes")
     assert (tmp_path / "uploads" / ("e" * 32)).read_bytes() == b"bytes"
-    assert [p.name for p in (tmp_path / "uploads").iterdir()] == ["e" * 32]
+
+
+def test_an_append_at_zero_writes_a_new_file_not_the_one_a_late_writer_has_open(
+    tmp_path: Path,
+) -> None:
+    """A request starting the upload at offset 0 unlinks what was there: a first PATCH that
+    lost the race to it (or a displaced holder) still writing its old file changes nothing."""
+    store = FilesystemBlobStore(tmp_path)
+    late = store.open_upload("e" * 32, 0)
+    holder = store.open_upload("e" * 32, 0)
+    holder.write(b"the holder's")
+    late.write(b"late bytes, longer than the holder's")
+    late.close()
+    holder.close()
+    assert (tmp_path / "uploads" / ("e" * 32)).read_bytes() == b"the holder's"
