@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from moorage.api.context import Registry, point_read
+from moorage.api.file_stream import FileRangeResponse
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange, RangeNotSatisfiable, parse_range
@@ -22,18 +25,26 @@ async def _stream(
     status: int,
     headers: dict[str, str],
     byte_range: ByteRange | None,
-) -> StreamingResponse:
-    """The blob's bytes (or ``byte_range`` of them) read on worker threads in 1 MiB pieces.
+) -> Response:
+    """The blob's bytes (or ``byte_range`` of them) in 1 MiB pieces.
 
-    Not ASGI pathsend, though granian implements it: granian 2.8 reads a sent file in 128 KiB
-    pieces with a thread hand-off each and never uses sendfile, and on this 2-core machine
-    streaming from Python ran at 0.97-1.13x of nginx's sendfile where pathsend ran at
-    0.71-1.01x in the same three paired runs of bench/pull.py (server CPU per GiB alike).
-    Behind nginx, storage.accel_redirect hands the file to nginx's sendfile instead."""
-    first, last = (0, None) if byte_range is None else (byte_range.first, byte_range.last)
+    A local file is read in the event loop while it is in the page cache, on a worker thread
+    otherwise (:mod:`moorage.api.file_stream`); a remote one through the store's iterator on
+    worker threads. Not ASGI pathsend, though granian implements it: granian 2.8 reads a sent
+    file in 128 KiB pieces with a thread hand-off each and never uses sendfile, and on this
+    2-core machine streaming from Python ran at 0.97-1.13x of nginx's sendfile where pathsend
+    ran at 0.71-1.01x in the same three paired runs of bench/pull.py (server CPU per GiB
+    alike). Behind nginx, storage.accel_redirect hands the file to nginx's sendfile instead."""
+    first = 0 if byte_range is None else byte_range.first
+    length = info.size if byte_range is None else byte_range.length
+    path = registry.blobs.local_path(info)
     try:
+        if path is not None:
+            fd = await run_in_threadpool(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+            return FileRangeResponse(fd, first, length, status, headers, OCTET_STREAM)
+        last = None if byte_range is None else byte_range.last
         chunks = await run_in_threadpool(registry.blobs.read, info, first, last)
-    except BlobNotFound:  # deleted since the lookup (a collection, a concurrent delete)
+    except (BlobNotFound, FileNotFoundError):  # deleted since the lookup (a collection, a delete)
         raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
     return StreamingResponse(iterate_in_threadpool(chunks), status, headers, OCTET_STREAM)
 
