@@ -1,6 +1,6 @@
 """The local-file read path of blob GET (moorage.api.file_stream): exact bytes whether the file
-is in the page cache (read in the event loop) or not (read on a worker thread), and a blob
-deleted once its file is open still sent whole."""
+is in the page cache (read in the event loop) or not (read on a worker thread), a blob
+deleted once its file is open still sent whole, and no more reading once the client is gone."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -147,6 +148,7 @@ class Recorder:
         self.after_first = after_first
 
     async def __call__(self, message: Any) -> None:
+        # Never gives the event loop a turn, as granian's send when the socket has room.
         self.messages.append(message)
         if message["type"] == "http.response.body" and self.after_first is not None:
             self.after_first()
@@ -167,7 +169,9 @@ def open_response(path: Path, first: int, length: int) -> FileRangeResponse:
 
 
 async def noop_receive() -> dict[str, Any]:
-    return {"type": "http.disconnect"}
+    """A client that stays connected."""
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
 
 
 async def test_a_blob_deleted_mid_stream_is_sent_whole(tmp_path: Path) -> None:
@@ -200,3 +204,18 @@ async def test_an_empty_blob_is_one_empty_body(tmp_path: Path) -> None:
     await open_response(path, 0, 0)({"type": "http"}, noop_receive, send)
     assert send.body == b""
     assert [m["type"] for m in send.messages] == ["http.response.start", "http.response.body"]
+
+
+async def test_a_client_gone_mid_stream_stops_the_reading(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(DATA)
+    gone = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    send = Recorder(after_first=gone.set)
+    await open_response(path, 0, len(DATA))({"type": "http"}, receive, send)
+    # Cached reads and sends that never wait: the response itself lets the listener run.
+    assert send.body == DATA[:PIECE]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import os
 
+import anyio
+import anyio.lowlevel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -32,6 +34,11 @@ class BlobFileShort(Exception):
     """The file ended before the length promised in Content-Length (it cannot for a stored
     blob, which is never changed in place): the connection is cut, so the client sees a short
     body rather than wrong bytes."""
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _read_waiting(fd: int, piece: memoryview, offset: int) -> int:
@@ -86,7 +93,23 @@ class FileRangeResponse(Response):
         try:
             start = {"type": "http.response.start", "status": self.status_code}
             await send({**start, "headers": self.raw_headers})
-            await self._send_body(send)
+            # Stop reading when the client goes away: granian (ASGI spec 2.3) does not fail a
+            # send to a closed connection, it answers the next receive with http.disconnect
+            # (Starlette's StreamingResponse listens the same way).
+            try:
+                async with anyio.create_task_group() as group:
+
+                    async def body() -> None:
+                        await self._send_body(send)
+                        group.cancel_scope.cancel()
+
+                    group.start_soon(body)
+                    await _disconnected(receive)
+                    group.cancel_scope.cancel()
+            except BaseExceptionGroup as failed:  # one task failed: its own error, unwrapped
+                if len(failed.exceptions) == 1:
+                    raise failed.exceptions[0] from None
+                raise
         finally:
             os.close(self.fd)
 
@@ -103,3 +126,6 @@ class FileRangeResponse(Response):
             offset += got
             body = buffer if got == len(buffer) else bytes(buffer[:got])
             await send({"type": "http.response.body", "body": body, "more_body": offset < end})
+            # A read from the cache and granian's send may both complete without giving the
+            # event loop a turn: let the disconnect listener (and other requests) run.
+            await anyio.lowlevel.checkpoint()
