@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             static = f"http://127.0.0.1:{static_port}/blobs/sha256/{encoded[:2]}/{encoded}"
             half = size // 2
             targets = [
-                Target("moorage", "moorage serve (streamed, 1 MiB)", direct.url + path,
+                Target("moorage", "moorage serve (streamed)", direct.url + path,
                        "nginx", (direct,)),
                 Target("accel", "moorage + nginx X-Accel-Redirect",
                        f"http://127.0.0.1:{accel_port}{path}", "nginx", (accel, nginx)),

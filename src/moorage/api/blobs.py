@@ -26,15 +26,17 @@ async def _stream(
     headers: dict[str, str],
     byte_range: ByteRange | None,
 ) -> Response:
-    """The blob's bytes (or ``byte_range`` of them) in 1 MiB pieces.
+    """The blob's bytes (or ``byte_range`` of them), streamed.
 
-    A local file is read in the event loop while it is in the page cache, on a worker thread
-    otherwise (:mod:`moorage.api.file_stream`); a remote one through the store's iterator on
-    worker threads. Not ASGI pathsend, though granian implements it: granian 2.8 reads a sent
-    file in 128 KiB pieces with a thread hand-off each and never uses sendfile, and on this
-    2-core machine streaming from Python ran at 0.97-1.13x of nginx's sendfile where pathsend
-    ran at 0.71-1.01x in the same three paired runs of bench/pull.py (server CPU per GiB
-    alike). Behind nginx, storage.accel_redirect hands the file to nginx's sendfile instead."""
+    A local file is read in 256 KiB pieces, in the event loop while they are in the page cache
+    and on a worker thread otherwise (:mod:`moorage.api.file_stream`); a remote one through the
+    store's iterator (1 MiB pieces) on worker threads.
+
+    Not ASGI pathsend, though granian implements it: granian 2.8 reads a sent file in 128 KiB
+    pieces with a thread hand-off each and never uses sendfile, and on this 2-core machine
+    streaming from Python ran at 0.97-1.13x of nginx's sendfile where pathsend ran at
+    0.71-1.01x in the same three paired runs of bench/pull.py (server CPU per GiB alike).
+    Behind nginx, storage.accel_redirect hands the file to nginx's sendfile instead."""
     first = 0 if byte_range is None else byte_range.first
     length = info.size if byte_range is None else byte_range.length
     path = registry.blobs.local_path(info)
