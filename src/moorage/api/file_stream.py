@@ -40,6 +40,7 @@ class BlobFileShort(Exception):
 
 
 async def _disconnected(receive: Receive) -> None:
+    """Return once the client is gone (a GET's empty request body is read and ignored)."""
     while (await receive())["type"] != "http.disconnect":
         pass
 
@@ -63,7 +64,7 @@ def _read_cached(fd: int, piece: memoryview, offset: int) -> int | None:
         raise
 
 
-async def read_piece(fd: int, piece: memoryview, offset: int) -> int:
+async def _read_piece(fd: int, piece: memoryview, offset: int) -> int:
     """Fill ``piece`` from ``fd`` at ``offset`` (fully or in part); the number of bytes read."""
     got = _read_cached(fd, piece, offset)
     if got is None:
@@ -121,9 +122,11 @@ class FileRangeResponse(Response):
         if offset == end:
             await send({"type": "http.response.body", "body": b""})
         while offset < end:
-            # A fresh buffer each time: the ASGI server may keep the body it was given.
+            # A fresh buffer each time: the ASGI server may keep the body it was given. Sent as
+            # the bytearray it is (granian copies any bytes-like body; bytes() would copy it
+            # once more).
             buffer = bytearray(min(PIECE, end - offset))
-            got = await read_piece(self.fd, memoryview(buffer), offset)
+            got = await _read_piece(self.fd, memoryview(buffer), offset)
             if got == 0:
                 raise BlobFileShort(f"{end - offset} bytes missing at offset {offset}")
             offset += got
