@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -39,14 +37,13 @@ async def _stream(
     Behind nginx, storage.accel_redirect hands the file to nginx's sendfile instead."""
     first = 0 if byte_range is None else byte_range.first
     length = info.size if byte_range is None else byte_range.length
-    path = registry.blobs.local_path(info)
     try:
-        if path is not None:
-            fd = await run_in_threadpool(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = await run_in_threadpool(registry.blobs.open_local, info)
+        if fd is not None:
             return FileRangeResponse(fd, first, length, status, headers, OCTET_STREAM)
         last = None if byte_range is None else byte_range.last
         chunks = await run_in_threadpool(registry.blobs.read, info, first, last)
-    except (BlobNotFound, FileNotFoundError):  # deleted since the lookup (a collection, a delete)
+    except BlobNotFound:  # deleted since the lookup (a collection, a concurrent delete)
         raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
     return StreamingResponse(iterate_in_threadpool(chunks), status, headers, OCTET_STREAM)
 
