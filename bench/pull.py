@@ -3,15 +3,19 @@
 
     .venv/bin/python bench/pull.py                       # 1 GiB, 7 rounds, moorage --workers 2
     .venv/bin/python bench/pull.py --size-mib 256 --rounds 3 --syscalls
+    .venv/bin/python bench/pull.py --parallel 6          # 6 curls at once, 6 blobs of 170 MiB
 
-The same bytes are served by: `moorage serve` itself (granian's file response), Moorage behind
+The same bytes are served by: `moorage serve` itself (streamed from Python), Moorage behind
 nginx with storage.accel_redirect (Moorage authorizes, nginx sends the file with sendfile),
 nginx with sendfile serving Moorage's blob file as a static file (the machine's ceiling for one
 download), and Debian's docker-registry (distribution 2.8); then the second half of the blob as a
 Range request from Moorage and from nginx. Each round pulls once from each, in an order that
 rotates every round; the table gives medians and spread over the rounds, the median of each
 round's ratio to nginx in the same round, and the CPU seconds per GiB of the servers and of curl.
-See bench/README.md.
+
+With --parallel N, N different blobs of size/N each are pulled by N concurrent curls from
+Moorage, nginx and distribution instead (MiB/s of all bytes from the first start to the last
+end). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +79,7 @@ STATIC_SERVER = """
     server {{
         listen 127.0.0.1:{port};
         location /blobs/ {{ alias {blobs}/; sendfile on; tcp_nopush on; }}
+        location = /v2/ {{ return 200; }}
     }}
 """
 
@@ -88,6 +94,19 @@ class Target:
     reference: str  # the key of the nginx target this one is compared with in each round
     servers: tuple[servers.ManagedServer, ...]
     first: int = 0  # a Range request for bytes first..end when > 0
+
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_probe()() for s in self.servers)
+
+
+@dataclass(frozen=True)
+class ParallelTarget:
+    """N different blobs pulled at once from one server (all of them in the CPU figure)."""
+
+    key: str
+    label: str
+    urls: list[str]
+    servers: tuple[servers.ManagedServer, ...]
 
     def cpu_seconds(self) -> float:
         return sum(s.cpu_probe()() for s in self.servers)
@@ -131,6 +150,25 @@ def curl(url: str, first: int, expected: int) -> tuple[float, float]:
             f"curl {url}: exit {out.returncode}, status {status} (want {want}), "
             f"{size} bytes (want {expected}) {out.stderr.strip()}"
         )
+    return seconds, used
+
+
+def curls(urls: list[str], expected: int) -> tuple[float, float]:
+    """GET every URL at once, each with its own curl, into /dev/null; (seconds from the first
+    start to the last end, the curls' CPU seconds)."""
+    argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"]
+    before = children_cpu_seconds()
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen([*argv, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for url in urls
+    ]
+    outs = [(proc, *proc.communicate(timeout=600)) for proc in procs]
+    seconds = time.perf_counter() - t0
+    used = children_cpu_seconds() - before
+    for (proc, out, err), url in zip(outs, urls, strict=True):
+        if proc.returncode != 0 or out.split() != ["200", str(expected)]:
+            raise RuntimeError(f"curl {url}: exit {proc.returncode}, {out!r} {err.strip()}")
     return seconds, used
 
 
@@ -186,7 +224,7 @@ def push(url: str, blob: BlobSource) -> None:
         raise RuntimeError(f"{url}: the pushed blob is not there")
 
 
-def print_table(targets: list[Target], figures: dict[str, Figures]) -> None:
+def print_table(targets: Sequence[Target | ParallelTarget], figures: dict[str, Figures]) -> None:
     headers = [
         "pull",
         "MiB/s median",
@@ -258,6 +296,106 @@ def measure(targets: list[Target], rounds: int, size: int) -> dict[str, Figures]
     return figures
 
 
+def measure_parallel(
+    targets: list[ParallelTarget], rounds: int, blob_size: int
+) -> dict[str, Figures]:
+    """Like measure, each pull being len(urls) concurrent curls; ratios to nginx's."""
+    figures = {t.key: Figures() for t in targets}
+    for t in targets:  # warm-up: page cache, connections, worker start-up; not counted
+        curls(t.urls, blob_size)
+    for r in range(rounds):
+        order = targets[r % len(targets) :] + targets[: r % len(targets)]
+        speeds = {}
+        for t in order:
+            total = blob_size * len(t.urls)
+            os.sync()
+            cpu0 = t.cpu_seconds()
+            seconds, client = curls(t.urls, blob_size)
+            server = t.cpu_seconds() - cpu0
+            speeds[t.key] = total / MiB / seconds
+            f = figures[t.key]
+            f.mib_s.append(speeds[t.key])
+            f.server_cpu_s_per_gib.append(server / (total / GiB))
+            f.client_cpu_s_per_gib.append(client / (total / GiB))
+            f.total_cpu_s_per_gib.append((server + client) / (total / GiB))
+        for t in targets:
+            figures[t.key].ratio.append(speeds[t.key] / speeds["nginx"])
+        say(
+            f"  round {r + 1}/{rounds}: "
+            + ", ".join(f"{t.key} {speeds[t.key]:,.0f}" for t in targets)
+            + " MiB/s in all"
+        )
+    return figures
+
+
+def static_url(port: int, digest: str) -> str:
+    """Moorage's file of ``digest`` as nginx's STATIC_SERVER serves it."""
+    encoded = digest.split(":", 1)[1]
+    return f"http://127.0.0.1:{port}/blobs/sha256/{encoded[:2]}/{encoded}"
+
+
+def run_parallel(
+    args: argparse.Namespace, stack: contextlib.ExitStack, work: Path, command: str, busy: float
+) -> int:
+    """--parallel N: N different blobs of size/N, each pulled by its own curl at once."""
+    n = args.parallel
+    blob_size = args.size_mib * MiB // n
+    source = work / "source.bin"
+    say(f"preparing {n} random blobs of {blob_size / MiB:,.0f} MiB in {work} ...")
+    write_random_file(source, blob_size)
+    blobs = list(make_blobs(source, blob_size, [f"p{i}" for i in range(n)])[0].values())
+    dist = servers.distribution_server(args.distribution_bin, work)
+    direct = servers.moorage_server(args.moorage_bin, work, args.workers)
+    for server in (dist, direct):
+        start(stack, server)
+        for blob in blobs:
+            push(server.url, blob)
+    static_port = servers.free_port()
+    blobs_dir = work / "moorage-data" / "blobs"
+    nginx = servers.nginx_server(
+        work / "nginx", STATIC_SERVER.format(port=static_port, blobs=blobs_dir), static_port
+    )
+    start(stack, nginx)
+    paths = [f"/v2/{REPO}/blobs/{blob.digest}" for blob in blobs]
+    targets = [
+        ParallelTarget("moorage", f"moorage serve, {n} at once",
+                       [direct.url + p for p in paths], (direct,)),
+        ParallelTarget("nginx", f"nginx sendfile, {n} at once",
+                       [static_url(static_port, blob.digest) for blob in blobs], (nginx,)),
+        ParallelTarget("distribution", f"distribution 2.8, {n} at once",
+                       [dist.url + p for p in paths], (dist,)),
+    ]  # fmt: skip
+    say(f"\n{args.rounds} rounds of {n} concurrent pulls from each, alternated:")
+    figures = measure_parallel(targets, args.rounds, blob_size)
+    say(
+        f"\n== pull {n} x {blob_size / MiB:,.0f} MiB at once with curl, {args.rounds} "
+        f"alternated rounds; {command}"
+    )
+    say(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+        f"CPU busy with other work at the start: {busy:.0%}\n"
+    )
+    print_table(targets, figures)
+    say(
+        "\nMiB/s: all bytes over the time from the first curl's start to the last one's end; "
+        "vs nginx: each round's figure over nginx's in the same round. CPU as for one pull."
+    )
+    if args.json_out:
+        report.write_json(
+            args.json_out,
+            {
+                "command": command,
+                "machine": {"host": platform.node(), "cpus": os.cpu_count(), "busy_at_start": busy},
+                "parallel": n,
+                "blob_mib": blob_size / MiB,
+                "rounds": args.rounds,
+                "workers": args.workers,
+                "targets": {t.key: {"label": t.label, **asdict(figures[t.key])} for t in targets},
+            },
+        )
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--size-mib", type=int, default=1024, help="blob size (default 1024)")
@@ -265,6 +403,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="moorage serve --workers (default 2)")
     ap.add_argument("--moorage-bin", default=default_moorage_bin())
     ap.add_argument("--distribution-bin", default="/usr/bin/docker-registry")
+    ap.add_argument(
+        "--parallel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pull N different blobs of size/N at once instead (Moorage, nginx, distribution)",
+    )
     ap.add_argument(
         "--syscalls", action="store_true", help="also count each server's syscalls with strace"
     )
@@ -304,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="moorage-pull-", dir=args.work_dir))
     try:
         with contextlib.ExitStack() as stack:
+            if args.parallel:
+                return run_parallel(args, stack, work, command, busy)
             source = work / "source.bin"
             say(f"preparing a {args.size_mib} MiB random blob in {work} ...")
             write_random_file(source, size)
@@ -338,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             static = f"http://127.0.0.1:{static_port}/blobs/sha256/{encoded[:2]}/{encoded}"
             half = size // 2
             targets = [
-                Target("moorage", "moorage serve (streamed, 1 MiB)", direct.url + path,
+                Target("moorage", "moorage serve (streamed)", direct.url + path,
                        "nginx", (direct,)),
                 Target("accel", "moorage + nginx X-Accel-Redirect",
                        f"http://127.0.0.1:{accel_port}{path}", "nginx", (accel, nginx)),

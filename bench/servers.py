@@ -281,6 +281,19 @@ def group_rss_mib(pgid: int) -> float:
     return total_kib / 1024
 
 
+def null_registry_server(workdir: Path) -> ManagedServer:
+    """bench/null_registry.py: a registry that discards every push (the client's floor)."""
+    bench = Path(__file__).resolve().parent
+    port = free_port()
+    return ManagedServer(
+        name="null-registry",
+        argv=[sys.executable, str(bench / "null_registry.py"), "--port", str(port)],
+        port=port,
+        log_path=workdir / "null-registry.log",
+        env={**os.environ, "PYTHONPATH": str(bench)},
+    )
+
+
 def hello_server(workdir: Path, workers: int) -> ManagedServer:
     """bench/hello_app.py: a bare ASGI "hello" app under the granian options of `moorage
     serve`, with ``workers`` workers: the framework's own ceiling."""

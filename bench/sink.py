@@ -24,7 +24,7 @@ SPLICE_MAX = 1 * MiB
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
-def _read_head(sock: socket.socket, pending: bytearray) -> bytes | None:
+def read_head(sock: socket.socket, pending: bytearray) -> bytes | None:
     while b"\r\n\r\n" not in pending:
         data = sock.recv(65536)
         if not data:
@@ -35,7 +35,7 @@ def _read_head(sock: socket.socket, pending: bytearray) -> bytes | None:
     return head
 
 
-def _discard(
+def discard(
     sock: socket.socket,
     pending: bytearray,
     count: int,
@@ -61,7 +61,7 @@ def _discard(
         count -= n
 
 
-def _read_line(sock: socket.socket, pending: bytearray) -> bytes:
+def read_line(sock: socket.socket, pending: bytearray) -> bytes:
     while b"\r\n" not in pending:
         data = sock.recv(65536)
         if not data:
@@ -78,7 +78,7 @@ def serve_connection(
     buf = memoryview(bytearray(4 * MiB))
     pending = bytearray()
     while True:
-        head = _read_head(sock, pending)
+        head = read_head(sock, pending)
         if head is None:
             return
         lines = head.decode("latin-1").split("\r\n")
@@ -89,13 +89,13 @@ def serve_connection(
             headers[k.strip().lower()] = v.strip().lower()
         if headers.get("transfer-encoding") == "chunked":
             while True:
-                size = int(_read_line(sock, pending).split(b";")[0], 16)
-                _discard(sock, pending, size, buf, pipe, devnull)
-                _discard(sock, pending, 2, buf)  # the CRLF after the chunk
+                size = int(read_line(sock, pending).split(b";")[0], 16)
+                discard(sock, pending, size, buf, pipe, devnull)
+                discard(sock, pending, 2, buf)  # the CRLF after the chunk
                 if size == 0:
                     break
         elif "content-length" in headers:
-            _discard(sock, pending, int(headers["content-length"]), buf, pipe, devnull)
+            discard(sock, pending, int(headers["content-length"]), buf, pipe, devnull)
         if method == "GET":
             size = get_file.stat().st_size
             sock.sendall(

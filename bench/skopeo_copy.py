@@ -17,8 +17,9 @@ that no layer is already there or can be mounted; then:
 each timed (wall clock, the whole skopeo process), with an untimed `sync` before each. The
 layers are gzip and --preserve-digests forbids any change, so skopeo only moves and hashes
 bytes (it compresses nothing: the registry side would want gzip, and has it). The same copy
-from one OCI layout to another on the local disk is timed as skopeo's own ceiling. See
-bench/README.md.
+from one OCI layout to another on the local disk is timed as skopeo's own ceiling, and the
+same push into bench/null_registry.py (a registry that discards every body and stores
+nothing) as the floor of any registry's push, in the same rounds. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from run import default_moorage_bin
 
 MiB = 1 << 20
 GiB = 1 << 30
+FLOOR = "null registry"
 PIECE = 4 * MiB
 TAG = "v1"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -196,12 +198,19 @@ class Figures:
     pull_cpu_s: list[float] = field(default_factory=list)
     push_ratio: list[float] = field(default_factory=list)  # distribution's s / this one's s
     pull_ratio: list[float] = field(default_factory=list)
+    floor_ratio: list[float] = field(default_factory=list)  # the null registry's push s / this
 
 
 def copy_round(
-    server: servers.ManagedServer, layout: Path, scratch: Path, figures: Figures, repo: str
+    server: servers.ManagedServer,
+    layout: Path,
+    scratch: Path,
+    figures: Figures,
+    repo: str,
+    pull: bool = True,
 ) -> None:
-    """Start ``server`` (fresh data), push the layout with skopeo, pull it back; stop it."""
+    """Start ``server`` (fresh data), push the layout with skopeo, pull it back (unless not
+    ``pull``); stop it."""
     with server:
         dest = f"docker://127.0.0.1:{server.port}/{repo}:{TAG}"
         probe = server.cpu_probe()
@@ -209,6 +218,8 @@ def copy_round(
         c0 = probe()
         figures.push_s.append(skopeo("--dest-tls-verify=false", f"oci:{layout}:{TAG}", dest))
         figures.push_cpu_s.append(probe() - c0)
+        if not pull:
+            return
         os.sync()
         out = scratch / "pulled"
         c0 = probe()
@@ -230,31 +241,38 @@ def local_copy(layout: Path, scratch: Path) -> float:
 def measure(
     args: argparse.Namespace, layout: Path, work: Path
 ) -> tuple[dict[str, Figures], list[float]]:
-    names = ["distribution", "moorage"]
+    names = ["distribution", "moorage", FLOOR]
     figures = {name: Figures() for name in names}
     local: list[float] = []
     for r in range(args.rounds):
-        order = names[r % 2 :] + names[: r % 2]
+        order = names[r % 3 :] + names[: r % 3]
         for name in order:
             round_dir = work / f"round-{r}-{name}"
             round_dir.mkdir()
             if name == "distribution":
                 server = servers.distribution_server(args.distribution_bin, round_dir)
+            elif name == FLOOR:
+                server = servers.null_registry_server(round_dir)
             else:
                 server = servers.moorage_server(args.moorage_bin, round_dir, args.workers)
-            copy_round(server, layout, round_dir, figures[name], f"skopeo/r{r}")
+            repo = f"skopeo/r{r}"
+            copy_round(server, layout, round_dir, figures[name], repo, pull=name != FLOOR)
             shutil.rmtree(round_dir)  # its data: the next round starts empty
         local.append(local_copy(layout, work))
         for key in ("push", "pull"):
             dist_s = getattr(figures["distribution"], f"{key}_s")[-1]
             mine_s = getattr(figures["moorage"], f"{key}_s")[-1]
             getattr(figures["moorage"], f"{key}_ratio").append(dist_s / mine_s)
+        for f in figures.values():
+            f.floor_ratio.append(figures[FLOOR].push_s[-1] / f.push_s[-1])
         say(
             f"  round {r + 1}/{args.rounds}: "
             + "; ".join(
                 f"{n} push {figures[n].push_s[-1]:.2f} s, pull {figures[n].pull_s[-1]:.2f} s"
                 for n in names
+                if n != FLOOR
             )
+            + f"; {FLOOR} push {figures[FLOOR].push_s[-1]:.2f} s"
             + f"; skopeo oci->oci {local[-1]:.2f} s"
         )
     return figures, local
@@ -269,11 +287,14 @@ def print_figures(figures: dict[str, Figures], local: list[float], total: int) -
     def speeds(seconds: list[float]) -> list[float]:
         return [mib / s for s in seconds]
 
-    headers = ["copy", "registry", "s median", "min-max", "MiB/s", "server CPU s", "vs dist."]
+    headers = ["copy", "registry", "s median", "min-max", "MiB/s", "server CPU s", "vs dist.",
+               "vs floor"]  # fmt: skip
     rows = []
     for key in ("push", "pull"):
         for name, f in figures.items():
             seconds = getattr(f, f"{key}_s")
+            if not seconds:  # the null registry is only pushed to
+                continue
             rows.append(
                 [
                     key,
@@ -283,11 +304,12 @@ def print_figures(figures: dict[str, Figures], local: list[float], total: int) -
                     median_text(speeds(seconds)),
                     median_text(getattr(f, f"{key}_cpu_s"), 2),
                     ratio_text(getattr(f, f"{key}_ratio")),
+                    ratio_text(f.floor_ratio) if key == "push" else "",
                 ]
             )
     rows.append(
         ["oci->oci", "skopeo alone", median_text(local, 2), spread_text(local, 2),
-         median_text(speeds(local)), "", ""]
+         median_text(speeds(local)), "", "", ""]
     )  # fmt: skip
     print_table(headers, rows, left=2)
 
@@ -340,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     say(
         "\nwall time of the whole skopeo process, median and min-max over the rounds; MiB/s from "
         "the median; vs dist.: distribution's time / Moorage's in the same round (> 1: Moorage "
-        "is faster), median (min-max). Server CPU: all its processes, from /proc."
+        "is faster), median (min-max); vs floor: the null registry's push time / this one's "
+        "(1.00x: as fast as a registry that stores nothing). Server CPU: all its processes, "
+        "from /proc."
     )
     write_json(
         args.json_out,

@@ -75,6 +75,10 @@ class BlobService:
         """A file the HTTP server may send as it is (no byte through Python), or None."""
         return self.blobs.local_path(info.digest, info.location)
 
+    def open_local(self, info: BlobInfo) -> int | None:
+        """An open file descriptor of the blob for the HTTP server to read, or None if remote."""
+        return self.blobs.open_local(info.digest, info.location)
+
     def relative_path(self, info: BlobInfo) -> str | None:
         """The blob's file below the blobs directory, for a front proxy to send, or None."""
         return self.blobs.relative_path(info.digest, info.location)

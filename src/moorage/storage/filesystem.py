@@ -192,6 +192,12 @@ class FilesystemBlobStore:
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         return self._blob_path(digest)
 
+    def open_local(self, digest: Digest, location: str | None = None) -> int:
+        try:
+            return os.open(self._blob_path(digest), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise BlobNotFound(str(digest)) from None
+
     def relative_path(self, digest: Digest, location: str | None = None) -> str:
         return _relative_path(digest)
 

@@ -78,6 +78,13 @@ class BlobStore(Protocol):
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         """A filesystem path the HTTP server may send directly, or None if remote."""
 
+    def open_local(self, digest: Digest, location: str | None = None) -> int | None:
+        """A read-only file descriptor of the blob's local file, for an HTTP server that reads
+        it itself (the caller closes it); None when the blob is not a local file.
+
+        Raises :class:`BlobNotFound` if the blob is missing. Once open, the bytes stay
+        readable to the end even if the blob is deleted."""
+
     def relative_path(self, digest: Digest, location: str | None = None) -> str | None:
         """The blob's file below the store's ``blobs/`` directory (``sha256/ab/ab12…``), built
         from the digest alone, for a front proxy that serves that directory itself

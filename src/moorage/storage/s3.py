@@ -278,6 +278,9 @@ class S3BlobStore:
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         return None
 
+    def open_local(self, digest: Digest, location: str | None = None) -> int | None:
+        return None
+
     def relative_path(self, digest: Digest, location: str | None = None) -> str | None:
         return None
 

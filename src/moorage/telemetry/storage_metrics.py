@@ -141,6 +141,14 @@ class ObservedBlobStore:
     def local_path(self, digest: Digest, location: str | None = None) -> Path | None:
         return self._store.local_path(digest, location)  # no I/O
 
+    def open_local(self, digest: Digest, location: str | None = None) -> int | None:
+        # A read by the HTTP server itself: timed as "read" (the time to open it, as for a
+        # stream); its reads happen outside the store and are not counted. Not timed at all
+        # when the blob is not local (the caller then reads through read, which counts).
+        if self._store.local_path(digest, location) is None:
+            return None
+        return self._call("read", self._store.open_local, digest, location)
+
     def relative_path(self, digest: Digest, location: str | None = None) -> str | None:
         return self._store.relative_path(digest, location)  # no I/O
 

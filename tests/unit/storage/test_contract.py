@@ -135,6 +135,24 @@ def test_a_local_blob_is_named_below_the_blobs_directory_by_its_digest(store: Bl
     assert local.read_bytes() == data
 
 
+def test_a_local_blob_opens_for_the_http_server_and_stays_readable_once_deleted(
+    store: BlobStore,
+) -> None:
+    data = b"read by the HTTP server itself"
+    blob = publish(store, data)
+    fd = store.open_local(blob.digest, blob.location)
+    if fd is None:  # not a local file (S3): the server reads through store.read
+        assert store.local_path(blob.digest, blob.location) is None
+        return
+    try:
+        store.delete(blob.digest, blob.location)
+        assert os.pread(fd, len(data) + 1, 0) == data
+    finally:
+        os.close(fd)
+    with pytest.raises(BlobNotFound):
+        store.open_local(blob.digest, blob.location)
+
+
 def test_deleting_a_missing_blob_is_not_an_error(store: BlobStore) -> None:
     store.delete(digest_of(b"never stored"))
     blob = publish(store, b"gone soon")
