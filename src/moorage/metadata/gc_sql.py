@@ -39,6 +39,7 @@ from moorage.metadata.gc_port import (
     TagRecord,
 )
 from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST
+from moorage.metadata.prepared import Prepared
 from moorage.metadata.sql import SqlMetadataStore, _batches
 
 _r, _b, _rb, _m, _mb, _mc, _t = (
@@ -100,28 +101,32 @@ _KIND = bindparam("kind", type_=String())
 _RID = bindparam("rid", type_=Integer())
 _DIGEST = bindparam("digest", type_=String())
 _REVIEW_KEY = (_r.c.kind == _KIND) & (_r.c.repository_id == _RID) & (_r.c.digest == _DIGEST)
-_LOCK_REVIEW = select(_r.c.touched_at).where(_REVIEW_KEY).with_for_update(skip_locked=True)
-_DROP_REVIEW = delete(_r).where(_REVIEW_KEY)
+_LOCK_REVIEW = Prepared(
+    select(_r.c.touched_at).where(_REVIEW_KEY).with_for_update(skip_locked=True)
+)
+_DROP_REVIEW = Prepared(delete(_r).where(_REVIEW_KEY))
 _LINK_KEY = (_rb.c.repository_id == _RID) & (_rb.c.digest == _DIGEST)
-_LOCK_LINK = select(_rb.c.digest).where(_LINK_KEY).with_for_update(skip_locked=True)
-_LINK_EXISTS = select(literal(1)).where(_LINK_KEY).limit(1)
-_DELETE_LINK = delete(_rb).where(_LINK_KEY)
-_REFERENCED_IN_REPOSITORY = (
+_LOCK_LINK = Prepared(select(_rb.c.digest).where(_LINK_KEY).with_for_update(skip_locked=True))
+_LINK_EXISTS = Prepared(select(literal(1)).where(_LINK_KEY).limit(1))
+_DELETE_LINK = Prepared(delete(_rb).where(_LINK_KEY))
+_REFERENCED_IN_REPOSITORY = Prepared(
     select(literal(1))
     .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
     .where(_m.c.repository_id == _RID, _mb.c.digest == _DIGEST)
     .limit(1)
 )
-_BLOB_SIZE = select(_b.c.size).where(_b.c.digest == _DIGEST)
-_LOCK_BLOB = (
+_BLOB_SIZE = Prepared(select(_b.c.size).where(_b.c.digest == _DIGEST))
+_LOCK_BLOB = Prepared(
     select(_b.c.size, _b.c.location).where(_b.c.digest == _DIGEST).with_for_update(skip_locked=True)
 )
-_BLOB_EXISTS = select(literal(1)).where(_b.c.digest == _DIGEST).limit(1)
-_DELETE_BLOB = delete(_b).where(_b.c.digest == _DIGEST)
+_BLOB_EXISTS = Prepared(select(literal(1)).where(_b.c.digest == _DIGEST).limit(1))
+_DELETE_BLOB = Prepared(delete(_b).where(_b.c.digest == _DIGEST))
 # Some repository links the blob, or some manifest (of any repository) references it.
-_BLOB_IN_USE = select(literal(1)).where(
-    exists(select(literal(1)).where(_rb.c.digest == _DIGEST))
-    | exists(select(literal(1)).where(_mb.c.digest == _DIGEST))
+_BLOB_IN_USE = Prepared(
+    select(literal(1)).where(
+        exists(select(literal(1)).where(_rb.c.digest == _DIGEST))
+        | exists(select(literal(1)).where(_mb.c.digest == _DIGEST))
+    )
 )
 
 
@@ -129,8 +134,8 @@ def _key(c: Candidate) -> dict[str, Any]:
     return {"kind": c.kind, "rid": c.repository_id, "digest": c.digest}
 
 
-def _found(conn: Connection, statement: Any, c: Candidate) -> bool:
-    return conn.execute(statement, _key(c)).first() is not None
+def _found(conn: Connection, statement: Prepared, c: Candidate) -> bool:
+    return statement.first(conn, _key(c)) is not None
 
 
 class SqlGcStore(OrphanSql):
@@ -212,12 +217,12 @@ class SqlGcStore(OrphanSql):
     @staticmethod
     def _lock_review(conn: Connection, c: Candidate) -> float | None:
         """Lock the review; its start of grace, or None if it is gone or busy."""
-        value = conn.execute(_LOCK_REVIEW, _key(c)).scalar_one_or_none()
+        value = _LOCK_REVIEW.scalar(conn, _key(c))
         return None if value is None else float(value)
 
     @staticmethod
     def _drop_review(conn: Connection, c: Candidate) -> None:
-        conn.execute(_DROP_REVIEW, _key(c))
+        _DROP_REVIEW.run(conn, _key(c))
 
     @staticmethod
     def _repository_name(conn: Connection, repository_id: int, cache: dict[int, str]) -> str:
@@ -416,11 +421,11 @@ class SqlGcStore(OrphanSql):
             if _found(conn, _REFERENCED_IN_REPOSITORY, c):
                 self._drop_review(conn, c)  # in use: queued again when its manifest goes
                 return
-            conn.execute(_DELETE_LINK, _key(c))
+            _DELETE_LINK.run(conn, _key(c))
             self._drop_review(conn, c)
             # Perhaps the blob's last link: due at once (no client can reach it by a link).
-            gc_queue.enqueue(conn, BLOB, 0, (c.digest,), 0.0)
-            size = conn.execute(_BLOB_SIZE, _key(c)).scalar_one_or_none()
+            gc_queue.enqueue_blob(conn, c.digest)
+            size = _BLOB_SIZE.scalar(conn, _key(c))
             repository = self._repository_name(conn, c.repository_id, names)
             collected.append(Collected(LINK, c.digest, int(size or 0), repository))
             if dry_run and not _found(conn, _BLOB_IN_USE, c):
@@ -438,7 +443,7 @@ class SqlGcStore(OrphanSql):
         def review(conn: Connection, c: Candidate) -> None:
             if self._lock_review(conn, c) is None:
                 return
-            row = conn.execute(_LOCK_BLOB, _key(c)).first()
+            row = _LOCK_BLOB.first(conn, _key(c))
             if row is None:
                 if not _found(conn, _BLOB_EXISTS, c):
                     self._drop_review(conn, c)
@@ -446,15 +451,16 @@ class SqlGcStore(OrphanSql):
             if _found(conn, _BLOB_IN_USE, c):
                 self._drop_review(conn, c)
                 return
-            conn.execute(_DELETE_BLOB, _key(c))
+            _DELETE_BLOB.run(conn, _key(c))
             self._drop_review(conn, c)
             # The bytes go inside the transaction, after the row's deletion: a push of this
             # digest that found the bytes before now waits for the row (it is locked) and, once
             # this commits, finds them gone (services.blobs.confirm_stored); a crash before the
             # commit brings the row back, unreachable (no link) and still queued.
+            size, location = row
             if not dry_run:
-                delete_bytes(c.digest, row.location)
-            collected.append(Collected(BLOB, c.digest, int(row.size)))
+                delete_bytes(c.digest, location)
+            collected.append(Collected(BLOB, c.digest, int(size)))
 
         self._each_in_transactions(candidates, dry_run, review)
         return collected
