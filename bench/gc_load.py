@@ -15,8 +15,9 @@ Two kinds of load, reported apart:
   when the last is answered, so together they saturate both cores, and any CPU the collector
   takes becomes queueing for everyone. The throughput ratios come from here.
 - **open loop** (``--open-loop FRACTION``, default 0.5; bench/openloop.py): GETs and pushes
-  offered at a fixed rate, FRACTION of the round's closed-loop rates alone, with latency counted
-  from when each request was due. This is how a registry is loaded in practice (clients arrive
+  offered at fixed rates, each half of FRACTION of its closed-loop rate alone in the round (so
+  together about FRACTION of the server's capacity), with latency counted from when each
+  request was due. This is how a registry is loaded in practice (clients arrive
   on their own schedule, with headroom left); the p99 ratios here say what a collection costs
   a client of a registry that is not already at capacity.
 
@@ -190,10 +191,13 @@ def one_round(
         print(f"  GETs and pushes, alone:      {describe(gets_before)}; {mixed_before}")
         before = push_loop(server.url, args.seconds, seed + 2)
         print(f"  pushes only, alone:          {before}")
-        # The open loop offers a fixed share of what this server did alone, closed.
+        # The open loop offers a fixed share of what this server did alone, closed: half of
+        # the share to GETs (of their rate beside the push loop) and half to pushes (of their
+        # rate alone), so that together they use about that share of its capacity, with
+        # enough pushes for a p99 (beside wrk, the push loop gets a few percent of it).
         rates = (
-            gets_before.requests_per_s * args.open_loop,
-            mixed_before.per_s * args.open_loop,
+            gets_before.requests_per_s * args.open_loop / 2,
+            before.per_s * args.open_loop / 2,
         )
         if opened:
             open_before = measure_open(server.url, *rates, args.seconds, seed + 7)
