@@ -25,7 +25,7 @@ Two kinds of load, reported apart:
 ``nice10="nice -n 10 .venv/bin/moorage"``, or another checkout's ``moorage``), and prints the
 medians per variant, so two collectors are compared under the same load of the machine.
 
-    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 2ms] [--max-duty 0.1]
+    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 2ms] [--max-duty 0.05]
                             [--open-loop 0.5] [--variants LABEL=COMMAND ...]
 
 About 4-5 minutes with the defaults on a 2-core machine.
@@ -238,9 +238,9 @@ def one_round(
         "push p99": during.p99_ms / ((before.p99_ms + after.p99_ms) / 2),
     }
     if opened:
-        for name in ("GETs", "pushes"):
+        for name, label in (("GETs", "GET"), ("pushes", "push")):
             alone = (open_before[name].p99_ms + open_after[name].p99_ms) / 2
-            ratios[f"open {name[:-1]} p99"] = open_gc[name].p99_ms / alone
+            ratios[f"open {label} p99"] = open_gc[name].p99_ms / alone
     ratios["gc seconds"] = seconds
     print("  during / alone: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     return ratios
@@ -266,7 +266,9 @@ def main() -> None:
     parser.add_argument(
         "--batch-time", help="gc.batch_time for the collection (default 2ms on SQLite)"
     )
-    parser.add_argument("--max-duty", help="gc.max_duty for the collection (default 0.1 on SQLite)")
+    parser.add_argument(
+        "--max-duty", help="gc.max_duty for the collection (default 0.05 on SQLite)"
+    )
     parser.add_argument(
         "--open-loop",
         type=float,

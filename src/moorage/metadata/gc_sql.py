@@ -69,22 +69,25 @@ class Pace:
 
 # SQLite has one writer: a push that arrives during a collector's transaction waits for the rest
 # of it, so batches are short (a push's own transaction is about 1 ms), and the collector takes
-# at most a tenth of the writer's time (and of a core: on a small machine its CPU competes with
-# the server's). Then about one push in ten waits, at most 2 ms. With 50 ms batches (bounded at
-# ~15 ms by the page of 100 candidates) and a duty of 0.5, issue 10's load (bench/gc_load.py)
-# ran pushes at 0.47 of their rate alone, p99 3.8x. A transaction per 2 ms costs the collection
-# about 15% more CPU than per 50 ms (1,539 commits instead of 213); see bench/README.md.
-SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.1)
+# at most a twentieth of the writer's time (and about as much of a core: on a small machine its
+# CPU is queueing for every request). Then about one push in twenty waits, at most ~2 ms. With
+# 50 ms batches and a duty of 0.5, issue 10's load (bench/gc_load.py) ran pushes at 0.47 of their
+# rate alone, p99 3.8x; at 2 ms and 0.1, push p99 was still 1.36x and GET p99 1.85x. A duty of
+# 0.05 became affordable once each candidate cost half the CPU (statements through the driver,
+# prepared.py): a collection of issue 10's scale takes about as long as it did at 0.1 before.
+# See bench/README.md, the gentle collector.
+SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.05)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
 # (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
 # leaves the database server's CPU and I/O half to the requests.
 POSTGRES_PACE = Pace(batch_seconds=0.05, max_duty=0.5)
 
 
-# How often (at most) the collector checkpoints SQLite's log between its transactions: at the
-# default pace it commits ~50 pages every ~20 ms, so about 250 pages a checkpoint, a quarter of
-# SQLite's own threshold. See SqlGcStore._checkpoint.
-CHECKPOINT_SECONDS = 0.1
+# The collector checkpoints SQLite's log after every this many of its transactions: each writes
+# ~50 pages to the log (issue 10's scale: 52,000 pages in ~1,100 transactions of 2 ms), so ~200
+# pages a checkpoint, a fifth of SQLite's own threshold, with two fsyncs each (about as many as
+# SQLite's own checkpoints made). See SqlGcStore._checkpoint.
+CHECKPOINT_EVERY = 4
 
 
 def default_pace(single_writer: bool) -> Pace:
@@ -144,7 +147,7 @@ class SqlGcStore(OrphanSql):
         self._store = store
         self.pace = pace or default_pace(store._single_writer)
         self._resume_at = 0.0
-        self._checkpointed_at = 0.0
+        self._since_checkpoint = 0
 
     @contextmanager
     def _transaction(self, dry_run: bool) -> Iterator[Connection]:
@@ -181,16 +184,17 @@ class SqlGcStore(OrphanSql):
         included: a collector's commit did so about once in 20 (its deletes touch several
         indexes) and then held the writer for ~10 ms instead of ``batch_time``, which pushes
         waited out. A passive checkpoint here, between its transactions (every
-        ``CHECKPOINT_SECONDS``), keeps the log short so that its commits (and the pushes')
-        rarely meet the threshold; it takes no writer lock, so pushes commit meanwhile."""
+        ``CHECKPOINT_EVERY`` transactions), keeps the log short so that its commits (and the
+        pushes') rarely meet the threshold; it takes no writer lock, so pushes commit
+        meanwhile."""
         if not self._store._single_writer:
             return
-        now = time.monotonic()
-        if now - self._checkpointed_at < CHECKPOINT_SECONDS:
+        self._since_checkpoint += 1
+        if self._since_checkpoint < CHECKPOINT_EVERY:
             return
         with self._store._read() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        self._checkpointed_at = time.monotonic()
+        self._since_checkpoint = 0
 
     def _each_in_transactions(
         self,
