@@ -311,7 +311,8 @@ async def _collect_garbage(settings: Settings) -> None:
         # In a child process, not a thread of this worker: see gc_child.py.
         child = ChildCollection(settings)
         try:
-            report = await run_in_threadpool(child.result)
+            # Cancellable at once (the thread ends when the child does: stop() below).
+            report = await asyncio.to_thread(child.result)
         except CollectorBusy:
             continue
         except LeaseLost:
