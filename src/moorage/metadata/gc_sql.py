@@ -73,8 +73,8 @@ class Pace:
 # CPU is queueing for every request). Then about one push in twenty waits, at most ~2 ms. With
 # 50 ms batches and a duty of 0.5, issue 10's load (bench/gc_load.py) ran pushes at 0.47 of their
 # rate alone, p99 3.8x; at 2 ms and 0.1, push p99 was still 1.36x and GET p99 1.85x. A duty of
-# 0.05 became affordable once each candidate cost half the CPU (statements through the driver,
-# prepared.py): a collection of issue 10's scale takes about as long as it did at 0.1 before.
+# 0.05 became affordable once each candidate cost a third of the CPU (statements through the
+# driver, prepared.py): a collection of issue 10's scale takes no longer than it did at 0.1.
 # See bench/README.md, the gentle collector.
 SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.05)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
@@ -85,8 +85,9 @@ POSTGRES_PACE = Pace(batch_seconds=0.05, max_duty=0.5)
 
 # The collector checkpoints SQLite's log after every this many of its transactions: each writes
 # ~50 pages to the log (issue 10's scale: 52,000 pages in ~1,100 transactions of 2 ms), so ~200
-# pages a checkpoint, a fifth of SQLite's own threshold, with two fsyncs each (about as many as
-# SQLite's own checkpoints made). See SqlGcStore._checkpoint.
+# pages a checkpoint, a fifth of SQLite's own threshold, room for the pushes' pages meanwhile.
+# About three fsyncs each: 856 for issue 10's scale where SQLite's own checkpoints made 200, but
+# none of them with the writer lock held. See SqlGcStore._checkpoint.
 CHECKPOINT_EVERY = 4
 
 
