@@ -5,8 +5,8 @@ parameter processing, events, the result object: ~30 µs) costs several times SQ
 (~5 µs). The garbage collector runs five to seven of them per candidate inside its write
 transactions, where every microsecond is time a push waits for the writer lock (and CPU taken
 from the requests on a small machine): through the driver, a collection's CPU inside its
-transactions fell by about half (bench/README.md, the gentle collector). PostgreSQL, where the
-round trip dominates, goes through SQLAlchemy as before.
+transactions fell to about a quarter, its CPU in all to a third (bench/README.md, where the
+p99 came from). PostgreSQL, where the round trip dominates, goes through SQLAlchemy as before.
 
 Only for statements whose parameters need no conversion (strings, integers, floats): the
 values are handed to the driver as they are.
