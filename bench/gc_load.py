@@ -9,9 +9,26 @@ rounds alternate alone / during gc and their ratios can be compared on a busy ma
 goal is pushes (and GETs) during gc at >= 0.8 of their rate alone, p99 at most 1.2x ("alone"
 is measured before and after the collection, and averaged).
 
-    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 2ms] [--max-duty 0.1]
+Two kinds of load, reported apart:
 
-About 3-4 minutes with the defaults on a 2-core machine.
+- **closed loop** (wrk, 64 connections, and a push loop): each client sends its next request
+  when the last is answered, so together they saturate both cores, and any CPU the collector
+  takes becomes queueing for everyone. The throughput ratios come from here.
+- **open loop** (``--open-loop FRACTION``, default 0.5; bench/openloop.py): GETs and pushes
+  offered at fixed rates, each half of FRACTION of its closed-loop rate alone in the round (so
+  together about FRACTION of the server's capacity), with latency counted from when each
+  request was due. This is how a registry is loaded in practice (clients arrive
+  on their own schedule, with headroom left); the p99 ratios here say what a collection costs
+  a client of a registry that is not already at capacity.
+
+``--variants LABEL=COMMAND ...`` alternates how the collector runs, round by round (e.g.
+``nice10="nice -n 10 .venv/bin/moorage"``, or another checkout's ``moorage``), and prints the
+medians per variant, so two collectors are compared under the same load of the machine.
+
+    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 2ms] [--max-duty 0.05]
+                            [--open-loop 0.5] [--variants LABEL=COMMAND ...]
+
+About 4-5 minutes with the defaults on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -19,6 +36,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -26,6 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +56,7 @@ from loadgen import LoadResult, run_wrk
 from moorage.metadata import schema as s
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
+from openloop import OpenLoopResult, Stream, open_loop
 from servers import moorage_server
 
 
@@ -99,6 +119,36 @@ def measure(url: str, seconds: int, seed: int) -> tuple[LoadResult, Pushes]:
     return gets, pushes[0]
 
 
+def _push_request(seed: int) -> Callable[[int], bytes]:
+    def request(n: int) -> bytes:
+        data = hashlib.sha512(b"open-%d-%d" % (seed, n)).digest() * 16
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        return (
+            f"POST /v2/bench/load/blobs/uploads/?digest={digest} HTTP/1.1\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode() + data
+
+    return request
+
+
+_MANIFEST_GET = b"GET /v2/bench/r0/manifests/t0 HTTP/1.1\r\n\r\n"
+
+
+def measure_open(
+    url: str, get_rate: float, push_rate: float, seconds: int, seed: int
+) -> dict[str, OpenLoopResult]:
+    """GETs and pushes at fixed rates (open loop), together, as measure() does closed."""
+    streams = [
+        Stream("GETs", get_rate, lambda _: _MANIFEST_GET, 200),
+        Stream("pushes", push_rate, _push_request(seed), 201),
+    ]
+    return open_loop(url, streams, seconds)
+
+
+def describe_open(results: dict[str, OpenLoopResult]) -> str:
+    return "; ".join(f"{name} {result}" for name, result in results.items())
+
+
 def describe(gets: LoadResult) -> str:
     return f"{gets.requests_per_s:.0f} GETs/s, p50 {gets.p50_ms:.1f} ms, p99 {gets.p99_ms:.1f} ms"
 
@@ -118,9 +168,12 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def one_round(args: argparse.Namespace, template: Path, workdir: Path, n: int) -> dict[str, float]:
-    """A server on a fresh copy of the database: the loads alone, then during one collection.
-    The ratios (during / alone) of this round."""
+def one_round(
+    args: argparse.Namespace, template: Path, workdir: Path, n: int, collector: list[str]
+) -> dict[str, float]:
+    """A server on a fresh copy of the database: the loads alone, then during one collection
+    (``collector``: the command that runs ``moorage``), then alone again. The ratios (during /
+    alone) of this round."""
     shutil.copytree(template, workdir / "moorage-data")
     env = {"MOORAGE_GC__INTERVAL": "0"}
     if args.batch_time:
@@ -129,23 +182,40 @@ def one_round(args: argparse.Namespace, template: Path, workdir: Path, n: int) -
         env["MOORAGE_GC__MAX_DUTY"] = args.max_duty
     server = moorage_server(args.moorage, workdir, 2, env=env)
     data = workdir / "moorage-data"
-    argv = [args.moorage, "gc", "--data-dir", str(data), "--grace", "0s", "--quick"]
+    argv = [*collector, "gc", "--data-dir", str(data), "--grace", "0s", "--quick"]
     seed = 10 * n
-    print(f"round {n + 1} ({load()})")
+    opened = args.open_loop > 0
+    print(f"round {n + 1}: {shlex.join(collector)} ({load()})")
     with server:
         gets_before, mixed_before = measure(server.url, args.seconds, seed + 1)
         print(f"  GETs and pushes, alone:      {describe(gets_before)}; {mixed_before}")
         before = push_loop(server.url, args.seconds, seed + 2)
         print(f"  pushes only, alone:          {before}")
+        # The open loop offers a fixed share of what this server did alone, closed: half of
+        # the share to GETs (of their rate beside the push loop) and half to pushes (of their
+        # rate alone), so that together they use about that share of its capacity, with
+        # enough pushes for a p99 (beside wrk, the push loop gets a few percent of it).
+        rates = (
+            gets_before.requests_per_s * args.open_loop / 2,
+            before.per_s * args.open_loop / 2,
+        )
+        if opened:
+            open_before = measure_open(server.url, *rates, args.seconds, seed + 7)
+            print(f"  open loop, alone:            {describe_open(open_before)}")
         started = time.monotonic()
-        collector = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=server.env)
+        collector_process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, text=True, env=server.env
+        )
         collecting(data / "moorage.db")  # past the CLI's start-up (imports: ~1 s of CPU)
         gets_gc, mixed_gc = measure(server.url, args.seconds, seed + 3)
         print(f"  GETs and pushes, during gc:  {describe(gets_gc)}; {mixed_gc}")
         during = push_loop(server.url, args.seconds, seed + 4)
         print(f"  pushes only, during gc:      {during}")
-        running = collector.poll() is None
-        out, _ = collector.communicate(timeout=600)
+        if opened:
+            open_gc = measure_open(server.url, *rates, args.seconds, seed + 8)
+            print(f"  open loop, during gc:        {describe_open(open_gc)}")
+        running = collector_process.poll() is None
+        out, _ = collector_process.communicate(timeout=600)
         seconds = time.monotonic() - started
         print(f"  gc: {seconds:.1f} s wall, {out.strip().splitlines()[-1]}")
         if not running:
@@ -156,6 +226,9 @@ def one_round(args: argparse.Namespace, template: Path, workdir: Path, n: int) -
         gets_after, mixed_after = measure(server.url, args.seconds, seed + 6)
         print(f"  pushes only, alone after:    {after}")
         print(f"  GETs and pushes, after:      {describe(gets_after)}; {mixed_after}")
+        if opened:
+            open_after = measure_open(server.url, *rates, args.seconds, seed + 9)
+            print(f"  open loop, alone after:      {describe_open(open_after)}")
     gets_alone = (gets_before.requests_per_s + gets_after.requests_per_s) / 2
     gets_p99_alone = (gets_before.p99_ms + gets_after.p99_ms) / 2
     ratios = {
@@ -163,10 +236,27 @@ def one_round(args: argparse.Namespace, template: Path, workdir: Path, n: int) -
         "GET p99": gets_gc.p99_ms / gets_p99_alone,
         "pushes/s": during.per_s / ((before.per_s + after.per_s) / 2),
         "push p99": during.p99_ms / ((before.p99_ms + after.p99_ms) / 2),
-        "gc seconds": seconds,
     }
+    if opened:
+        for name, label in (("GETs", "GET"), ("pushes", "push")):
+            alone = (open_before[name].p99_ms + open_after[name].p99_ms) / 2
+            ratios[f"open {label} p99"] = open_gc[name].p99_ms / alone
+    ratios["gc seconds"] = seconds
     print("  during / alone: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     return ratios
+
+
+def summary(rounds: list[dict[str, float]]) -> str:
+    """Median (and range) of each ratio over the rounds."""
+    return ", ".join(
+        f"{k} {statistics.median(r[k] for r in rounds):.2f}"
+        + (
+            f" ({min(r[k] for r in rounds):.2f}-{max(r[k] for r in rounds):.2f})"
+            if len(rounds) > 1
+            else ""
+        )
+        for k in rounds[0]
+    )
 
 
 def main() -> None:
@@ -176,22 +266,41 @@ def main() -> None:
     parser.add_argument(
         "--batch-time", help="gc.batch_time for the collection (default 2ms on SQLite)"
     )
-    parser.add_argument("--max-duty", help="gc.max_duty for the collection (default 0.1 on SQLite)")
+    parser.add_argument(
+        "--max-duty", help="gc.max_duty for the collection (default 0.05 on SQLite)"
+    )
+    parser.add_argument(
+        "--open-loop",
+        type=float,
+        default=0.5,
+        help="also offer GETs and pushes open loop at this fraction of the round's closed-loop "
+        "rates alone (0: closed loop only)",
+    )
     parser.add_argument("--moorage", default=str(Path(".venv/bin/moorage").resolve()))
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="LABEL=COMMAND",
+        help="collectors to alternate round by round (COMMAND runs moorage, e.g. "
+        "'nice -n 10 .venv/bin/moorage'); default: --moorage",
+    )
     args = parser.parse_args()
+    variants = [tuple(v.split("=", 1)) for v in args.variants or [f"default={args.moorage}"]]
+    results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in variants}
     with tempfile.TemporaryDirectory(prefix="moorage-gc-load-") as tmp:
         template = Path(tmp) / "template"
         started = time.monotonic()
         prepare(template)
         print(f"prepared in {time.monotonic() - started:.0f} s")
-        rounds = [
-            one_round(args, template, Path(tmp) / f"round-{n}", n) for n in range(args.rounds)
-        ]
-    print(
-        "median during / alone: "
-        + ", ".join(f"{k} {statistics.median(r[k] for r in rounds):.2f}" for k in rounds[0])
-        + f" ({load()})"
-    )
+        for n in range(args.rounds):
+            label, command = variants[n % len(variants)]
+            results[label].append(
+                one_round(args, template, Path(tmp) / f"round-{n}", n, shlex.split(command))
+            )
+    for label, rounds in results.items():
+        if rounds:
+            print(f"median during / alone, {label} ({len(rounds)} rounds): {summary(rounds)}")
+    print(load())
 
 
 if __name__ == "__main__":

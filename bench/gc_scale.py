@@ -11,7 +11,7 @@ compared with the same loop alone. The collection runs at the SQLite defaults of
 and gc.max_duty unless given; its write transactions (commits) are counted.
 
     python bench/gc_scale.py [--blobs 100000] [--manifests 20000] [--garbage 0.1]
-                             [--batch-time 0.002] [--max-duty 0.1]
+                             [--batch-time 0.002] [--max-duty 0.05]
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from moorage.config import Settings, load_settings
 from moorage.events import worker as events_worker
 from moorage.events.delivery import Deliverer
 from moorage.events.endpoints import Endpoint, networks
+from moorage.gc_child import ChildCollection, CollectionFailed
 from moorage.metadata.audit_sql import SqlAuditLog
 from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
@@ -56,7 +57,7 @@ from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services import liveness
 from moorage.services.blobs import BlobService
 from moorage.services.browse import BrowseService
-from moorage.services.gc import Collector, CollectorBusy, RetentionRule, collect_exclusively
+from moorage.services.gc import Collector, CollectorBusy, RetentionRule
 from moorage.services.jobs import JobLeases, LeaseLost
 from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
@@ -301,31 +302,30 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     return collector, SqlJobLeases(metadata)
 
 
-async def _collect_garbage(settings: Settings, registry: Registry) -> None:
+async def _collect_garbage(settings: Settings) -> None:
     """Every ``gc.interval`` (with jitter, so the workers do not all try at once), one
     collection, if no other worker or node is running one."""
     gc = settings.gc
-    collector, leases = build_collector(settings, registry)
     while True:
         await asyncio.sleep(gc.interval * random.uniform(0.9, 1.1))
+        # In a child process, not a thread of this worker: see gc_child.py.
+        child = ChildCollection(settings)
         try:
-            report = await run_in_threadpool(
-                collect_exclusively,
-                collector,
-                leases,
-                gc.grace,
-                gc.dry_run,
-                None,
-                gc.full_interval,
-            )
+            # Cancellable at once (the thread ends when the child does: stop() below).
+            report = await asyncio.to_thread(child.result)
         except CollectorBusy:
             continue
         except LeaseLost:
             log.warning("garbage collection stopped: its lease ran out")
             continue
+        except CollectionFailed as failure:
+            log.error("garbage collection failed: %s", failure)
+            continue
         except Exception:
             log.exception("garbage collection failed")
             continue
+        finally:
+            child.stop()  # at once if this task is cancelled (the worker stops)
         if report.items or report.uploads_expired:
             log.info(
                 "garbage collection would free" if report.dry_run else "garbage collected",
@@ -545,7 +545,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if publish_gathered is not None:
             tasks.append(asyncio.create_task(_publish_metrics(publish_gathered)))
         if settings.gc.interval > 0:
-            tasks.append(asyncio.create_task(_collect_garbage(settings, registry)))
+            tasks.append(asyncio.create_task(_collect_garbage(settings)))
         if settings.events.recording or settings.audit.enabled:
             tasks.append(asyncio.create_task(_background_worker(settings, registry)))
         if trail is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from moorage.oci.digest import Digest
+from moorage.services.lease_holders import LeaseHolder
 from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.port import BlobStore
 from moorage.storage.s3 import S3BlobStore
@@ -201,6 +203,33 @@ def test_the_server_collects_by_itself_on_two_workers(tmp_path: Path) -> None:
             time.sleep(0.2)
         else:
             pytest.fail(f"the server did not collect within 20 s\n{server.log_tail()}")
+
+
+def test_the_server_collects_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """In a worker's thread the collector shared the worker's GIL and, with the worker busy,
+    held the writer lock many times its 2 ms batches while it waited for the GIL (docs/gc.md);
+    each of the server's collections runs in a child process instead, as `moorage gc` does."""
+    env = {"MOORAGE_GC__INTERVAL": "1s", "MOORAGE_GC__GRACE": "0s"}
+    with RegistryServer(
+        "moorage", tmp_path / "server", extra_args=["--workers", "2"], env=env
+    ) as server:
+        assert server.pid is not None
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        workers = {server.pid, *map(int, children)}
+        database = server.data_dir / "moorage.db"
+        deadline = time.monotonic() + 30
+        holder = None
+        while holder is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+                row = conn.execute(
+                    "SELECT holder FROM job_leases WHERE name = 'gc.full'"
+                ).fetchone()
+            holder = None if row is None else row[0]
+        assert holder is not None, f"no collection within 30 s\n{server.log_tail()}"
+        collector = LeaseHolder.parse(holder.partition("#")[0])
+        assert collector is not None and collector.pid not in workers, (holder, workers)
+        assert "garbage collection failed" not in server.log_tail()
 
 
 def test_a_collector_killed_midway_loses_nothing_and_the_next_run_finishes(

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from moorage.metadata import schema as s
+from moorage.metadata.prepared import Prepared
 
 MANIFEST = "manifest"
 LINK = "link"
@@ -33,7 +34,7 @@ def _upsert(insert: Any) -> Any:
 
 # Built once: every blob push queues its link (constructing the statement costs more than
 # running it on SQLite).
-_UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
 
 
 def enqueue(
@@ -47,7 +48,27 @@ def enqueue(
     ]
     if not rows:
         return
-    conn.execute(_UPSERT[conn.dialect.name], rows)
+    conn.execute(UPSERT[conn.dialect.name], rows)
+
+
+# The collector's: a blob whose link it deleted, due at once, one statement per link.
+_ENQUEUE_BLOB = {
+    name: Prepared(
+        upsert.values(
+            kind=literal(BLOB),
+            repository_id=literal(0),
+            digest=bindparam("digest"),
+            touched_at=literal(0.0),
+        )
+    )
+    for name, upsert in UPSERT.items()
+}
+
+
+def enqueue_blob(conn: Connection, digest: str) -> None:
+    """Queue a blob for review, due at once (its last link may just have gone: no client can
+    reach it by a link any more). As ``enqueue(conn, BLOB, 0, (digest,), 0.0)``, cheaper."""
+    _ENQUEUE_BLOB[conn.dialect.name].run(conn, {"digest": digest})
 
 
 def enqueue_if_absent(

@@ -39,6 +39,7 @@ from moorage.metadata.gc_port import (
     TagRecord,
 )
 from moorage.metadata.gc_queue import BLOB, LINK, MANIFEST
+from moorage.metadata.prepared import Prepared
 from moorage.metadata.sql import SqlMetadataStore, _batches
 
 _r, _b, _rb, _m, _mb, _mc, _t = (
@@ -68,16 +69,26 @@ class Pace:
 
 # SQLite has one writer: a push that arrives during a collector's transaction waits for the rest
 # of it, so batches are short (a push's own transaction is about 1 ms), and the collector takes
-# at most a tenth of the writer's time (and of a core: on a small machine its CPU competes with
-# the server's). Then about one push in ten waits, at most 2 ms. With 50 ms batches (bounded at
-# ~15 ms by the page of 100 candidates) and a duty of 0.5, issue 10's load (bench/gc_load.py)
-# ran pushes at 0.47 of their rate alone, p99 3.8x. A transaction per 2 ms costs the collection
-# about 15% more CPU than per 50 ms (1,539 commits instead of 213); see bench/README.md.
-SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.1)
+# at most a twentieth of the writer's time (and about as much of a core: on a small machine its
+# CPU is queueing for every request). Then about one push in twenty waits, at most ~2 ms. With
+# 50 ms batches and a duty of 0.5, issue 10's load (bench/gc_load.py) ran pushes at 0.47 of their
+# rate alone, p99 3.8x; at 2 ms and 0.1, push p99 was still 1.36x and GET p99 1.85x. A duty of
+# 0.05 became affordable once each candidate cost a third of the CPU (statements through the
+# driver, prepared.py): a collection of issue 10's scale takes no longer than it did at 0.1.
+# See bench/README.md, the gentle collector.
+SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.05)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
 # (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
 # leaves the database server's CPU and I/O half to the requests.
 POSTGRES_PACE = Pace(batch_seconds=0.05, max_duty=0.5)
+
+
+# The collector checkpoints SQLite's log after every this many of its transactions: each writes
+# ~50 pages to the log (issue 10's scale: 52,000 pages in ~1,100 transactions of 2 ms), so ~200
+# pages a checkpoint, a fifth of SQLite's own threshold, room for the pushes' pages meanwhile.
+# About three fsyncs each: 856 for issue 10's scale where SQLite's own checkpoints made 200, but
+# none of them with the writer lock held. See SqlGcStore._checkpoint.
+CHECKPOINT_EVERY = 4
 
 
 def default_pace(single_writer: bool) -> Pace:
@@ -94,28 +105,32 @@ _KIND = bindparam("kind", type_=String())
 _RID = bindparam("rid", type_=Integer())
 _DIGEST = bindparam("digest", type_=String())
 _REVIEW_KEY = (_r.c.kind == _KIND) & (_r.c.repository_id == _RID) & (_r.c.digest == _DIGEST)
-_LOCK_REVIEW = select(_r.c.touched_at).where(_REVIEW_KEY).with_for_update(skip_locked=True)
-_DROP_REVIEW = delete(_r).where(_REVIEW_KEY)
+_LOCK_REVIEW = Prepared(
+    select(_r.c.touched_at).where(_REVIEW_KEY).with_for_update(skip_locked=True)
+)
+_DROP_REVIEW = Prepared(delete(_r).where(_REVIEW_KEY))
 _LINK_KEY = (_rb.c.repository_id == _RID) & (_rb.c.digest == _DIGEST)
-_LOCK_LINK = select(_rb.c.digest).where(_LINK_KEY).with_for_update(skip_locked=True)
-_LINK_EXISTS = select(literal(1)).where(_LINK_KEY).limit(1)
-_DELETE_LINK = delete(_rb).where(_LINK_KEY)
-_REFERENCED_IN_REPOSITORY = (
+_LOCK_LINK = Prepared(select(_rb.c.digest).where(_LINK_KEY).with_for_update(skip_locked=True))
+_LINK_EXISTS = Prepared(select(literal(1)).where(_LINK_KEY).limit(1))
+_DELETE_LINK = Prepared(delete(_rb).where(_LINK_KEY))
+_REFERENCED_IN_REPOSITORY = Prepared(
     select(literal(1))
     .select_from(_mb.join(_m, _m.c.id == _mb.c.manifest_id))
     .where(_m.c.repository_id == _RID, _mb.c.digest == _DIGEST)
     .limit(1)
 )
-_BLOB_SIZE = select(_b.c.size).where(_b.c.digest == _DIGEST)
-_LOCK_BLOB = (
+_BLOB_SIZE = Prepared(select(_b.c.size).where(_b.c.digest == _DIGEST))
+_LOCK_BLOB = Prepared(
     select(_b.c.size, _b.c.location).where(_b.c.digest == _DIGEST).with_for_update(skip_locked=True)
 )
-_BLOB_EXISTS = select(literal(1)).where(_b.c.digest == _DIGEST).limit(1)
-_DELETE_BLOB = delete(_b).where(_b.c.digest == _DIGEST)
+_BLOB_EXISTS = Prepared(select(literal(1)).where(_b.c.digest == _DIGEST).limit(1))
+_DELETE_BLOB = Prepared(delete(_b).where(_b.c.digest == _DIGEST))
 # Some repository links the blob, or some manifest (of any repository) references it.
-_BLOB_IN_USE = select(literal(1)).where(
-    exists(select(literal(1)).where(_rb.c.digest == _DIGEST))
-    | exists(select(literal(1)).where(_mb.c.digest == _DIGEST))
+_BLOB_IN_USE = Prepared(
+    select(literal(1)).where(
+        exists(select(literal(1)).where(_rb.c.digest == _DIGEST))
+        | exists(select(literal(1)).where(_mb.c.digest == _DIGEST))
+    )
 )
 
 
@@ -123,8 +138,8 @@ def _key(c: Candidate) -> dict[str, Any]:
     return {"kind": c.kind, "rid": c.repository_id, "digest": c.digest}
 
 
-def _found(conn: Connection, statement: Any, c: Candidate) -> bool:
-    return conn.execute(statement, _key(c)).first() is not None
+def _found(conn: Connection, statement: Prepared, c: Candidate) -> bool:
+    return statement.first(conn, _key(c)) is not None
 
 
 class SqlGcStore(OrphanSql):
@@ -133,6 +148,7 @@ class SqlGcStore(OrphanSql):
         self._store = store
         self.pace = pace or default_pace(store._single_writer)
         self._resume_at = 0.0
+        self._since_checkpoint = 0
 
     @contextmanager
     def _transaction(self, dry_run: bool) -> Iterator[Connection]:
@@ -160,6 +176,26 @@ class SqlGcStore(OrphanSql):
         finally:
             ended = time.monotonic()
             self._resume_at = ended + self.pace.pause(ended - started)
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """On SQLite, copy the write-ahead log into the database now, outside the writer lock.
+
+        SQLite checkpoints inside the commit that takes the log past 1,000 pages, fsyncs
+        included: a collector's commit did so about once in 20 (its deletes touch several
+        indexes) and then held the writer for ~10 ms instead of ``batch_time``, which pushes
+        waited out. A passive checkpoint here, between its transactions (every
+        ``CHECKPOINT_EVERY`` transactions), keeps the log short so that its commits (and the
+        pushes') rarely meet the threshold; it takes no writer lock, so pushes commit
+        meanwhile."""
+        if not self._store._single_writer:
+            return
+        self._since_checkpoint += 1
+        if self._since_checkpoint < CHECKPOINT_EVERY:
+            return
+        with self._store._read() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        self._since_checkpoint = 0
 
     def _each_in_transactions(
         self,
@@ -186,12 +222,12 @@ class SqlGcStore(OrphanSql):
     @staticmethod
     def _lock_review(conn: Connection, c: Candidate) -> float | None:
         """Lock the review; its start of grace, or None if it is gone or busy."""
-        value = conn.execute(_LOCK_REVIEW, _key(c)).scalar_one_or_none()
+        value = _LOCK_REVIEW.scalar(conn, _key(c))
         return None if value is None else float(value)
 
     @staticmethod
     def _drop_review(conn: Connection, c: Candidate) -> None:
-        conn.execute(_DROP_REVIEW, _key(c))
+        _DROP_REVIEW.run(conn, _key(c))
 
     @staticmethod
     def _repository_name(conn: Connection, repository_id: int, cache: dict[int, str]) -> str:
@@ -390,11 +426,11 @@ class SqlGcStore(OrphanSql):
             if _found(conn, _REFERENCED_IN_REPOSITORY, c):
                 self._drop_review(conn, c)  # in use: queued again when its manifest goes
                 return
-            conn.execute(_DELETE_LINK, _key(c))
+            _DELETE_LINK.run(conn, _key(c))
             self._drop_review(conn, c)
             # Perhaps the blob's last link: due at once (no client can reach it by a link).
-            gc_queue.enqueue(conn, BLOB, 0, (c.digest,), 0.0)
-            size = conn.execute(_BLOB_SIZE, _key(c)).scalar_one_or_none()
+            gc_queue.enqueue_blob(conn, c.digest)
+            size = _BLOB_SIZE.scalar(conn, _key(c))
             repository = self._repository_name(conn, c.repository_id, names)
             collected.append(Collected(LINK, c.digest, int(size or 0), repository))
             if dry_run and not _found(conn, _BLOB_IN_USE, c):
@@ -412,7 +448,7 @@ class SqlGcStore(OrphanSql):
         def review(conn: Connection, c: Candidate) -> None:
             if self._lock_review(conn, c) is None:
                 return
-            row = conn.execute(_LOCK_BLOB, _key(c)).first()
+            row = _LOCK_BLOB.first(conn, _key(c))
             if row is None:
                 if not _found(conn, _BLOB_EXISTS, c):
                     self._drop_review(conn, c)
@@ -420,15 +456,16 @@ class SqlGcStore(OrphanSql):
             if _found(conn, _BLOB_IN_USE, c):
                 self._drop_review(conn, c)
                 return
-            conn.execute(_DELETE_BLOB, _key(c))
+            _DELETE_BLOB.run(conn, _key(c))
             self._drop_review(conn, c)
             # The bytes go inside the transaction, after the row's deletion: a push of this
             # digest that found the bytes before now waits for the row (it is locked) and, once
             # this commits, finds them gone (services.blobs.confirm_stored); a crash before the
             # commit brings the row back, unreachable (no link) and still queued.
+            size, location = row
             if not dry_run:
-                delete_bytes(c.digest, row.location)
-            collected.append(Collected(BLOB, c.digest, int(row.size)))
+                delete_bytes(c.digest, location)
+            collected.append(Collected(BLOB, c.digest, int(size)))
 
         self._each_in_transactions(candidates, dry_run, review)
         return collected

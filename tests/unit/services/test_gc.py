@@ -646,16 +646,16 @@ def test_a_push_that_needs_a_link_the_collector_is_deleting_is_told_to_push_the_
             outcome.append(error)
 
     pusher = threading.Thread(target=push_manifest)
-    enqueue = gc_queue.enqueue
+    enqueue_blob = gc_queue.enqueue_blob
 
-    def enqueue_while_a_push_waits(conn: Any, kind: str, *args: Any) -> None:
+    def enqueue_while_a_push_waits(conn: Any, digest: str) -> None:
         # A link's delete queues its blob: the link's row is deleted, locked, uncommitted.
-        if kind == gc_queue.BLOB and not pusher.is_alive() and not outcome:
+        if not pusher.is_alive() and not outcome:
             pusher.start()
             assert _wait_for_a_lock_wait(registry.metadata), "the push did not wait"
-        enqueue(conn, kind, *args)
+        enqueue_blob(conn, digest)
 
-    monkeypatch.setattr(gc_queue, "enqueue", enqueue_while_a_push_waits)
+    monkeypatch.setattr(gc_queue, "enqueue_blob", enqueue_while_a_push_waits)
     registry.collect()
     pusher.join(timeout=30)
     monkeypatch.undo()

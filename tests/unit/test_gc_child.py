@@ -1,0 +1,44 @@
+"""The server's collections run in a child process (gc_child.py): what the worker gets back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from moorage.config import load_settings
+from moorage.gc_child import ChildCollection, CollectionFailed
+from moorage.metadata.job_leases import SqlJobLeases
+from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.services.gc import GC_LEASE, CollectorBusy
+
+
+def test_a_collection_in_the_child_reports_to_the_worker(tmp_path: Path) -> None:
+    settings = load_settings(storage={"data_dir": str(tmp_path / "data")})
+
+    report = ChildCollection(settings).result()
+
+    # The registry's first run is a full one (none ran within gc.full_interval).
+    assert report.full and not report.dry_run and report.items == []
+
+
+def test_another_collector_holding_the_lease_is_reported_as_busy(tmp_path: Path) -> None:
+    settings = load_settings(storage={"data_dir": str(tmp_path / "data")})
+    ChildCollection(settings).result()  # creates and migrates the database
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'moorage.db'}")
+    leases = SqlJobLeases(SqlMetadataStore(engine))
+    now = 1e12  # far ahead: held whatever the clock says
+    assert leases.acquire(GC_LEASE, f"elsewhere:{os.getpid()}", now, now + 60)
+
+    with pytest.raises(CollectorBusy):
+        ChildCollection(settings).result()
+    engine.dispose()
+
+
+def test_a_child_that_fails_says_why(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    settings = load_settings(storage={"data_dir": str(tmp_path / "a-file" / "data")})
+
+    with pytest.raises(CollectionFailed, match="a-file"):
+        ChildCollection(settings).result()
