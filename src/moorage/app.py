@@ -57,8 +57,8 @@ from moorage.metadata.usage_sql import SqlUsageStore
 from moorage.services import liveness
 from moorage.services.blobs import BlobService
 from moorage.services.browse import BrowseService
-from moorage.services.gc import Collector, CollectorBusy, RetentionRule
-from moorage.services.jobs import JobLeases, LeaseLost
+from moorage.services.gc import GC_TURN_LEASE, Collector, CollectorBusy, RetentionRule
+from moorage.services.jobs import JobLeases, LeaseLost, new_holder
 from moorage.services.listing import ListingService
 from moorage.services.manifests import ManifestService
 from moorage.services.pagination import PageLimits
@@ -302,12 +302,28 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     return collector, SqlJobLeases(metadata)
 
 
-async def _collect_garbage(settings: Settings) -> None:
+def _my_turn_to_collect(leases: JobLeases, interval: float) -> bool:
+    """Whether this worker starts this interval's collection: the first of all workers and
+    nodes to ask within it does (the others' collector processes would only find it busy)."""
+    now = time.time()
+    return leases.acquire(GC_TURN_LEASE, new_holder(), now, now + interval * 0.8)
+
+
+async def _collect_garbage(settings: Settings, registry: Registry) -> None:
     """Every ``gc.interval`` (with jitter, so the workers do not all try at once), one
     collection, if no other worker or node is running one."""
     gc = settings.gc
+    metadata = registry.metadata
+    assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
+    leases = SqlJobLeases(metadata)
     while True:
         await asyncio.sleep(gc.interval * random.uniform(0.9, 1.1))
+        try:
+            if not await run_in_threadpool(_my_turn_to_collect, leases, gc.interval):
+                continue
+        except Exception:
+            log.exception("garbage collection not started: its turn could not be taken")
+            continue
         # In a child process, not a thread of this worker: see gc_child.py.
         child = ChildCollection(settings)
         try:
@@ -545,7 +561,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if publish_gathered is not None:
             tasks.append(asyncio.create_task(_publish_metrics(publish_gathered)))
         if settings.gc.interval > 0:
-            tasks.append(asyncio.create_task(_collect_garbage(settings)))
+            tasks.append(asyncio.create_task(_collect_garbage(settings, registry)))
         if settings.events.recording or settings.audit.enabled:
             tasks.append(asyncio.create_task(_background_worker(settings, registry)))
         if trail is not None:

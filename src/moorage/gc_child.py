@@ -12,7 +12,8 @@ worker's.
 Each run is a fresh process, *spawned* (a fork of a worker with threads may inherit a lock
 some thread held), which builds its own registry from the same settings and runs one
 collection under the cluster-wide lease, exactly as ``moorage gc`` does. Starting one costs
-about a second of CPU (imports) per worker per ``gc.interval``. If the worker stops, the child
+about a second of CPU (imports), so only the worker whose turn it is starts one
+(app.py ``_my_turn_to_collect``). If the worker stops, the child
 is terminated (a collection killed at any point is safe: docs/gc.md); if the worker dies, the
 child finishes its run and exits.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,21 @@ def test_a_child_that_fails_says_why(tmp_path: Path) -> None:
 
     with pytest.raises(CollectionFailed, match="a-file"):
         ChildCollection(settings).result()
+
+
+def test_one_worker_per_interval_starts_the_collection(tmp_path: Path) -> None:
+    # Every worker (and node) wakes up once per gc.interval; only the first to ask spawns a
+    # collector process, the others skip their turn instead of spawning one to find it busy.
+    from moorage.app import _my_turn_to_collect
+    from moorage.metadata.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'moorage.db'}")
+    upgrade(engine)
+    leases = SqlJobLeases(SqlMetadataStore(engine))
+    interval = 0.3
+
+    assert _my_turn_to_collect(leases, interval)
+    assert not _my_turn_to_collect(leases, interval)  # a second worker, same interval
+    time.sleep(interval)
+    assert _my_turn_to_collect(leases, interval)  # the next interval's turn
+    engine.dispose()

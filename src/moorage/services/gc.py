@@ -268,6 +268,10 @@ GC_LEASE = "gc"
 #: Held (never released) by the run that last swept the store: while it lasts, runs are not
 #: full. So full sweeps happen at most once per ``full_interval`` whichever worker runs them.
 GC_FULL_LEASE = "gc.full"
+#: Held (never released) by the worker whose turn it is to start the server's periodic
+#: collection: taken for most of ``gc.interval``, so that of all the workers and nodes waking
+#: up for it, one starts a collector process, not each of them (a spawn costs ~1 s of CPU).
+GC_TURN_LEASE = "gc.turn"
 # Renewed at every batch once half of it has passed; a collector that dies without releasing
 # it holds the others off this long (less when it is known to be dead: see services/liveness.py).
 GC_LEASE_SECONDS = 60.0
