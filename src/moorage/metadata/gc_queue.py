@@ -35,6 +35,8 @@ def _upsert(insert: Any) -> Any:
 # Built once: every blob push queues its link (constructing the statement costs more than
 # running it on SQLite).
 UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+# One row, every column a parameter (prepared.py): a blob push's link, an unlinked blob.
+_UPSERT_ONE = {name: Prepared(upsert) for name, upsert in UPSERT.items()}
 
 
 def enqueue(
@@ -46,9 +48,10 @@ def enqueue(
         {"kind": kind, "repository_id": repository_id, "digest": d, "touched_at": touched_at}
         for d in set(digests)
     ]
-    if not rows:
-        return
-    conn.execute(UPSERT[conn.dialect.name], rows)
+    if len(rows) == 1:  # a blob push's link: through the driver on SQLite
+        _UPSERT_ONE[conn.dialect.name].run(conn, rows[0])
+    elif rows:
+        conn.execute(UPSERT[conn.dialect.name], rows)
 
 
 # The collector's: a blob whose link it deleted, due at once, one statement per link.

@@ -36,6 +36,7 @@ from moorage.metadata import schema as s
 from moorage.metadata.conflicts import retry_conflicts
 from moorage.metadata.outbox import OutboxWriter
 from moorage.metadata.port import TagTaken, UploadBusy
+from moorage.metadata.prepared import Prepared
 from moorage.metadata.records import (
     ENDED_OFFSET,
     BlobRecord,
@@ -149,14 +150,21 @@ def make_engine(
 
 
 # Hot-path statements are built once: constructing a SQLAlchemy expression costs more than
-# running the query on SQLite.
-_REPOSITORY_ID = select(s.repositories.c.id).where(s.repositories.c.name == bindparam("name"))
-_BLOB = select(s.blobs.c.size, s.blobs.c.location).where(s.blobs.c.digest == bindparam("digest"))
+# running the query on SQLite. Those a small push runs are Prepared: through the driver on
+# SQLite, where SQLAlchemy's work per execution cost more than the statement (prepared.py).
+_REPOSITORY_ID = Prepared(
+    select(s.repositories.c.id).where(s.repositories.c.name == bindparam("name"))
+)
+_BLOB = Prepared(
+    select(s.blobs.c.size, s.blobs.c.location).where(s.blobs.c.digest == bindparam("digest"))
+)
 _REPOSITORY_BLOBS = s.repositories.join(
     s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id
 ).join(s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest)
-_UPLOAD = select(s.uploads).where(
-    s.uploads.c.id == bindparam("upload_id"), s.uploads.c.repository == bindparam("repo_name")
+_UPLOAD = Prepared(
+    select(s.uploads).where(
+        s.uploads.c.id == bindparam("upload_id"), s.uploads.c.repository == bindparam("repo_name")
+    )
 )
 # A claim takes a live session whose lease is free, expired, or exactly ``replacing`` (a dead
 # holder's, taken over); an ended session's row is never claimed.
@@ -204,7 +212,7 @@ _END_HELD_UPLOAD = (
     .values(_ENDED_VALUES)
 )
 # Ends a session nobody holds, at the offset its caller read (UploadService.complete_unheld).
-_END_UNLEASED_UPLOAD = (
+_END_UNLEASED_UPLOAD = Prepared(
     update(s.uploads)
     .where(
         s.uploads.c.id == bindparam("upload_id"),
@@ -344,31 +352,39 @@ class SqlMetadataStore:
             )
         }
         # RETURNING: whether the row was created (rowcount is -1 here on PostgreSQL).
-        self._create_upload = (
+        self._create_upload = Prepared(
             dialect_insert(s.uploads).on_conflict_do_nothing().returning(s.uploads.c.id)
         )
         # Ends a session, whether or not it had a row yet (services/upload_ids.py).
         end_upload = dialect_insert(s.uploads)
-        self._end_upload_row = end_upload.on_conflict_do_update(
-            index_elements=[s.uploads.c.id],
-            set_={
-                "offset": end_upload.excluded.offset,
-                "hash_state": end_upload.excluded.hash_state,
-                "lease_until": None,
-                "lease_holder": None,
-                "updated_at": end_upload.excluded.updated_at,
-            },
+        self._end_upload_row = Prepared(
+            end_upload.on_conflict_do_update(
+                index_elements=[s.uploads.c.id],
+                set_={
+                    "offset": end_upload.excluded.offset,
+                    "hash_state": end_upload.excluded.hash_state,
+                    "lease_until": None,
+                    "lease_holder": None,
+                    "updated_at": end_upload.excluded.updated_at,
+                },
+            )
         )
         # Creates the blob row, or takes its row lock (a no-op update) when it exists: a link
         # made while the collector deletes the row then waits for it and re-creates the row
         # (instead of linking a row about to vanish). See docs/gc.md.
-        self._lock_blob = dialect_insert(s.blobs).on_conflict_do_update(
-            index_elements=[s.blobs.c.digest], set_={"size": s.blobs.c.size}
+        self._lock_blob = Prepared(
+            dialect_insert(s.blobs).on_conflict_do_update(
+                index_elements=[s.blobs.c.digest], set_={"size": s.blobs.c.size}
+            )
         )
         upsert_blob = dialect_insert(s.blobs)
-        self._upsert_blob = upsert_blob.on_conflict_do_update(
-            index_elements=[s.blobs.c.digest], set_={"location": upsert_blob.excluded.location}
+        self._upsert_blob = Prepared(
+            upsert_blob.on_conflict_do_update(
+                index_elements=[s.blobs.c.digest], set_={"location": upsert_blob.excluded.location}
+            )
         )
+        # The blob push's link (every column given: prepared.py).
+        self._link = Prepared(self._insert_ignore[s.repository_blobs])
         upsert_tag = dialect_insert(s.tags)
         self._upsert_tag = upsert_tag.on_conflict_do_update(
             index_elements=[s.tags.c.repository_id, s.tags.c.name],
@@ -480,7 +496,8 @@ class SqlMetadataStore:
 
     @staticmethod
     def _repository_id(conn: Connection, name: str) -> int | None:
-        return conn.execute(_REPOSITORY_ID, {"name": name}).scalar_one_or_none()
+        repository_id: int | None = _REPOSITORY_ID.scalar(conn, {"name": name})
+        return repository_id
 
     def _ensure_repository(self, conn: Connection, name: str) -> int:
         repository_id = self._repository_id(conn, name)
@@ -532,15 +549,12 @@ class SqlMetadataStore:
         # Queued first (lock order: review, blob, link, as the collector takes them).
         gc_queue.enqueue(conn, gc_queue.LINK, repository_id, (digest,), now)
         row = {"digest": digest, "size": size, "created_at": now, "location": location}
-        conn.execute(self._upsert_blob if replace else self._lock_blob, row)
-        conn.execute(
-            self._insert_ignore[s.repository_blobs],
-            {"repository_id": repository_id, "digest": digest, "created_at": now},
-        )
+        (self._upsert_blob if replace else self._lock_blob).run(conn, row)
+        self._link.run(conn, {"repository_id": repository_id, "digest": digest, "created_at": now})
 
     def blob(self, digest: str) -> BlobRecord | None:
         with self._read() as conn:
-            row = conn.execute(_BLOB, {"digest": digest}).one_or_none()
+            row = _BLOB.first(conn, {"digest": digest})  # the primary key: one row or none
         return None if row is None else BlobRecord(int(row.size), row.location)
 
     def linked_blob(self, repository: str, digest: str) -> BlobRecord | None:
@@ -910,11 +924,11 @@ class SqlMetadataStore:
             "updated_at": session.updated_at,
         }
         with self._write(durable=durable) as conn:
-            return conn.execute(self._create_upload, row).first() is not None
+            return self._create_upload.first(conn, row) is not None
 
     def get_upload(self, repository: str, upload_id: str) -> UploadSession | None:
         with self._read() as conn:
-            row = conn.execute(_UPLOAD, {"upload_id": upload_id, "repo_name": repository}).first()
+            row = _UPLOAD.first(conn, {"upload_id": upload_id, "repo_name": repository})
         return None if row is None else _session(row)
 
     def claim_upload(
@@ -932,7 +946,7 @@ class SqlMetadataStore:
                 _CLAIM_UPLOAD,
                 {**key, "now": now, "until": until, "holder": holder, "replacing": replacing},
             )
-            row = conn.execute(_UPLOAD, key).first()
+            row = _UPLOAD.first(conn, key)
         if row is None or row.offset == ENDED_OFFSET:
             return None
         if claimed.rowcount == 0:
@@ -999,15 +1013,15 @@ class SqlMetadataStore:
             # nobody holds it and it is where the caller read it; a claim waits on this
             # transaction (SQLite's writer lock, PostgreSQL's row lock), so no request opens the
             # upload while publish() moves it.
-            ended = conn.execute(
-                _END_UNLEASED_UPLOAD,
+            ended = _END_UNLEASED_UPLOAD.run(
+                conn,
                 {
                     "upload_id": session.id,
                     "repo_name": session.repository,
                     "at_offset": session.offset,
                 },
             )
-            if ended.rowcount == 0:
+            if ended == 0:
                 return False
             publish()
             self._link_blob(conn, session.repository, digest, size, None, replace=True)
@@ -1027,8 +1041,8 @@ class SqlMetadataStore:
             self._end_upload(conn, session)
 
     def _end_upload(self, conn: Connection, session: UploadSession) -> None:
-        conn.execute(
-            self._end_upload_row,
+        self._end_upload_row.run(
+            conn,
             {
                 "id": session.id,
                 "repository": session.repository,
@@ -1037,6 +1051,7 @@ class SqlMetadataStore:
                 "hash_state": b"",
                 "lease_until": None,
                 "lease_holder": None,
+                "appends": None,  # as the column's default: a Prepared statement names all
                 "created_at": session.created_at,
                 "updated_at": session.created_at,  # see _END_HELD_UPLOAD
             },
