@@ -82,8 +82,12 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
     # waiting when another writer commits between its read and its first write.
     # Reads issue no BEGIN at all: each SELECT is its own consistent snapshot, and skipping the
     # BEGIN/ROLLBACK pair halves the cost of the hot read paths (manifest GET, blob HEAD).
+    # Straight to the driver: SQLAlchemy's execution costs several times the BEGIN's own
+    # (metadata/prepared.py), once per write transaction.
     if conn.get_execution_options().get(_WRITE_OPTION, False):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("BEGIN IMMEDIATE")
 
 
 # Connections are checked out per read or write transaction, never pinned, so the pool bounds

@@ -13,9 +13,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 
 from moorage.errors import ErrorCode, RegistryError
+from moorage.metadata.migrate import upgrade
 from moorage.metadata.records import BlobRecord
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.oci.digest import Digest
@@ -271,3 +272,29 @@ def test_a_file_a_crashed_first_patch_left_without_a_row_is_swept(
     os.utime(blobs.root / "uploads" / session.id, (0, 0))
     uploads.expire()
     assert not list((blobs.root / "uploads").iterdir())
+
+
+def test_a_small_push_on_sqlite_runs_no_statement_through_sqlalchemy(
+    tmp_path: Path, blobs: FilesystemBlobStore
+) -> None:
+    """Its statements go straight to the driver (metadata/prepared.py: SQLAlchemy's work per
+    execution cost more than SQLite's); the push is recorded as ever."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'moorage.db'}")
+    upgrade(engine)
+    store = SqlMetadataStore(engine)
+    uploads = UploadService(store, blobs, 3600.0, clock=Clock(), ids=UploadIds(KEY))
+    assert uploads.put_fresh(REPO, uploads.start(REPO).id, digest(OTHER), OTHER)  # the repository
+    executed: list[str] = []
+    for each in (engine, store._read_engine):
+        event.listen(each, "before_cursor_execute", lambda *a: executed.append(a[2]))
+    data = os.urandom(4096)
+    assert uploads.put_fresh(REPO, uploads.start(REPO).id, digest(data), data)  # POST + PUT
+    session = uploads.start(REPO)  # POST + PATCH + PUT
+    uploads.append_small(REPO, session.id, None, DATA)
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    assert executed == []
+    for pushed in (data, DATA):
+        assert store.linked_blob(REPO, str(digest(pushed))) == BlobRecord(len(pushed))
+        assert blob_bytes(blobs, pushed) == pushed
+    assert store.get_upload(REPO, session.id).ended  # type: ignore[union-attr]
+    engine.dispose()
