@@ -62,12 +62,25 @@ class SqlCounter:
         self.transactions = 0
         self.checkouts = 0
         event.listen(Engine, "before_cursor_execute", self._statement)
+        event.listen(Engine, "connect", self._trace_sqlite)
         event.listen(Pool, "checkout", self._checkout)
         event.listen(Engine, "commit", self._transaction)
         event.listen(Engine, "rollback", self._transaction)
 
-    def _statement(self, *_: Any) -> None:
-        self.statements += 1
+    def _statement(self, conn: Any, *_: Any) -> None:
+        if conn.dialect.name != "sqlite":  # SQLite's are counted by the driver's trace
+            self.statements += 1
+
+    def _trace_sqlite(self, dbapi_connection: Any, _record: Any) -> None:
+        # On SQLite the hot statements bypass SQLAlchemy (metadata/prepared.py): count what
+        # the driver runs, as SQLAlchemy's event did (BEGIN IMMEDIATE included; not the
+        # connection's PRAGMAs, nor COMMIT or ROLLBACK, which are counted as transactions).
+        if hasattr(dbapi_connection, "set_trace_callback"):
+            dbapi_connection.set_trace_callback(self._sqlite_statement)
+
+    def _sqlite_statement(self, sql: str) -> None:
+        if not sql.lstrip().upper().startswith(("PRAGMA", "COMMIT", "ROLLBACK")):
+            self.statements += 1
 
     def _transaction(self, *_: Any) -> None:
         self.transactions += 1
