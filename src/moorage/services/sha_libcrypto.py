@@ -116,7 +116,7 @@ class LibcryptoHasher:
         self._functions = functions
         self._context = context
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is bytes:
             # The usual case: the bytes' own buffer, no copy; the object is alive for the whole
             # call, which runs without the GIL.
