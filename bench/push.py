@@ -44,8 +44,9 @@ from typing import Any
 import rawaio
 import servers
 from ociclient import BlobSource, Registry
-from pull import median_text, parse_strace_summary, spread_text
+from pull import parse_strace_summary
 from refspeed import make_blobs, write_random_file
+from report import median_text, spread_text
 from run import default_moorage_bin, other_cpu_busy
 
 MiB = 1 << 20
@@ -204,11 +205,16 @@ def measure(
     return run
 
 
-def count_syscalls(server: servers.ManagedServer, phase: str, pushes: int) -> dict[str, float]:
-    """fsync-family calls and renames per 4 KiB push, from `strace -f -c` attached to every
-    process of the server while `pushes` blobs are pushed (strace slows it: counts only)."""
+def count_syscalls(
+    server: servers.ManagedServer, phase: str, pushes: int, trace: str | None = SYNC_CALLS
+) -> dict[str, float]:
+    """System calls per 4 KiB push (those named in ``trace``, by default the fsync family and
+    renames; every one with None), from `strace -f -c` attached to every process of the
+    server while `pushes` blobs are pushed (strace slows it: counts only)."""
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        argv = ["strace", "-f", "-c", "-e", f"trace={SYNC_CALLS}", "-o", out.name]
+        argv = ["strace", "-f", "-c", "-o", out.name]
+        if trace is not None:
+            argv[3:3] = ["-e", f"trace={trace}"]
         for pid in server.pids():
             argv += ["-p", str(pid)]
         tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -228,7 +234,7 @@ def count_syscalls(server: servers.ManagedServer, phase: str, pushes: int) -> di
             time.sleep(0.3)
         finally:
             tracer.send_signal(signal.SIGINT)
-            tracer.wait(timeout=30)
+            tracer.wait(timeout=60)
         counts = parse_strace_summary(Path(out.name).read_text())
     return {name: n / result.count for name, n in sorted(counts.items())}
 

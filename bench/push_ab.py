@@ -17,48 +17,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import rawaio
 import servers
-from pull import parse_strace_summary
-from push import CONCURRENCY, REPO, SMALL, small_push
+from push import count_syscalls, small_push
 from run import default_moorage_bin
 
 PHASES = ("small_put", "small_patch")
-
-
-def count_syscalls(server: servers.ManagedServer, phase: str, pushes: int) -> dict[str, float]:
-    """Every system call of every process of ``server``, per push, over ``pushes`` pushes."""
-    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        argv = ["strace", "-f", "-c", "-o", out.name]
-        for pid in server.pids():
-            argv += ["-p", str(pid)]
-        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(1.0)  # attached to every thread
-            result = rawaio.small_blob_push(
-                "127.0.0.1",
-                server.port,
-                f"{REPO}/{phase}-strace",
-                concurrency=CONCURRENCY,
-                seconds=600,
-                max_blobs=pushes,
-                blob_size=SMALL,
-                single_post=False,
-                patch=phase == "small_patch",
-            )
-            time.sleep(0.3)
-        finally:
-            tracer.send_signal(signal.SIGINT)
-            tracer.wait(timeout=60)
-        counts = parse_strace_summary(Path(out.name).read_text())
-    return {name: n / result.count for name, n in counts.items()}
 
 
 def print_syscalls(phase: str, counts: dict[str, dict[str, float]]) -> None:
@@ -118,7 +85,7 @@ def main() -> int:
                 )
         if args.strace_pushes:
             for phase in phases:
-                print_syscalls(phase, {n: count_syscalls(s, phase, args.strace_pushes)
+                print_syscalls(phase, {n: count_syscalls(s, phase, args.strace_pushes, trace=None)
                                        for n, s in builds.items()})  # fmt: skip
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     return 0

@@ -54,7 +54,7 @@ from moorage.metadata.presence_sql import SqlPresence
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
-from moorage.services import liveness
+from moorage.services import hashing, liveness
 from moorage.services.blobs import BlobService
 from moorage.services.browse import BrowseService
 from moorage.services.gc import GC_TURN_LEASE, Collector, CollectorBusy, RetentionRule
@@ -205,6 +205,7 @@ def open_database(settings: Settings) -> Engine:
 def build_registry(settings: Settings, storage_figures: StorageFigures | None = None) -> Registry:
     """Open the backends the settings name, check (or migrate) the database's schema, and wire
     the services; with ``storage_figures``, every call to the blob store is measured there."""
+    hashing.check()  # no libcrypto: stop here, saying why, not at the first upload
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
     observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None

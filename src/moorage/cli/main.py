@@ -44,14 +44,17 @@ def _ensure_port_free(host: str, port: int) -> None:
 
 
 def _prepare_here() -> str | None:
-    """Check (or migrate) the database's schema and check the blob store; a message if either
-    is unusable."""
+    """Check (or migrate) the database's schema, the blob store and the hashing library; a
+    message if one is unusable."""
     from moorage.app import build_registry
     from moorage.metadata.migrate import SchemaMismatch
+    from moorage.services.hashing import LibcryptoUnavailable
     from moorage.storage.port import StorageUnavailable
 
     try:
         build_registry(load_settings())
+    except LibcryptoUnavailable as error:
+        return f"hashing: {error}"
     except StorageUnavailable as error:  # e.g. a missing bucket, said plainly
         return f"storage: {error}"
     except SchemaMismatch as error:  # a node never runs on a schema it does not know

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import rehashes
 from sqlalchemy import Connection, event
 
 from moorage.errors import ErrorCode, RegistryError
@@ -21,6 +22,8 @@ from moorage.metadata.records import BlobRecord
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange
+from moorage.services import sha_libcrypto
+from moorage.services import uploads as uploads_module
 from moorage.services.upload_ids import UploadIds
 from moorage.services.uploads import UploadService
 from moorage.storage.filesystem import FilesystemBlobStore
@@ -272,6 +275,27 @@ def test_a_file_a_crashed_first_patch_left_without_a_row_is_swept(
     os.utime(blobs.root / "uploads" / session.id, (0, 0))
     uploads.expire()
     assert not list((blobs.root / "uploads").iterdir())
+
+
+@pytest.mark.parametrize("more", [b"", OTHER])
+def test_a_session_an_older_release_hashed_with_rehashes_completes(
+    uploads: UploadService,
+    blobs: FilesystemBlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    more: bytes,
+) -> None:
+    """An upload in flight across the upgrade: its first PATCH was hashed, and its state saved,
+    by rehashes (as releases before the libcrypto hasher did). This release resumes that state,
+    whether the closing PUT completes it alone or another PATCH comes first."""
+    session_id = uploads.start(REPO).id
+    with monkeypatch.context() as old_release:
+        old_release.setattr(uploads_module, "new_hasher", lambda algorithm: rehashes.PySha256())
+        uploads.append_small(REPO, session_id, None, DATA)
+    assert not uploads.status(REPO, session_id).hash_state.startswith(sha_libcrypto.TAG)
+    if more:
+        assert uploads.append_small(REPO, session_id, None, more).offset == len(DATA + more)
+    uploads.complete_small(REPO, session_id, digest(DATA + more))
+    assert blob_bytes(blobs, DATA + more) == DATA + more
 
 
 def test_a_small_push_on_sqlite_runs_no_statement_through_sqlalchemy(
