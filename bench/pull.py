@@ -98,6 +98,11 @@ class Target:
     def cpu_seconds(self) -> float:
         return sum(s.cpu_probe()() for s in self.servers)
 
+    def pull(self, size: int) -> tuple[int, float, float]:
+        """(bytes, seconds, curl CPU seconds) of one pull of a blob of ``size`` bytes."""
+        expected = size - self.first
+        return (expected, *curl(self.url, self.first, expected))
+
 
 @dataclass(frozen=True)
 class ParallelTarget:
@@ -107,9 +112,14 @@ class ParallelTarget:
     label: str
     urls: list[str]
     servers: tuple[servers.ManagedServer, ...]
+    reference: str = "nginx"
 
     def cpu_seconds(self) -> float:
         return sum(s.cpu_probe()() for s in self.servers)
+
+    def pull(self, size: int) -> tuple[int, float, float]:
+        """(bytes, seconds, CPU seconds of all the curls) of ``size`` bytes from each URL."""
+        return (size * len(self.urls), *curls(self.urls, size))
 
 
 @dataclass
@@ -267,63 +277,34 @@ def print_syscalls(targets: list[Target], figures: dict[str, Figures], size: int
         )
 
 
-def measure(targets: list[Target], rounds: int, size: int) -> dict[str, Figures]:
+def measure(
+    targets: Sequence[Target] | Sequence[ParallelTarget], rounds: int, size: int, unit: str
+) -> dict[str, Figures]:
+    """Alternated rounds of one pull from each target (the first to go moves on each round),
+    each compared with its reference's pull in the same round."""
     figures = {t.key: Figures() for t in targets}
     for t in targets:  # warm-up: page cache, connections, worker start-up; not counted
-        curl(t.url, t.first, size - t.first)
+        t.pull(size)
     for r in range(rounds):
-        order = targets[r % len(targets) :] + targets[: r % len(targets)]
+        order = [*targets[r % len(targets) :], *targets[: r % len(targets)]]
         speeds = {}
         for t in order:
-            expected = size - t.first
             os.sync()
             cpu0 = t.cpu_seconds()
-            seconds, client = curl(t.url, t.first, expected)
+            pulled, seconds, client = t.pull(size)
             server = t.cpu_seconds() - cpu0
-            speeds[t.key] = expected / MiB / seconds
+            speeds[t.key] = pulled / MiB / seconds
             f = figures[t.key]
             f.mib_s.append(speeds[t.key])
-            f.server_cpu_s_per_gib.append(server / (expected / GiB))
-            f.client_cpu_s_per_gib.append(client / (expected / GiB))
-            f.total_cpu_s_per_gib.append((server + client) / (expected / GiB))
+            f.server_cpu_s_per_gib.append(server / (pulled / GiB))
+            f.client_cpu_s_per_gib.append(client / (pulled / GiB))
+            f.total_cpu_s_per_gib.append((server + client) / (pulled / GiB))
         for t in targets:
             figures[t.key].ratio.append(speeds[t.key] / speeds[t.reference])
         say(
             f"  round {r + 1}/{rounds}: "
             + ", ".join(f"{t.key} {speeds[t.key]:,.0f}" for t in targets)
-            + " MiB/s"
-        )
-    return figures
-
-
-def measure_parallel(
-    targets: list[ParallelTarget], rounds: int, blob_size: int
-) -> dict[str, Figures]:
-    """Like measure, each pull being len(urls) concurrent curls; ratios to nginx's."""
-    figures = {t.key: Figures() for t in targets}
-    for t in targets:  # warm-up: page cache, connections, worker start-up; not counted
-        curls(t.urls, blob_size)
-    for r in range(rounds):
-        order = targets[r % len(targets) :] + targets[: r % len(targets)]
-        speeds = {}
-        for t in order:
-            total = blob_size * len(t.urls)
-            os.sync()
-            cpu0 = t.cpu_seconds()
-            seconds, client = curls(t.urls, blob_size)
-            server = t.cpu_seconds() - cpu0
-            speeds[t.key] = total / MiB / seconds
-            f = figures[t.key]
-            f.mib_s.append(speeds[t.key])
-            f.server_cpu_s_per_gib.append(server / (total / GiB))
-            f.client_cpu_s_per_gib.append(client / (total / GiB))
-            f.total_cpu_s_per_gib.append((server + client) / (total / GiB))
-        for t in targets:
-            figures[t.key].ratio.append(speeds[t.key] / speeds["nginx"])
-        say(
-            f"  round {r + 1}/{rounds}: "
-            + ", ".join(f"{t.key} {speeds[t.key]:,.0f}" for t in targets)
-            + " MiB/s in all"
+            + f" {unit}"
         )
     return figures
 
@@ -366,7 +347,7 @@ def run_parallel(
                        [dist.url + p for p in paths], (dist,)),
     ]  # fmt: skip
     say(f"\n{args.rounds} rounds of {n} concurrent pulls from each, alternated:")
-    figures = measure_parallel(targets, args.rounds, blob_size)
+    figures = measure(targets, args.rounds, blob_size, "MiB/s in all")
     say(
         f"\n== pull {n} x {blob_size / MiB:,.0f} MiB at once with curl, {args.rounds} "
         f"alternated rounds; {command}"
@@ -497,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                        "nginx_range", (nginx,), first=half),
             ]  # fmt: skip
             say(f"\n{args.rounds} rounds of one {args.size_mib} MiB pull from each, alternated:")
-            figures = measure(targets, args.rounds, size)
+            figures = measure(targets, args.rounds, size, "MiB/s")
             if args.syscalls:
                 for t in targets:
                     figures[t.key].syscalls = syscall_counts(t, size - t.first)
