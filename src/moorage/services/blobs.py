@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.port import MetadataStore
@@ -70,10 +69,6 @@ class BlobService:
     def redirect_url(self, info: BlobInfo) -> str | None:
         """Where clients may fetch the blob directly, or None to serve it ourselves."""
         return self.blobs.redirect_url(info.digest, info.location)
-
-    def local_path(self, info: BlobInfo) -> Path | None:
-        """A file the HTTP server may send as it is (no byte through Python), or None."""
-        return self.blobs.local_path(info.digest, info.location)
 
     def open_local(self, info: BlobInfo) -> int | None:
         """An open file descriptor of the blob for the HTTP server to read, or None if remote."""

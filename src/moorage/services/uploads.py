@@ -387,6 +387,14 @@ class UploadService:
             return None
         return _empty_session(upload_id, repository, opened.algorithm, opened.created_at)
 
+    def _fresh(self, repository: str, upload_id: str) -> UploadSession | None:
+        """The session ``upload_id`` stands for while it lives in its id alone: signed, not
+        expired, and with no row yet (no bytes came, and it did not end). None otherwise."""
+        opened = self._opened(repository, upload_id)
+        if opened is None or self.metadata.get_upload(repository, upload_id) is not None:
+            return None
+        return opened
+
     def begin_whole(self, repository: str, digest: Digest) -> WholeBlob:
         """Receive a whole blob in one request (monolithic upload)."""
         return WholeBlob(self, repository, digest)
@@ -404,9 +412,7 @@ class UploadService:
         (bytes, or it ended): the caller then takes the session's way (:meth:`begin_append`)."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             return None
-        if self.metadata.get_upload(repository, upload_id) is not None:
-            return None
-        session = self._opened(repository, upload_id)
+        session = self._fresh(repository, upload_id)
         if session is None:
             return None
         # A request racing this one on the same id (a PATCH creating the row meanwhile) is
@@ -451,8 +457,8 @@ class UploadService:
             content_range.first != 0 or content_range.length != len(data)
         ):
             return None
-        opened = self._opened(repository, upload_id)
-        if opened is None or self.metadata.get_upload(repository, upload_id) is not None:
+        opened = self._fresh(repository, upload_id)
+        if opened is None:
             return None
         claim = uuid.uuid4().hex[:16]
         if not self.blobs.create_upload(upload_id, claim, data):
@@ -543,8 +549,8 @@ class UploadService:
             raise _unknown_upload(upload_id)
         now = self.clock()
         session = None
-        opened = self._opened(repository, upload_id)
-        if opened is not None and self.metadata.get_upload(repository, upload_id) is None:
+        opened = self._fresh(repository, upload_id)
+        if opened is not None:
             # A session that lived in its id alone so far: its row, created already held by
             # this request, in one transaction. If another request created it first (or ended
             # it) meanwhile, it is claimed as any other below.
