@@ -32,7 +32,8 @@ async def test_bytes_left_by_an_interrupted_append_are_dropped(
     client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     location = await start(client, "up/torn")
-    await patch(client, location, 0, DATA[:1000])
+    await patch(client, location, 0, DATA[:500])
+    await patch(client, location, 500, DATA[500:1000])  # the session's row says 1000 now
     upload_file = tmp_path / "data" / "uploads" / location.rsplit("/", 1)[1]
     with upload_file.open("ab") as torn:  # what a SIGKILL mid-PATCH leaves behind
         torn.write(b"GARBAGE" * 100)
@@ -60,7 +61,8 @@ async def test_upload_whose_bytes_were_lost_must_restart(
     client: httpx.AsyncClient, tmp_path: Path, damage: str
 ) -> None:
     location = await start(client, "up/lost")
-    await patch(client, location, 0, DATA[:1000])
+    await patch(client, location, 0, DATA[:500])
+    await patch(client, location, 500, DATA[500:1000])  # the session's row says 1000 now
     upload_file = tmp_path / "data" / "uploads" / location.rsplit("/", 1)[1]
     if damage == "truncate":  # what a power failure can do to unsynced bytes
         with upload_file.open("r+b") as f:
@@ -71,3 +73,21 @@ async def test_upload_whose_bytes_were_lost_must_restart(
     assert response.status_code == 400
     assert error_code(response) == "BLOB_UPLOAD_INVALID"
     assert (await client.get(location)).status_code == 404
+
+
+async def test_a_session_with_only_its_first_patch_is_what_its_file_holds(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """No row records a first small PATCH's bytes (UploadService.patch_fresh): the session's
+    file does. Were it cut (its bytes are synced before the 202, so here only by hand), the
+    session reports what is left and the client goes on from there."""
+    location = await start(client, "up/first")
+    await patch(client, location, 0, DATA[:1000])
+    upload_file = tmp_path / "data" / "uploads" / location.rsplit("/", 1)[1]
+    with upload_file.open("r+b") as f:
+        f.truncate(500)
+    assert (await patch(client, location, 1000, DATA[1000:])).status_code == 416
+    assert (await client.get(location)).headers["range"] == "0-499"
+    assert (await patch(client, location, 500, DATA[500:])).status_code == 202
+    assert (await client.put(f"{location}?digest={digest_of(DATA)}")).status_code == 201
+    assert not upload_file.exists()

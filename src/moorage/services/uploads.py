@@ -3,7 +3,9 @@
 A new session lives in its id alone (services/upload_ids.py): opening one writes nothing. Once
 a request adds bytes, its state (offset and serialised hash state) lives in the metadata store,
 so any worker or node can take the next request and a session survives a restart. A PUT that
-brings the whole blob to a session with no bytes yet skips the session row altogether. Bytes are
+brings the whole blob to a session with no bytes yet skips the session row altogether, and so
+does a small first PATCH on a store that keeps an upload's bytes under its id alone (the
+filesystem): its id and its file are the session until a second request needs a row. Bytes are
 hashed while they are written; the digest is checked before the blob is published, and a blob
 is linked to the repository only after its bytes are durable.
 """
@@ -42,6 +44,7 @@ log = logging.getLogger("moorage.uploads")
 
 # Signed ids (64 hex), and the random ids (32 hex) of sessions opened by older versions.
 _UPLOAD_ID = re.compile(r"[a-f0-9]{32}|[a-f0-9]{64}")
+_SIGNED_ID_LENGTH = 64
 
 # A request holds a lease on its session from claim to its last update (see services/leases.py);
 # a crashed worker's lease runs out after LEASE_SECONDS, a live one is renewed every
@@ -367,6 +370,12 @@ class UploadService:
         # A holder elsewhere is only presumed dead, and may still write: its session is taken
         # over early only where its late bytes cannot become the upload's (storage/port.py).
         self._remote_takeover = blobs.separate_appends
+        # A store that appends in place to one file per upload finds a session's bytes by its
+        # id alone: a small first PATCH then stores its bytes and nothing else (patch_fresh),
+        # and whoever takes the session next reads its state back from that file
+        # (_resumed_from_file). A store that keeps appends apart needs the row to know which
+        # appends count, so there the first PATCH creates it.
+        self._first_patch_in_file = not blobs.separate_appends
         self.renewer = LeaseRenewer(renew_every)
         self.ids = ids or UploadIds()
 
@@ -388,12 +397,35 @@ class UploadService:
         return _empty_session(upload_id, repository, opened.algorithm, opened.created_at)
 
     def _fresh(self, repository: str, upload_id: str) -> UploadSession | None:
-        """The session ``upload_id`` stands for while it lives in its id alone: signed, not
-        expired, and with no row yet (no bytes came, and it did not end). None otherwise."""
+        """The session ``upload_id`` stands for while it has no row: signed, not expired, no
+        request created its row nor ended it. None otherwise. Its offset is 0 here; a first
+        PATCH may have stored bytes in its file since (:meth:`_resumed_from_file`)."""
         opened = self._opened(repository, upload_id)
         if opened is None or self.metadata.get_upload(repository, upload_id) is not None:
             return None
         return opened
+
+    def _first_patch_size(self, upload_id: str) -> int | None:
+        """How many bytes a first PATCH stored in the file of a session with no row (None: it
+        has no file), on a store where such a PATCH stores nothing else."""
+        if not self._first_patch_in_file:
+            return None
+        return self.blobs.upload_size(upload_id)
+
+    def _resumed_from_file(self, fresh: UploadSession) -> UploadSession:
+        """A session with no row, as its file left it: offset and hash state of the bytes a
+        first PATCH stored there (read back and hashed once, at most one small chunk), or
+        ``fresh`` unchanged when there are none."""
+        size = self._first_patch_size(fresh.id)
+        if not size:
+            return fresh
+        hasher = new_hasher(fresh.algorithm)
+        try:
+            for chunk in self.blobs.read_upload(fresh.id, size):
+                hasher.update(chunk)
+        except BlobNotFound:  # completed or cancelled meanwhile: nothing to resume
+            return fresh
+        return replace(fresh, offset=size, hash_state=hasher.serialize())
 
     def begin_whole(self, repository: str, digest: Digest) -> WholeBlob:
         """Receive a whole blob in one request (monolithic upload)."""
@@ -413,7 +445,7 @@ class UploadService:
         if not _UPLOAD_ID.fullmatch(upload_id):
             return None
         session = self._fresh(repository, upload_id)
-        if session is None:
+        if session is None or self._first_patch_size(upload_id) is not None:
             return None
         # A request racing this one on the same id (a PATCH creating the row meanwhile) is
         # harmless: this blob is verified whole, and ending the session fences the other.
@@ -444,13 +476,16 @@ class UploadService:
     def patch_fresh(
         self, repository: str, upload_id: str, content_range: ByteRange | None, data: bytes
     ) -> UploadSession | None:
-        """The first bytes of a session that lives in its id alone, with no lease and one
-        durable transaction: the store takes the bytes whole or not at all, and only where
-        nobody wrote yet (``BlobStore.create_upload``), then the session's row is created
-        with their offset and hash state, held by nobody. None when the session is not fresh
-        (or the chunk is not its start), or another request got to it first: nothing of the
-        session changed, and the caller takes :meth:`begin_append`'s way, which answers such
-        a chunk 416 or 429 as any other."""
+        """The first bytes of a session that lives in its id alone, with no lease: the store
+        takes the bytes whole or not at all, and only where nobody wrote yet
+        (``BlobStore.create_upload``, which makes them durable). On the filesystem that is
+        all: the id and the file are the session (no transaction at all), until a request
+        that goes on with it reads its state back from the file. Elsewhere the session's row
+        is then created with their offset and hash state, held by nobody, in one durable
+        transaction. None when the session is not fresh (or the chunk is not its start), or
+        another request got to it first: nothing of the session changed, and the caller
+        takes :meth:`begin_append`'s way, which answers such a chunk 416 or 429 as any
+        other."""
         if not data or not _UPLOAD_ID.fullmatch(upload_id):
             return None
         if content_range is not None and (
@@ -472,6 +507,13 @@ class UploadService:
             updated_at=self.clock(),
             appends=(claim,),
         )
+        if self._first_patch_in_file:
+            # A request that took the session while this one stored its bytes (a client racing
+            # itself) may replace them: told to retry instead of 202. Its own check after
+            # creating the row is the other half (begin_append).
+            if self.metadata.get_upload(repository, upload_id) is not None:
+                return None
+            return session
         # Lost to a request that created the row meanwhile: the bytes stored above are then
         # that request's to keep or cut (it truncates to its own offset); they never count.
         if not self.metadata.create_upload(session, durable=True):
@@ -479,10 +521,46 @@ class UploadService:
         return session
 
     def complete_small(self, repository: str, upload_id: str, digest: Digest) -> None:
-        """A PUT ?digest= without a body: by :meth:`complete_unheld` when it can, else under
-        a lease as any PUT."""
+        """A PUT ?digest= without a body: by :meth:`complete_first_patch` or
+        :meth:`complete_unheld` when it can, else under a lease as any PUT."""
+        if self.complete_first_patch(repository, upload_id, digest):
+            return
         if not self.complete_unheld(repository, upload_id, digest):
             self.begin_append(repository, upload_id, None).complete(digest)
+
+    def complete_first_patch(self, repository: str, upload_id: str, digest: Digest) -> bool:
+        """Complete a session whose bytes are its first PATCH's alone, still only in the
+        session's file (no row: :meth:`patch_fresh`), in one transaction: those bytes are
+        copied into the blob as a PUT with the whole blob would write them (:class:`WholeBlob`:
+        hashed, synced, published, then linked with the session ended), and the session's
+        file removed after. A copy, not a rename of the file: a request that takes the
+        session meanwhile (a client racing itself) appends to that file, and a published
+        blob must be bytes nobody writes into; ending the session fences that request. False,
+        nothing done, when the session has a row or no such file."""
+        if not self._first_patch_in_file or not _UPLOAD_ID.fullmatch(upload_id):
+            return False
+        session = self._fresh(repository, upload_id)
+        size = self._first_patch_size(upload_id)
+        if session is None or not size:
+            return False
+        whole = WholeBlob(self, repository, digest, ending=session)
+        try:
+            for chunk in self.blobs.read_upload(upload_id, size):
+                whole.write(chunk)
+        except BlobNotFound:  # completed or cancelled meanwhile: the ordinary way answers
+            whole.abort()
+            return False
+        except BaseException:
+            whole.abort()
+            raise
+        try:
+            whole.finish()
+        except RegistryError as error:
+            if error.code is ErrorCode.DIGEST_INVALID:  # the session ended: its bytes go too
+                self.blobs.abort_upload(upload_id)
+            raise
+        self.blobs.abort_upload(upload_id)
+        return True
 
     def complete_unheld(self, repository: str, upload_id: str, digest: Digest) -> bool:
         """Complete a session that no request holds in one transaction, without a lease of its
@@ -528,6 +606,8 @@ class UploadService:
         session = self.metadata.get_upload(repository, upload_id)
         if session is None:
             session = self._opened(repository, upload_id)
+            if session is not None:
+                session = self._resumed_from_file(session)
         if session is None or session.ended:
             raise _unknown_upload(upload_id)
         return session
@@ -551,13 +631,27 @@ class UploadService:
         session = None
         opened = self._fresh(repository, upload_id)
         if opened is not None:
-            # A session that lived in its id alone so far: its row, created already held by
-            # this request, in one transaction. If another request created it first (or ended
-            # it) meanwhile, it is claimed as any other below.
-            opened = replace(opened, updated_at=now)
+            # A session that lived in its id (and maybe a first PATCH's file) alone so far: its
+            # row, created already held by this request, in one transaction. If another
+            # request created it first (or ended it) meanwhile, it is claimed as any other
+            # below.
+            opened = replace(self._resumed_from_file(opened), updated_at=now)
             deadline = now + self.lease_seconds
-            if self.metadata.create_upload(opened, deadline, self.liveness.current()):
+            # Durable when it takes over a first PATCH's bytes: from then on the row, not the
+            # file's size, says where the session is (bytes a cut append leaves past it are
+            # dropped), and a row lost to a power failure would count them.
+            taken_over = opened.offset > 0
+            holder = self.liveness.current()
+            if self.metadata.create_upload(opened, deadline, holder, durable=taken_over):
                 session = opened
+                if (self._first_patch_size(upload_id) or 0) != opened.offset:
+                    # A first PATCH stored bytes since they were read (the client races
+                    # itself): this row would hide them. It is told to retry (patch_fresh
+                    # sees this row), and so is this request, with the session unheld.
+                    self.metadata.release_upload(
+                        upload_id, deadline, opened.offset, opened.hash_state, now
+                    )
+                    raise _busy(opened.offset)
         if session is None:
             session, deadline = self._claim(repository, upload_id)
             now = self.clock()
@@ -731,7 +825,11 @@ class UploadService:
         expired = self.metadata.expire_uploads(cutoff, now)
         for upload_id in expired:
             self.blobs.abort_upload(upload_id)
+        abandoned_first_patches = 0
         for upload_id in self.blobs.stale_uploads(cutoff):
             if not _UPLOAD_ID.fullmatch(upload_id) or not self.metadata.upload_exists(upload_id):
                 self.blobs.abort_upload(upload_id)
-        return len(expired)
+                # A signed id's file with no live row: a session its first PATCH left in its
+                # file alone (patch_fresh), abandoned (its id is as old as the file or older).
+                abandoned_first_patches += len(upload_id) == _SIGNED_ID_LENGTH
+        return len(expired) + abandoned_first_patches

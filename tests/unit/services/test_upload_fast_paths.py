@@ -1,8 +1,9 @@
-"""The docker/podman push of a small blob (POST, PATCH with the bytes, PUT ?digest=) in two
-write transactions: a fresh session's first PATCH stores its bytes and creates the row unheld
-in one, the closing PUT claims, publishes and links in one. What a client may rely on stays:
-a 202 or 201 survives a crash, and a request racing another on the same session is answered
-416 or 429, never left with a corrupt upload."""
+"""The docker/podman push of a small blob (POST, PATCH with the bytes, PUT ?digest=) in one
+write transaction on the filesystem: a fresh session's first PATCH stores its bytes in the
+session's file and nothing else, the closing PUT copies them into the blob, links it and ends
+the session in one. (A store that keeps appends apart, S3, creates the row with the first
+PATCH: two.) What a client may rely on stays: a 202 or 201 survives a crash, and a request
+racing another on the same session is answered 416 or 429, never left with a corrupt upload."""
 
 from __future__ import annotations
 
@@ -73,16 +74,15 @@ def blob_bytes(blobs: FilesystemBlobStore, data: bytes) -> bytes:
     return b"".join(blobs.read(digest(data)))
 
 
-def test_a_first_patch_and_the_closing_put_are_one_durable_transaction_each(
+def test_a_first_patch_writes_no_transaction_and_the_closing_put_one(
     uploads: UploadService, store: SqlMetadataStore, blobs: FilesystemBlobStore, writes: list[bool]
 ) -> None:
     session = uploads.start(REPO)
     patched = uploads.append_small(REPO, session.id, ByteRange(0, len(DATA) - 1), DATA)
     assert patched.offset == len(DATA)
-    assert writes == [True]
-    # Nobody holds it: the next request claims it (or completes it) without waiting.
+    assert writes == []
+    assert store.get_upload(REPO, session.id) is None  # the id and the file are the session
     assert uploads.status(REPO, session.id).offset == len(DATA)
-    writes.clear()
     uploads.complete_small(REPO, session.id, digest(DATA))
     assert writes == [True]
     assert store.linked_blob(REPO, str(digest(DATA))) == BlobRecord(len(DATA))
@@ -91,9 +91,28 @@ def test_a_first_patch_and_the_closing_put_are_one_durable_transaction_each(
     assert not list((blobs.root / "uploads").iterdir())
 
 
-def test_a_first_patchs_bytes_are_durable_before_its_row(
+def test_a_first_patch_answers_only_once_its_bytes_are_synced(
+    uploads: UploadService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    session = uploads.start(REPO)
+    assert uploads.append_small(REPO, session.id, None, DATA).offset == len(DATA)
+    assert synced == [len(DATA)]
+
+
+def test_a_first_patch_on_a_store_that_keeps_appends_apart_creates_its_row_after_its_bytes(
     uploads: UploadService, store: SqlMetadataStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """As on S3: the row says which appends count, so it is created, and only once the bytes
+    are synced."""
+    monkeypatch.setattr(uploads, "_first_patch_in_file", False)
     flushed: list[str] = []
     real_fdatasync = os.fdatasync
 
@@ -111,6 +130,7 @@ def test_a_first_patchs_bytes_are_durable_before_its_row(
     monkeypatch.setattr(store, "create_upload", checked)
     session = uploads.start(REPO)
     assert uploads.append_small(REPO, session.id, None, DATA).offset == len(DATA)
+    assert store.get_upload(REPO, session.id).offset == len(DATA)  # type: ignore[union-attr]
 
 
 def test_a_first_patch_survives_a_restart_and_the_upload_completes(
@@ -248,9 +268,11 @@ def test_a_closing_put_with_the_wrong_digest_discards_the_upload(
     assert blobs.stat(digest(DATA)) is None and blobs.stat(digest(OTHER)) is None
 
 
-def test_a_first_patch_cut_before_its_row_is_retried_the_ordinary_way(
+def test_a_first_patch_cut_before_its_answer_leaves_what_reached_the_file(
     uploads: UploadService, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No 202 was given, so nothing was promised; the session reports the bytes that reached
+    its file, as for any cut PATCH, and the client goes on from there."""
     session = uploads.start(REPO)
 
     def crash(*args: object) -> None:
@@ -260,9 +282,55 @@ def test_a_first_patch_cut_before_its_row_is_retried_the_ordinary_way(
     with pytest.raises(RuntimeError):
         uploads.append_small(REPO, session.id, None, DATA[:100])
     monkeypatch.undo()
-    # The file it left, with no row: the client's retry starts the upload anew over it.
-    assert uploads.status(REPO, session.id).offset == 0
-    assert uploads.append_small(REPO, session.id, None, DATA).offset == len(DATA)
+    assert uploads.status(REPO, session.id).offset == 100
+    code, detail = code_of(
+        lambda: uploads.append_small(REPO, session.id, ByteRange(0, len(DATA) - 1), DATA)
+    )
+    assert (code, detail) == (ErrorCode.RANGE_INVALID, {"offset": 100})
+    assert uploads.append_small(
+        REPO, session.id, ByteRange(100, len(DATA) - 1), DATA[100:]
+    ).offset == len(DATA)
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    assert blob_bytes(blobs, DATA) == DATA
+
+
+def test_a_put_with_a_body_after_a_first_patch_goes_on_from_its_bytes(
+    uploads: UploadService, blobs: FilesystemBlobStore
+) -> None:
+    """The last chunk in the PUT: not a whole blob on an empty session, though no row says
+    the session has bytes."""
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+    assert not uploads.put_fresh(REPO, session.id, digest(DATA + OTHER), OTHER)
+    append = uploads.begin_append(REPO, session.id, None)
+    append.take(OTHER)
+    append.complete(digest(DATA + OTHER))
+    assert blob_bytes(blobs, DATA + OTHER) == DATA + OTHER
+
+
+def test_a_request_that_takes_the_session_as_a_first_patch_stores_its_bytes_is_told_to_retry(
+    uploads: UploadService,
+    store: SqlMetadataStore,
+    blobs: FilesystemBlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It read the session as empty, then the first PATCH's bytes landed before its row:
+    that row would hide them, so it answers 429 and leaves the session unheld."""
+    session = uploads.start(REPO)
+    create_row = store.create_upload
+
+    def raced(*args: object, **kwargs: object) -> bool:
+        assert blobs.create_upload(session.id, "0123456789abcdef", DATA)
+        return create_row(*args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "create_upload", raced)
+        code, _ = code_of(lambda: uploads.begin_append(REPO, session.id, None))
+    assert code is ErrorCode.TOOMANYREQUESTS
+    # The first PATCH saw that row and was told to retry too: its retry is taken as any chunk.
+    assert uploads.append_small(REPO, session.id, ByteRange(0, len(DATA) - 1), DATA).offset == len(
+        DATA
+    )
     uploads.complete_small(REPO, session.id, digest(DATA))
     assert blob_bytes(blobs, DATA) == DATA
 
@@ -290,6 +358,7 @@ def test_a_session_an_older_release_hashed_with_rehashes_completes(
     session_id = uploads.start(REPO).id
     with monkeypatch.context() as old_release:
         old_release.setattr(uploads_module, "new_hasher", lambda algorithm: rehashes.PySha256())
+        old_release.setattr(uploads, "_first_patch_in_file", False)  # it created the row
         uploads.append_small(REPO, session_id, None, DATA)
     assert not uploads.status(REPO, session_id).hash_state.startswith(sha_libcrypto.TAG)
     if more:
