@@ -530,36 +530,44 @@ class UploadService:
 
     def complete_first_patch(self, repository: str, upload_id: str, digest: Digest) -> bool:
         """Complete a session whose bytes are its first PATCH's alone, still only in the
-        session's file (no row: :meth:`patch_fresh`), in one transaction: those bytes are
-        copied into the blob as a PUT with the whole blob would write them (:class:`WholeBlob`:
-        hashed, synced, published, then linked with the session ended), and the session's
-        file removed after. A copy, not a rename of the file: a request that takes the
-        session meanwhile (a client racing itself) appends to that file, and a published
-        blob must be bytes nobody writes into; ending the session fences that request. False,
-        nothing done, when the session has a row or no such file."""
+        session's file (no row: :meth:`patch_fresh`), in one transaction: the file gets a
+        second name (``BlobStore.link_upload``), whose bytes are verified against ``digest``
+        and published under it (a rename into ``blobs/``: the bytes were synced by that
+        PATCH), then the blob is linked and the session ended in one transaction, and the
+        session's file removed.
+
+        A request that takes the session (creates its row) and appends copies the file first
+        once it has another name, and the row is looked for only after the link is made: so
+        either that request's row is seen here and the ordinary way answers this PUT (429),
+        or it comes later and appends to a copy, never to the published bytes. Ending the
+        session fences that request. False, nothing done, when the session has a row or no
+        such file."""
         if not self._first_patch_in_file or not _UPLOAD_ID.fullmatch(upload_id):
             return False
         session = self._fresh(repository, upload_id)
-        size = self._first_patch_size(upload_id)
+        size = self._first_patch_size(upload_id) if session is not None else None
         if session is None or not size:
             return False
-        whole = WholeBlob(self, repository, digest, ending=session)
-        try:
-            for chunk in self.blobs.read_upload(upload_id, size):
-                whole.write(chunk)
-        except BlobNotFound:  # completed or cancelled meanwhile: the ordinary way answers
-            whole.abort()
+        snapshot = self.blobs.link_upload(upload_id)
+        if snapshot is None:
             return False
-        except BaseException:
-            whole.abort()
-            raise
         try:
-            whole.finish()
-        except RegistryError as error:
-            if error.code is ErrorCode.DIGEST_INVALID:  # the session ended: its bytes go too
+            if self.metadata.get_upload(repository, upload_id) is not None:
+                return False
+            if self._rehash(snapshot, size, digest.algorithm, None) != digest.encoded:
+                self.metadata.end_upload(session)
                 self.blobs.abort_upload(upload_id)
-            raise
+                raise _digest_mismatch(digest)
+            if self.stored(digest)[0] == size:  # an equal blob stored before: linked only
+                self.metadata.link_blob(repository, str(digest), size, session)
+            else:
+                self.blobs.commit_upload(snapshot, digest, size)
+                self.metadata.store_blob(repository, str(digest), size, None, session)
+        finally:
+            self.blobs.abort_upload(snapshot)  # gone already once published
         self.blobs.abort_upload(upload_id)
+        if not confirm_stored(self.metadata, self.blobs, digest):
+            raise collected_meanwhile(digest)
         return True
 
     def complete_unheld(self, repository: str, upload_id: str, digest: Digest) -> bool:

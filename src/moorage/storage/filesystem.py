@@ -89,6 +89,35 @@ def _create_new(path: Path) -> int:
             continue
 
 
+def _private_copy(path: Path, length: int) -> int:
+    """Replace ``path`` by a copy of its first ``length`` bytes, synced and durably in its
+    place; returns the copy, open for writing at its end."""
+    copy = path.with_name(f"{path.name}.{uuid.uuid4().hex[:16]}")
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        with path.open("rb") as source:
+            copied = 0
+            while copied < length:
+                sent = os.copy_file_range(source.fileno(), fd, length - copied)
+                if sent == 0:
+                    raise UploadTruncated(path.name)
+                copied += sent
+        os.fdatasync(fd)
+        os.replace(copy, path)
+        _fsync_dir(path.parent)
+    except FileNotFoundError:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            copy.unlink()
+        raise BlobNotFound(path.name) from None
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            copy.unlink()
+        raise
+    return fd
+
+
 class _FileUploadWriter:
     def __init__(self, path: Path, offset: int) -> None:
         self._offset = offset
@@ -102,9 +131,15 @@ class _FileUploadWriter:
             self._fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:
             raise BlobNotFound(path.name) from None
-        if os.fstat(self._fd).st_size < offset:
+        status = os.fstat(self._fd)
+        if status.st_size < offset:
             os.close(self._fd)
             raise UploadTruncated(path.name)
+        if status.st_nlink > 1:
+            # The file has another name (FilesystemBlobStore.link_upload: a closing PUT may be
+            # publishing these bytes as a blob by a hard link): never written, copied first.
+            os.close(self._fd)
+            self._fd = _private_copy(path, offset)
         # Drop bytes an interrupted append (a crash, a cut connection) left past the offset.
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
@@ -266,6 +301,16 @@ class FilesystemBlobStore:
         finally:
             os.close(fd)
         return True
+
+    def link_upload(self, upload_id: str) -> str | None:
+        # A hard link beside it. Writers append in place only to a file with no other name
+        # (_FileUploadWriter copies one that has), so the bytes under this one stay as they are.
+        name = f"{upload_id}.{uuid.uuid4().hex[:16]}"
+        try:
+            os.link(self._upload_path(upload_id), self._upload_path(name))
+        except FileNotFoundError:
+            return None
+        return name
 
     def open_blob(self, digest: Digest) -> None:
         # Publishing a staged upload is a rename here: as cheap as writing in place.

@@ -126,6 +126,13 @@ class BlobStore(Protocol):
         which records its progress without ever holding a lease: no request writing the upload
         in place may see these bytes appear under it."""
 
+    def link_upload(self, upload_id: str) -> str | None:
+        """A second name for the upload's bytes as they are now, which no writer of the upload
+        will change (one that appends to it copies the bytes first): an upload id of its own,
+        to :meth:`read_upload`, :meth:`commit_upload` (publishing the bytes without copying
+        them) or :meth:`abort_upload` (dropping only that name). None when the upload has no
+        bytes, or the store has no such names (S3, whose appends are objects apart)."""
+
     def open_blob(self, digest: Digest) -> UploadWriter | None:
         """A writer straight to blob ``digest``'s own place, for a blob whose digest is known
         before its bytes (a monolithic push), or None when the store has no such path (then

@@ -404,6 +404,11 @@ class S3BlobStore:
         key = self._upload_dir(upload_id) + segment_name(offset, claim)
         return _S3UploadWriter(self, key)
 
+    def link_upload(self, upload_id: str) -> None:
+        # An object store has no second names: publishing an upload is a copy of its objects
+        # (commit_upload), and the service keeps a session's row here (separate_appends).
+        return None
+
     def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
         # An object of this claim's own: nobody else writes it, and it counts only once the
         # database records the claim (which it does only if this request creates the row).

@@ -180,6 +180,9 @@ class ObservedBlobStore:
     def create_upload(self, upload_id: str, claim: str, data: bytes) -> bool:
         return self._call("create_upload", self._store.create_upload, upload_id, claim, data)
 
+    def link_upload(self, upload_id: str) -> str | None:
+        return self._call("link_upload", self._store.link_upload, upload_id)
+
     def open_blob(self, digest: Digest) -> UploadWriter | None:
         writer = self._call("open_blob", self._store.open_blob, digest)
         return None if writer is None else _ObservedWriter(writer, self._figures)

@@ -391,3 +391,78 @@ def test_a_small_push_on_sqlite_runs_no_statement_through_sqlalchemy(
         assert blob_bytes(blobs, pushed) == pushed
     assert store.get_upload(REPO, session.id).ended  # type: ignore[union-attr]
     engine.dispose()
+
+
+def test_the_closing_put_publishes_the_first_patchs_synced_bytes_without_writing_them_again(
+    uploads: UploadService, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def fdatasync(fd: int) -> None:
+        synced.append("bytes")
+        real_fdatasync(fd)
+
+    def fsync(fd: int) -> None:
+        synced.append("directory")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+    assert synced == ["bytes"]
+    uploads.complete_small(REPO, session.id, digest(DATA))
+    # The directory entries only (the blob's, and its shard's on the shard's first blob).
+    assert synced[1:] in (["directory"], ["directory", "directory"])
+    assert blob_bytes(blobs, DATA) == DATA
+    assert not list((blobs.root / "uploads").iterdir())
+
+
+def test_a_request_that_takes_the_session_while_the_closing_put_publishes_writes_a_copy(
+    uploads: UploadService, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client racing itself: its next PATCH takes the session once the closing PUT has
+    looked for a row. The PUT publishes the bytes it verified; the PATCH's append goes to a
+    copy of the file and never into the published blob, and it loses the session the PUT
+    ended."""
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+    link = blobs.link_upload
+    racing: list[object] = []
+
+    def linked_then_taken(upload_id: str) -> str | None:
+        name = link(upload_id)
+        racing.append(uploads.begin_append(REPO, session.id, None))
+        return name
+
+    with monkeypatch.context() as patched:
+        patched.setattr(blobs, "link_upload", linked_then_taken)
+        # The PUT sees the row the PATCH created after its link: the ordinary way, 429.
+        code, _ = code_of(lambda: uploads.complete_small(REPO, session.id, digest(DATA)))
+    assert code is ErrorCode.TOOMANYREQUESTS
+    append = racing[0]
+    assert isinstance(append, uploads_module.Append)
+    append.write(OTHER)
+    append.finish()
+    uploads.complete_small(REPO, session.id, digest(DATA + OTHER))
+    assert blob_bytes(blobs, DATA + OTHER) == DATA + OTHER
+    assert blobs.stat(digest(DATA)) is None
+
+
+def test_an_append_to_an_upload_file_with_another_name_leaves_that_name_s_bytes_alone(
+    uploads: UploadService, blobs: FilesystemBlobStore
+) -> None:
+    """The other order: the closing PUT's link is made before the PATCH's row, so the PUT
+    goes on publishing those bytes while the PATCH appends."""
+    session = uploads.start(REPO)
+    uploads.append_small(REPO, session.id, None, DATA)
+    snapshot = blobs.link_upload(session.id)
+    assert snapshot is not None
+    append = uploads.begin_append(REPO, session.id, None)
+    append.write(OTHER)
+    append.finish()
+    assert b"".join(blobs.read_upload(snapshot, len(DATA) + len(OTHER))) == DATA
+    assert b"".join(blobs.read_upload(session.id, len(DATA + OTHER))) == DATA + OTHER
+    uploads.complete_small(REPO, session.id, digest(DATA + OTHER))
+    assert blob_bytes(blobs, DATA + OTHER) == DATA + OTHER

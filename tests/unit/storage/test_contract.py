@@ -292,6 +292,24 @@ def test_a_first_append_never_lands_under_a_writer_of_the_same_upload(store: Blo
     assert read_all(store, Stored(digest, location)) == b"the holder's"
 
 
+def test_a_second_name_of_an_upload_keeps_its_bytes_while_the_upload_goes_on(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    store = stores()
+    assert store.create_upload("5" * 32, "c1", b"first ")
+    name = store.link_upload("5" * 32)
+    if store.separate_appends:  # S3: no second names (the service keeps such sessions' rows)
+        assert name is None
+        return
+    assert name is not None and store.link_upload("6" * 32) is None  # no bytes, no name
+    append(store, "5" * 32, 6, b"and more")
+    assert b"".join(store.read_upload(name, 100)) == b"first "
+    assert b"".join(store.read_upload("5" * 32, 100)) == b"first and more"
+    published = commit(store, name, b"first ")  # published under it, without a copy
+    assert read_all(store, published) == b"first "
+    assert b"".join(store.read_upload("5" * 32, 100)) == b"first and more"
+
+
 def append_as(
     store: BlobStore,
     upload_id: str,
