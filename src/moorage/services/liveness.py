@@ -92,6 +92,11 @@ class Liveness:
     def use(self, presence: Presence, timeout: float = NODE_TIMEOUT) -> None:
         self._presence, self.timeout = presence, timeout
 
+    def forget(self) -> None:
+        """Stop judging holders elsewhere (as before :meth:`use`): the database given is gone,
+        as when the registry that gave it stops and another one starts in the same process."""
+        self._presence, self.timeout = None, NODE_TIMEOUT
+
     def current(self) -> str:
         return self.holders.current()
 
