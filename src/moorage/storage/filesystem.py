@@ -308,7 +308,7 @@ class FilesystemBlobStore:
         name = f"{upload_id}.{uuid.uuid4().hex[:16]}"
         try:
             os.link(self._upload_path(upload_id), self._upload_path(name))
-        except OSError:  # no bytes; or a filesystem without hard links: the caller copies
+        except OSError:  # no bytes, or no hard links here: the caller goes the ordinary way
             return None
         return name
 
