@@ -91,7 +91,7 @@ def main() -> int:
                 server.stop()
 
     def median(mode: str, field: str) -> float:
-        return statistics.median(getattr(run, field) for run in rounds[mode])
+        return float(statistics.median(getattr(run, field) for run in rounds[mode]))
 
     base_rate = median("both off", "requests_per_s")
     base_cpu = median("both off", "cpu_us_per_request")

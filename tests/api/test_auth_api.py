@@ -59,15 +59,15 @@ rules:
 """
 USERS = ["root", "reader", "writer", "deleter", "other"]
 REPO = "team-a/app"
-Auth = tuple[str, str] | None
 
 
 def password(user: str) -> str:
     return f"{user}-secret-pw"
 
 
-def creds(user: str | None) -> Auth:
-    return None if user is None else (user, password(user))
+def creds(user: str | None) -> httpx.Auth:
+    """Basic credentials of ``user``; None: none at all (httpx.Auth sends the request as is)."""
+    return httpx.Auth() if user is None else httpx.BasicAuth(user, password(user))
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ async def test_v2_root_challenges_anonymous_even_with_public_pull(
 async def test_anonymous_pulls_public_repositories(authed: httpx.AsyncClient) -> None:
     authed.auth = creds("root")
     digest, _ = await push_image(authed, "public/tool", "v1")
-    authed.auth = None
+    authed.auth = creds(None)
     response = await authed.get("/v2/public/tool/manifests/v1", auth=None)
     assert response.status_code == 200
     assert response.headers["docker-content-digest"] == digest
@@ -271,7 +271,7 @@ async def test_anonymous_pulls_public_repositories(authed: httpx.AsyncClient) ->
 async def test_bad_credentials_are_401_not_anonymous(authed: httpx.AsyncClient) -> None:
     authed.auth = creds("root")
     await push_image(authed, "public/tool", "v1")
-    authed.auth = None
+    authed.auth = creds(None)
     for header in ("Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(), "Digest x"):
         response = await authed.get(
             "/v2/public/tool/manifests/v1", headers={"Authorization": header}
@@ -331,7 +331,7 @@ async def public_requests(client: httpx.AsyncClient) -> list[tuple[str, str]]:
     """Every read of a repository anonymous callers may pull, and the catalog."""
     client.auth = creds("root")
     digest, _ = await push_image(client, PUBLIC, "v1", seed=b"pub")
-    client.auth = None
+    client.auth = creds(None)
     layer = digest_of(b"layer-pub")
     return [
         ("GET", f"/v2/{PUBLIC}/manifests/v1"),
@@ -458,9 +458,15 @@ async def test_a_valid_bearer_token_at_the_token_endpoint_is_refused_with_a_basi
 async def token_for(
     client: httpx.AsyncClient, user: str | None, *scopes: str, **params: str
 ) -> dict[str, Any]:
-    query = [("service", "moorage"), *(("scope", s) for s in scopes), *params.items()]
+    query: list[tuple[str, str | int | float | bool | None]] = [
+        ("service", "moorage"),
+        *(("scope", s) for s in scopes),
+        *params.items(),
+    ]
     response = await client.get(
-        "/token", params=query, auth=creds(user) or httpx.USE_CLIENT_DEFAULT
+        "/token",
+        params=httpx.QueryParams(query),
+        auth=httpx.USE_CLIENT_DEFAULT if user is None else creds(user),
     )
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
@@ -518,7 +524,7 @@ async def test_forged_tokens_are_refused(authed: httpx.AsyncClient) -> None:
     raised = json.loads(base64.urlsafe_b64decode(payload + "=="))
     raised["access"][0]["actions"] = ["pull", "push", "delete"]
     tampered_payload = base64.urlsafe_b64encode(json.dumps(raised).encode()).rstrip(b"=").decode()
-    unsigned = jwt.encode(raised, key="", algorithm="none")  # type: ignore[arg-type]
+    unsigned = jwt.encode(raised, key="", algorithm="none")
     for token in (
         f"{header}.{tampered_payload}.{signature}",
         unsigned,
@@ -618,11 +624,11 @@ async def test_catalog_lists_only_pullable_repositories(authed: httpx.AsyncClien
     authed.auth = creds("root")
     for repo in ("team-a/app", "team-a/db", "team-b/x", "public/tool", "secret/thing"):
         await push_image(authed, repo, "v1")
-    authed.auth = None
+    authed.auth = creds(None)
 
     async def catalog(user: str | None, n: str = "") -> list[str]:
         response = await authed.get(
-            f"/v2/_catalog{n}", auth=creds(user) or httpx.USE_CLIENT_DEFAULT
+            f"/v2/_catalog{n}", auth=httpx.USE_CLIENT_DEFAULT if user is None else creds(user)
         )
         assert response.status_code == 200, response.text
         return list(response.json()["repositories"])
@@ -641,7 +647,7 @@ async def test_mount_needs_pull_on_the_source_and_reveals_nothing(
 ) -> None:
     authed.auth = creds("root")
     await push_image(authed, "team-b/x", "v1", seed=b"b-secret")
-    authed.auth = None
+    authed.auth = creds(None)
     layer = digest_of(b"layer-" + b"b-secret")
     absent = digest_of(b"no-such-layer")
     answers = []
@@ -656,7 +662,7 @@ async def test_mount_needs_pull_on_the_source_and_reveals_nothing(
     # With pull on the source the mount works.
     authed.auth = creds("root")
     await push_image(authed, "team-a/base", "v1", seed=b"a-shared")
-    authed.auth = None
+    authed.auth = creds(None)
     shared = digest_of(b"layer-a-shared")
     mounted = await authed.post(
         f"/v2/{REPO}/blobs/uploads/?mount={shared}&from=team-a/base", auth=creds("writer")
@@ -716,7 +722,7 @@ async def test_api_tokens_work_as_passwords_within_their_scope(
     assert (await authed.get("/v2/", auth=("writer", secret))).status_code == 200
     authed.auth = creds("root")
     await push_image(authed, REPO, "v1")
-    authed.auth = None
+    authed.auth = creds(None)
     assert (await authed.get(f"/v2/{REPO}/tags/list", auth=("writer", secret))).status_code == 200
     # The writer could push with a password, but this token only pulls.
     refused = await authed.post(f"/v2/{REPO}/blobs/uploads/", auth=("writer", secret))
@@ -742,7 +748,7 @@ async def test_a_bearer_token_mounts_only_from_repositories_its_claim_can_pull(
     # root may pull team-b/x, but this token holds only team-a/app.
     authed.auth = creds("root")
     await push_image(authed, "team-b/x", "v1", seed=b"b-secret")
-    authed.auth = None
+    authed.auth = creds(None)
     body = await token_for(authed, "root", f"repository:{REPO}:pull,push")
     bearer = {"Authorization": f"Bearer {body['token']}"}
     layer = digest_of(b"layer-b-secret")

@@ -97,7 +97,7 @@ async def test_chunk_shorter_than_its_content_range_is_refused(client: httpx.Asy
 
 
 async def test_streamed_patch_without_content_range(client: httpx.AsyncClient) -> None:
-    async def body() -> object:
+    async def body() -> AsyncIterator[bytes]:
         for i in range(0, len(DATA), 777):
             yield DATA[i : i + 777]
 
@@ -263,7 +263,7 @@ async def test_content_length_that_is_not_ascii_digits_is_refused(
     digest = digest_of(b"")
     for path in (f"/v2/up/cl/blobs/uploads/?digest={digest}", "/v2/up/cl/manifests/latest"):
         method = "POST" if "uploads" in path else "PUT"
-        headers = {"Content-Length": length.encode("latin-1")}  # as sent on the wire
+        headers = [(b"Content-Length", length.encode("latin-1"))]  # as sent on the wire
         response = await client.request(method, path, headers=headers)
         assert response.status_code == 400, (path, response.text)
         assert error_code(response) == "SIZE_INVALID"

@@ -51,7 +51,10 @@ class DockerTokenAuth(httpx.Auth):
 
     def _token_request(self, scopes: tuple[str, ...]) -> httpx.Request:
         assert self.challenge is not None
-        params = [("service", self.challenge["service"]), *(("scope", s) for s in scopes)]
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("service", self.challenge["service"]),
+            *(("scope", s) for s in scopes),
+        ]
         request = httpx.Request("GET", self.challenge["realm"], params=params)
         return next(self.basic.auth_flow(request))
 

@@ -271,5 +271,5 @@ def test_a_collector_killed_midway_loses_nothing_and_the_next_run_finishes(
             f"docker://{server.host}/gc/live:v1",
             copy.reference("v1"),
         )
-        for digest in live.blob_digests:
-            assert copy.read_blob(digest) == layout.read_blob(digest)
+        for blob in live.blob_digests:
+            assert copy.read_blob(blob) == layout.read_blob(blob)

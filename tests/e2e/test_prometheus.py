@@ -130,7 +130,8 @@ def pids_that_served_pulls(metrics_dir: Path) -> set[str]:
     """The processes whose value files count manifest GETs (prometheus-client's own reader)."""
     pids = set()
     for path in metrics_dir.glob("counter_*.db"):
-        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+        values = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+        for key, value, _, _ in values:
             _, name, labels, _ = json.loads(key)
             if name == "moorage_http_requests_total" and labels.get("method") == "GET" and value:
                 pids.add(path.stem.rsplit("_", 1)[1])

@@ -372,7 +372,12 @@ def test_create_copy_and_revoke_an_api_token(page: Any, site: Site) -> None:
 
 def test_hostile_image_is_shown_as_text_and_runs_nothing(page: Any, site: Site) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismissed(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismissed)
     sign_in(page, "rita")
     page.goto("/ui/r/team/app/-/m/hostile")
     page.screenshot(path=site.shots / "hostile.png", full_page=True)

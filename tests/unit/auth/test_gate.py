@@ -204,6 +204,13 @@ def test_pull_filter_judges_a_bearer_by_its_subject() -> None:
 
 def test_refresh_refused_once_the_user_is_gone() -> None:
     issuer = FakeIssuer()
-    g = AccessGate(True, [Passwords()], Rules(), "moorage", issuer, None, lambda n: n != "alice")
+    g = AccessGate(
+        True,
+        [Passwords()],
+        Rules(),
+        "moorage",
+        issuer,
+        credential_of=lambda n: None if n == "alice" else "$2y$05$hash",
+    )
     with pytest.raises(RefreshRefused):
         g.refresh("refresh:alice", [])

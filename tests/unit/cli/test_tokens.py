@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore
-from moorage.cli.tokens import parse_expiry, token
+from moorage.auth.api_tokens import ApiTokenAuthenticator, ApiTokenStore, parse_expiry
+from moorage.cli.tokens import token
 from moorage.config import CONFIG_FILE_VARIABLE
 from moorage.metadata.sql import make_engine
 

@@ -20,7 +20,6 @@ from moorage.oci.ranges import ByteRange
 from moorage.services.lease_holders import LeaseHolders
 from moorage.services.liveness import Liveness
 from moorage.services.uploads import UploadService
-from moorage.storage import filesystem
 from moorage.storage.filesystem import FilesystemBlobStore
 from tests.unit.manual_clock import ManualClock as Clock
 
@@ -156,7 +155,12 @@ def test_progress_is_recorded_only_after_the_bytes_are_on_disk(
 ) -> None:
     synced: list[int] = []
     real = os.fdatasync
-    monkeypatch.setattr(filesystem.os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+
+    def fdatasync(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     record = store.release_upload
 
     def checked_release(*args: object) -> bool:

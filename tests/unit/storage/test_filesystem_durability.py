@@ -24,7 +24,12 @@ def test_a_new_shard_directory_is_made_durable(
     store = FilesystemBlobStore(tmp_path)
     synced: list[Path] = []
     real = filesystem._fsync_dir
-    monkeypatch.setattr(filesystem, "_fsync_dir", lambda p: (synced.append(p), real(p)))
+
+    def fsync_dir(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(filesystem, "_fsync_dir", fsync_dir)
     writer = store.open_upload("a" * 32, 0)
     writer.write(b"blob")
     writer.close()

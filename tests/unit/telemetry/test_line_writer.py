@@ -25,7 +25,7 @@ def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[bytes]:
         seen.append(bytes(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr(line_writer.os, "write", record)
+    monkeypatch.setattr(os, "write", record)  # the module calls os.write
     return seen
 
 
@@ -45,7 +45,9 @@ async def test_lines_wait_for_the_delay_then_go_out_in_one_write(writes: list[by
 async def test_a_full_batch_goes_out_at_once_in_chunks_of_whole_lines(
     writes: list[bytes],
 ) -> None:
-    writer = LineWriter(lambda number: f"{number:0>299}")  # 300 bytes a line with its newline
+    writer: LineWriter[int] = LineWriter(
+        lambda number: f"{number:0>299}"
+    )  # 300 bytes a line with its newline
     for number in range(BATCH):
         writer.write(number)
     assert len(writes) == -(-BATCH * 300 // (CHUNK_BYTES // 300 * 300)), "not waiting for the timer"
