@@ -16,6 +16,9 @@ about a second of CPU (imports), so only the worker whose turn it is starts one
 (app.py ``_my_turn_to_collect``). If the worker stops, the child
 is terminated (a collection killed at any point is safe: docs/gc.md); if the worker dies, the
 child finishes its run and exits.
+
+The child runs at idle CPU and I/O priority (``gc.priority``, moorage/priority.py): it then
+takes a core only when the requests leave one free, and never preempts a request.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from moorage.config import Settings
+from moorage.priority import start_lowered
 from moorage.services.gc import CollectorBusy, GcReport
 from moorage.services.jobs import LeaseLost
 
@@ -77,7 +81,12 @@ class ChildCollection:
         self._process: BaseProcess = context.Process(
             target=_child, args=(dump, answer), name="moorage-gc", daemon=True
         )
-        self._process.start()
+        if settings.gc.priority == "idle":
+            # Started from a thread that lowered itself: the child is idle from its first
+            # instruction (its imports, about a second of CPU, included), this worker is not.
+            start_lowered(self._process.start)
+        else:
+            self._process.start()
         answer.close()  # the child's end: EOF here once the child is gone
 
     def result(self) -> GcReport:

@@ -1,0 +1,83 @@
+"""The garbage collector's CPU and I/O priority: idle, so that it runs when clients leave a
+core (and the disk) free, not when they need it (docs/gc.md, "How it stays out of the way").
+
+Linux keeps both per thread and a new process inherits them from the thread that forks it, so
+the collector's process is started from a throwaway thread that lowered itself first
+(:func:`start_lowered`): the caller (a server worker) keeps its own priority, which it could
+not get back otherwise (an unprivileged thread may not leave ``SCHED_IDLE`` for
+``SCHED_OTHER`` with ``RLIMIT_NICE`` at 0, the default). ``moorage gc`` lowers itself as its
+first act instead (:func:`lower_this_thread`, from the CLI's entry point, before its imports).
+
+Only the standard library here: the CLI imports this before anything heavy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# ioprio_set(2): not wrapped by Python's os module. x86_64 and aarch64 numbers.
+_SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
+_SYS_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}
+_IOPRIO_WHO_PROCESS = 1  # with who=0: the calling thread
+_IOPRIO_CLASS_IDLE = 3
+_IOPRIO_CLASS_SHIFT = 13
+IOPRIO_IDLE = _IOPRIO_CLASS_IDLE << _IOPRIO_CLASS_SHIFT
+
+
+def _syscall(table: dict[str, int], *args: int) -> int:
+    number = table.get(os.uname().machine)
+    if number is None:
+        return -1
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: int = libc.syscall(number, *args)
+    return result
+
+
+def io_priority() -> int:
+    """The calling thread's I/O priority (ioprio_get), -1 where unknown."""
+    return _syscall(_SYS_IOPRIO_GET, _IOPRIO_WHO_PROCESS, 0)
+
+
+def lower_this_thread() -> list[str]:
+    """Put the calling thread (and what it starts from now on) at idle CPU and I/O priority:
+    ``SCHED_IDLE`` (it gets a core only when no other thread wants it, and never preempts
+    one) and the idle I/O class (its reads, writes and fsyncs are dispatched when no one
+    else's are waiting, by schedulers that know classes: mq-deadline, bfq; ``none`` ignores
+    it). Best effort: what could be set, by name; a system without it is left as it is."""
+    done = []
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            done.append("cpu")
+        except OSError:
+            pass
+    if _syscall(_SYS_IOPRIO_SET, _IOPRIO_WHO_PROCESS, 0, IOPRIO_IDLE) == 0:
+        done.append("io")
+    return done
+
+
+def start_lowered(start: Callable[[], T]) -> T:
+    """``start()`` (which starts a process) from a short-lived thread at idle priority, so
+    that the process inherits it while the calling thread keeps its own."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def lowered() -> None:
+        lower_this_thread()
+        try:
+            results.append(start())
+        except BaseException as error:  # raised again in the caller
+            errors.append(error)
+
+    thread = threading.Thread(target=lowered, name="moorage-gc-start")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
