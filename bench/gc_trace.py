@@ -14,8 +14,9 @@ Events: ``start`` (before any import), ``imported`` (the CLI's modules loaded), 
 page of the review queue), ``unlink`` / ``unlink_end`` (a blob's bytes), ``sleep`` /
 ``sleep_end`` (the pacing pauses), ``exit``.
 
-``GC_TRACE_NULL=SECONDS``: a null collector (it takes the lease and sleeps, collecting
-nothing), to tell the bench's own noise from the collector's effect.
+``GC_TRACE_NO_CHECKPOINT=1``: the collector leaves checkpoints to SQLite (see
+``SqlGcStore._checkpoint``). ``GC_TRACE_NULL=SECONDS``: a null collector (it takes the lease
+and sleeps, collecting nothing), to tell the bench's own noise from the collector's effect.
 """
 
 from __future__ import annotations
@@ -117,7 +118,11 @@ def _install() -> None:
         time.sleep(seconds)
         note("sleep_end")
 
-    gc_sql.time = SimpleNamespace(monotonic=time.monotonic, sleep=sleep)  # type: ignore[assignment]
+    gc_sql.time = SimpleNamespace(monotonic=time.monotonic, sleep=sleep)  # type: ignore[attr-defined,assignment]
+
+    if os.environ.get("GC_TRACE_NO_CHECKPOINT"):
+        # SQLite's own checkpoints then (in the commit that takes the log past 1,000 pages).
+        gc_sql.CHECKPOINT_EVERY = 1 << 30
 
     null = os.environ.get("GC_TRACE_NULL")
     if null:
@@ -126,7 +131,7 @@ def _install() -> None:
             time.sleep(float(null))  # under the lease (60 s), as long as a collection
             return services_gc.GcReport(dry_run=False, full=False, grace=grace)
 
-        services_gc.Collector.run = idle  # type: ignore[method-assign]
+        services_gc.Collector.run = idle  # type: ignore[method-assign,assignment]
 
 
 @contextmanager

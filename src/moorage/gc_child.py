@@ -29,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from moorage.config import Settings
-from moorage.priority import start_lowered
+from moorage.priority import run_lowered
 from moorage.services.gc import CollectorBusy, GcReport
 from moorage.services.jobs import LeaseLost
 
@@ -84,10 +84,14 @@ class ChildCollection:
         if settings.gc.priority == "idle":
             # Started from a thread that lowered itself: the child is idle from its first
             # instruction (its imports, about a second of CPU, included), this worker is not.
-            start_lowered(self._process.start)
+            run_lowered(self._process.start)
         else:
             self._process.start()
         answer.close()  # the child's end: EOF here once the child is gone
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
     def result(self) -> GcReport:
         """The child's report; raises CollectorBusy or LeaseLost as a collection in this

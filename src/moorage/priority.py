@@ -2,13 +2,12 @@
 core (and the disk) free, not when they need it (docs/gc.md, "How it stays out of the way").
 
 Linux keeps both per thread and a new process inherits them from the thread that forks it, so
-the collector's process is started from a throwaway thread that lowered itself first
-(:func:`start_lowered`): the caller (a server worker) keeps its own priority, which it could
-not get back otherwise (an unprivileged thread may not leave ``SCHED_IDLE`` for
-``SCHED_OTHER`` with ``RLIMIT_NICE`` at 0, the default). ``moorage gc`` lowers itself as its
-first act instead (:func:`lower_this_thread`, from the CLI's entry point, before its imports).
-
-Only the standard library here: the CLI imports this before anything heavy.
+the server's collector process is started from a throwaway thread that lowered itself first
+(:func:`run_lowered`): the worker keeps its own priority, which it could not get back
+otherwise (an unprivileged thread may not leave ``SCHED_IDLE`` for ``SCHED_OTHER`` with
+``RLIMIT_NICE`` at 0, the default). ``moorage gc`` runs its collection (building the registry,
+with its imports, included) in such a thread too, so that the process's main thread, and a
+test calling the command in-process, keep theirs.
 """
 
 from __future__ import annotations
@@ -39,9 +38,9 @@ def _syscall(table: dict[str, int], *args: int) -> int:
     return result
 
 
-def io_priority() -> int:
-    """The calling thread's I/O priority (ioprio_get), -1 where unknown."""
-    return _syscall(_SYS_IOPRIO_GET, _IOPRIO_WHO_PROCESS, 0)
+def io_priority(pid: int = 0) -> int:
+    """The I/O priority (ioprio_get) of thread ``pid`` (0: the calling one), -1 if unknown."""
+    return _syscall(_SYS_IOPRIO_GET, _IOPRIO_WHO_PROCESS, pid)
 
 
 def lower_this_thread() -> list[str]:
@@ -62,20 +61,22 @@ def lower_this_thread() -> list[str]:
     return done
 
 
-def start_lowered(start: Callable[[], T]) -> T:
-    """``start()`` (which starts a process) from a short-lived thread at idle priority, so
-    that the process inherits it while the calling thread keeps its own."""
+def run_lowered(work: Callable[[], T]) -> T:
+    """``work()`` in a thread of its own that lowered itself first (:func:`lower_this_thread`),
+    its result or its exception passed back: what ``work`` starts (a process, threads)
+    inherits the idle priority, and the calling thread keeps its own."""
     results: list[T] = []
     errors: list[BaseException] = []
 
     def lowered() -> None:
         lower_this_thread()
         try:
-            results.append(start())
+            results.append(work())
         except BaseException as error:  # raised again in the caller
             errors.append(error)
 
-    thread = threading.Thread(target=lowered, name="moorage-gc-start")
+    # A daemon: if the caller is interrupted (Ctrl-C), the process may exit without it.
+    thread = threading.Thread(target=lowered, name="moorage-gc-lowered", daemon=True)
     thread.start()
     thread.join()
     if errors:

@@ -12,6 +12,7 @@ from moorage.config import load_settings
 from moorage.gc_child import ChildCollection, CollectionFailed
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.priority import IOPRIO_IDLE, io_priority
 from moorage.services.gc import GC_LEASE, CollectorBusy
 
 
@@ -22,6 +23,26 @@ def test_a_collection_in_the_child_reports_to_the_worker(tmp_path: Path) -> None
 
     # The registry's first run is a full one (none ran within gc.full_interval).
     assert report.full and not report.dry_run and report.items == []
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling only")
+@pytest.mark.parametrize(("priority", "idle"), [("idle", True), ("normal", False)])
+def test_the_collector_process_runs_at_idle_priority_unless_told(
+    tmp_path: Path, priority: str, idle: bool
+) -> None:
+    settings = load_settings(
+        storage={"data_dir": str(tmp_path / "data")}, gc={"priority": priority}
+    )
+    mine = os.sched_getscheduler(0), io_priority()
+
+    child = ChildCollection(settings)
+    assert child.pid is not None
+    # Checked while it starts (its imports take a good part of a second).
+    policy, io = os.sched_getscheduler(child.pid), io_priority(child.pid)
+    child.result()
+
+    assert (policy, io) == ((os.SCHED_IDLE, IOPRIO_IDLE) if idle else mine)
+    assert (os.sched_getscheduler(0), io_priority()) == mine  # the worker's, unchanged
 
 
 def test_another_collector_holding_the_lease_is_reported_as_busy(tmp_path: Path) -> None:

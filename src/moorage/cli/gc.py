@@ -11,7 +11,7 @@ import click
 
 from moorage.cli.metadata import load_cli_settings
 from moorage.config import Settings, parse_duration
-from moorage.priority import lower_this_thread
+from moorage.priority import run_lowered
 from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, TAGS, GcReport
 from moorage.storage.port import StorageUnavailable
 from moorage.units import human_bytes
@@ -121,10 +121,14 @@ def gc(
 
     Safe while a server serves the same storage and database."""
     settings = load_cli_settings(config_file, data_dir)
+    dry = settings.gc.dry_run if dry_run is None else dry_run
     if settings.gc.priority == "idle":
-        # Before the registry is built (its imports and the collection): see priority.py.
-        lower_this_thread()
-    report = _run(settings, grace, settings.gc.dry_run if dry_run is None else dry_run, not quick)
+        # At idle CPU and I/O priority from here on, the registry's construction (its imports,
+        # about half a second of CPU) included: it then takes a core only when the server's
+        # requests leave one free. docs/gc.md#costs; priority.py for why a thread.
+        report = run_lowered(lambda: _run(settings, grace, dry, not quick))
+    else:
+        report = _run(settings, grace, dry, not quick)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
