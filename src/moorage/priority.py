@@ -2,12 +2,13 @@
 core (and the disk) free, not when they need it (docs/gc.md, "How it stays out of the way").
 
 Linux keeps both per thread and a new process inherits them from the thread that forks it, so
-the server's collector process is started from a throwaway thread that lowered itself first
-(:func:`run_lowered`): the worker keeps its own priority, which it could not get back
-otherwise (an unprivileged thread may not leave ``SCHED_IDLE`` for ``SCHED_OTHER`` with
-``RLIMIT_NICE`` at 0, the default). ``moorage gc`` runs its collection (building the registry,
-with its imports, included) in such a thread too, so that the process's main thread, and a
-test calling the command in-process, keep theirs.
+what is lowered is a thread that does nothing else: an unprivileged thread may not leave
+``SCHED_IDLE`` for ``SCHED_OTHER`` with ``RLIMIT_NICE`` at 0, the default, so a thread that must
+keep its priority (a server worker's, the collector's :class:`WriterThread`) is never the one
+lowered. ``moorage gc`` runs its collection (building the registry, with its imports, included)
+in a throwaway lowered thread (:func:`run_lowered`), so that the process's main thread, and a
+test calling the command in-process, keep theirs; the server's collector process lowers its
+main thread as its first act (gc_child.py). Both make their :class:`WriterThread` first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -82,3 +84,29 @@ def run_lowered(work: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     return results[0]
+
+
+def _nothing() -> None:
+    pass
+
+
+class WriterThread:
+    """A thread that keeps the priority of the thread that made it (normal, made before that
+    one lowered itself), to run the collector's write transactions on: on SQLite each holds
+    the writer lock, and an idle thread holding it is kept off a CPU by any busy request
+    thread, while every push waits for the lock (priority inversion: holds of 40-75 ms
+    measured on a busy machine, bench/README.md). Its transactions are then not preempted
+    for long; they only start when the idle collector hands them over, that is when a core
+    was free. ``writer(work)`` runs ``work`` there and returns once it is done."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moorage-gc-writer")
+        # Its thread starts now, at this thread's priority (it would be made on first use,
+        # by then from a lowered thread, and inherit that).
+        self._pool.submit(_nothing).result()
+
+    def __call__(self, work: Callable[[], None]) -> None:
+        self._pool.submit(work).result()
+
+    def close(self) -> None:
+        self._pool.shutdown()

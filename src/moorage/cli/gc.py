@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from moorage.cli.metadata import load_cli_settings
 from moorage.config import Settings, parse_duration
-from moorage.priority import run_lowered
+from moorage.priority import WriterThread, run_lowered
 from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, TAGS, GcReport
 from moorage.storage.port import StorageUnavailable
 from moorage.units import human_bytes
@@ -125,8 +126,13 @@ def gc(
     if settings.gc.priority == "idle":
         # At idle CPU and I/O priority from here on, the registry's construction (its imports,
         # about half a second of CPU) included: it then takes a core only when the server's
-        # requests leave one free. docs/gc.md#costs; priority.py for why a thread.
-        report = run_lowered(lambda: _run(settings, grace, dry, not quick))
+        # requests leave one free; its write transactions in a thread made first, at this
+        # one's priority. docs/gc.md#costs; priority.py for why threads.
+        writer = WriterThread()
+        try:
+            report = run_lowered(lambda: _run(settings, grace, dry, not quick, writer))
+        finally:
+            writer.close()
     else:
         report = _run(settings, grace, dry, not quick)
     if as_json:
@@ -135,7 +141,13 @@ def gc(
         click.echo(render(report))
 
 
-def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> GcReport:
+def _run(
+    settings: Settings,
+    grace: float | None,
+    dry_run: bool,
+    full: bool,
+    writes_in: Callable[[Callable[[], None]], None] | None = None,
+) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
     from moorage.app import build_collector, build_registry, start_heartbeat
     from moorage.metadata.migrate import SchemaMismatch
@@ -145,7 +157,7 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
     progress = _Progress()
     try:
         registry = build_registry(settings)
-        collector, leases = build_collector(settings, registry)
+        collector, leases = build_collector(settings, registry, writes_in)
         # Beating (on a shared database), this run's lease is taken over at once if it is
         # killed, even from another host; a clean exit (an error included) marks it stopped.
         heartbeat = start_heartbeat(registry)

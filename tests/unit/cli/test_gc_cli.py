@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -163,9 +164,12 @@ def test_gc_collects_at_idle_priority_unless_told_and_leaves_its_caller_as_it_wa
     seen = []
     run = cli_gc._run
 
-    def observed(*args: object) -> object:
+    def observed(*args: Any) -> Any:
         seen.append((os.sched_getscheduler(0), io_priority()))
-        return run(*args)  # type: ignore[arg-type]
+        writes_in = args[4] if len(args) > 4 else None
+        if writes_in is not None:  # where its write transactions run
+            writes_in(lambda: seen.append((os.sched_getscheduler(0), io_priority())))
+        return run(*args)
 
     monkeypatch.setattr(cli_gc, "_run", observed)
 
@@ -173,7 +177,8 @@ def test_gc_collects_at_idle_priority_unless_told_and_leaves_its_caller_as_it_wa
 
     assert result.exit_code == 0, result.output
     assert "collected 0 B" in result.output
-    assert seen == [(os.SCHED_IDLE, IOPRIO_IDLE) if idle else mine]
+    # Idle: collecting at idle priority, its write transactions at the caller's.
+    assert seen == ([(os.SCHED_IDLE, IOPRIO_IDLE), mine] if idle else [mine])
     assert (os.sched_getscheduler(0), io_priority()) == mine
 
 
