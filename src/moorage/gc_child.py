@@ -62,7 +62,13 @@ def _child(dump: dict[str, Any], answer: Connection) -> None:
         collector, leases = build_collector(settings, registry, writer)
         # As `moorage gc`: beating on a shared database, so the lease is taken over at once if
         # this process is killed.
-        heartbeat = start_heartbeat(registry)
+        # From the writer thread, if any: an idle heartbeat could be kept off a CPU past
+        # cluster.node_timeout on a busy machine, and this run's lease taken over.
+        heartbeat = (
+            start_heartbeat(registry)
+            if writer is None
+            else writer(lambda: start_heartbeat(registry))
+        )
         try:
             gc = settings.gc
             report = collect_exclusively(

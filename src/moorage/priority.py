@@ -97,7 +97,8 @@ class WriterThread:
     thread, while every push waits for the lock (priority inversion: holds of 40-75 ms
     measured on a busy machine, bench/README.md). Its transactions are then not preempted
     for long; they only start when the idle collector hands them over, that is when a core
-    was free. ``writer(work)`` runs ``work`` there and returns once it is done."""
+    was free. ``writer(work)`` runs ``work`` there and returns its result. A thread started
+    from there (the collector's heartbeat, on a shared database) keeps that priority too."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moorage-gc-writer")
@@ -105,8 +106,8 @@ class WriterThread:
         # by then from a lowered thread, and inherit that).
         self._pool.submit(_nothing).result()
 
-    def __call__(self, work: Callable[[], None]) -> None:
-        self._pool.submit(work).result()
+    def __call__(self, work: Callable[[], T]) -> T:
+        return self._pool.submit(work).result()
 
     def close(self) -> None:
         self._pool.shutdown()

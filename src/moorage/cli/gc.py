@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -146,7 +145,7 @@ def _run(
     grace: float | None,
     dry_run: bool,
     full: bool,
-    writes_in: Callable[[Callable[[], None]], None] | None = None,
+    writer: WriterThread | None = None,
 ) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
     from moorage.app import build_collector, build_registry, start_heartbeat
@@ -157,10 +156,16 @@ def _run(
     progress = _Progress()
     try:
         registry = build_registry(settings)
-        collector, leases = build_collector(settings, registry, writes_in)
+        collector, leases = build_collector(settings, registry, writer)
         # Beating (on a shared database), this run's lease is taken over at once if it is
         # killed, even from another host; a clean exit (an error included) marks it stopped.
-        heartbeat = start_heartbeat(registry)
+        # From the writer thread, if any: an idle heartbeat could be kept off a CPU past
+        # cluster.node_timeout on a busy machine, and this run's lease taken over.
+        heartbeat = (
+            start_heartbeat(registry)
+            if writer is None
+            else writer(lambda: start_heartbeat(registry))
+        )
         try:
             return collect_exclusively(
                 collector,

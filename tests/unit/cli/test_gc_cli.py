@@ -166,9 +166,9 @@ def test_gc_collects_at_idle_priority_unless_told_and_leaves_its_caller_as_it_wa
 
     def observed(*args: Any) -> Any:
         seen.append((os.sched_getscheduler(0), io_priority()))
-        writes_in = args[4] if len(args) > 4 else None
-        if writes_in is not None:  # where its write transactions run
-            writes_in(lambda: seen.append((os.sched_getscheduler(0), io_priority())))
+        writer = args[4] if len(args) > 4 else None
+        if writer is not None:  # where its write transactions run
+            writer(lambda: seen.append((os.sched_getscheduler(0), io_priority())))
         return run(*args)
 
     monkeypatch.setattr(cli_gc, "_run", observed)
