@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -135,14 +136,21 @@ _MANIFEST_GET = b"GET /v2/bench/r0/manifests/t0 HTTP/1.1\r\n\r\n"
 
 
 def measure_open(
-    url: str, get_rate: float, push_rate: float, seconds: int, seed: int
+    url: str, get_rate: float, push_rate: float, seconds: int, seed: int, log: Path | None
 ) -> dict[str, OpenLoopResult]:
-    """GETs and pushes at fixed rates (open loop), together, as measure() does closed."""
+    """GETs and pushes at fixed rates (open loop), together, as measure() does closed.
+    ``log``: where to write each request's stream, due time and latency (``--trace``)."""
     streams = [
         Stream("GETs", get_rate, lambda _: _MANIFEST_GET, 200),
         Stream("pushes", push_rate, _push_request(seed), 201),
     ]
-    return open_loop(url, streams, seconds)
+    results = open_loop(url, streams, seconds)
+    if log is not None:
+        with log.open("w") as out:
+            for stream in streams:
+                for due, latency in zip(stream.dues, stream.latencies, strict=True):
+                    out.write(json.dumps({"s": stream.name, "t": due, "lat": latency}) + "\n")
+    return results
 
 
 def describe_open(results: dict[str, OpenLoopResult]) -> str:
@@ -169,7 +177,12 @@ def load() -> str:
 
 
 def one_round(
-    args: argparse.Namespace, template: Path, workdir: Path, n: int, collector: list[str]
+    args: argparse.Namespace,
+    template: Path,
+    workdir: Path,
+    n: int,
+    label: str,
+    collector: list[str],
 ) -> dict[str, float]:
     """A server on a fresh copy of the database: the loads alone, then during one collection
     (``collector``: the command that runs ``moorage``), then alone again. The ratios (during /
@@ -185,7 +198,18 @@ def one_round(
     argv = [*collector, "gc", "--data-dir", str(data), "--grace", "0s", "--quick"]
     seed = 10 * n
     opened = args.open_loop > 0
+    trace = None if args.trace is None else args.trace / f"round-{n + 1}"
+    collector_env = dict(server.env or os.environ)
+    if trace is not None:
+        # Read by bench/gc_trace.py, when it is the variant's command.
+        collector_env["GC_TRACE"] = f"{trace}.gc.jsonl"
+
+    def log(window: str) -> Path | None:
+        return None if trace is None else trace.with_name(f"{trace.name}.open-{window}.jsonl")
+
     print(f"round {n + 1}: {shlex.join(collector)} ({load()})")
+    if trace is not None:
+        trace.with_name(f"{trace.name}.variant").write_text(label)
     with server:
         gets_before, mixed_before = measure(server.url, args.seconds, seed + 1)
         print(f"  GETs and pushes, alone:      {describe(gets_before)}; {mixed_before}")
@@ -200,11 +224,11 @@ def one_round(
             before.per_s * args.open_loop / 2,
         )
         if opened:
-            open_before = measure_open(server.url, *rates, args.seconds, seed + 7)
+            open_before = measure_open(server.url, *rates, args.seconds, seed + 7, log("before"))
             print(f"  open loop, alone:            {describe_open(open_before)}")
         started = time.monotonic()
         collector_process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, text=True, env=server.env
+            argv, stdout=subprocess.PIPE, text=True, env=collector_env
         )
         collecting(data / "moorage.db")  # past the CLI's start-up (imports: ~1 s of CPU)
         gets_gc, mixed_gc = measure(server.url, args.seconds, seed + 3)
@@ -212,7 +236,7 @@ def one_round(
         during = push_loop(server.url, args.seconds, seed + 4)
         print(f"  pushes only, during gc:      {during}")
         if opened:
-            open_gc = measure_open(server.url, *rates, args.seconds, seed + 8)
+            open_gc = measure_open(server.url, *rates, args.seconds, seed + 8, log("gc"))
             print(f"  open loop, during gc:        {describe_open(open_gc)}")
         running = collector_process.poll() is None
         out, _ = collector_process.communicate(timeout=600)
@@ -227,7 +251,7 @@ def one_round(
         print(f"  pushes only, alone after:    {after}")
         print(f"  GETs and pushes, after:      {describe(gets_after)}; {mixed_after}")
         if opened:
-            open_after = measure_open(server.url, *rates, args.seconds, seed + 9)
+            open_after = measure_open(server.url, *rates, args.seconds, seed + 9, log("after"))
             print(f"  open loop, alone after:      {describe_open(open_after)}")
     gets_alone = (gets_before.requests_per_s + gets_after.requests_per_s) / 2
     gets_p99_alone = (gets_before.p99_ms + gets_after.p99_ms) / 2
@@ -284,7 +308,16 @@ def main() -> None:
         help="collectors to alternate round by round (COMMAND runs moorage, e.g. "
         "'nice -n 10 .venv/bin/moorage'); default: --moorage",
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="write each open-loop request's due time and latency here, per round and window, "
+        "and the collector's events (with bench/gc_trace.py as the variant's command); "
+        "bench/gc_trace_report.py reads them",
+    )
     args = parser.parse_args()
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
     variants = [tuple(v.split("=", 1)) for v in args.variants or [f"default={args.moorage}"]]
     results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in variants}
     with tempfile.TemporaryDirectory(prefix="moorage-gc-load-") as tmp:
@@ -295,7 +328,7 @@ def main() -> None:
         for n in range(args.rounds):
             label, command = variants[n % len(variants)]
             results[label].append(
-                one_round(args, template, Path(tmp) / f"round-{n}", n, shlex.split(command))
+                one_round(args, template, Path(tmp) / f"round-{n}", n, label, shlex.split(command))
             )
     for label, rounds in results.items():
         if rounds:

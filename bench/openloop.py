@@ -34,6 +34,7 @@ class Stream:
     status: int
     max_connections: int = 64
     latencies: list[float] = field(default_factory=list)
+    dues: list[float] = field(default_factory=list)  # each latency's due time (monotonic)
     lags: list[float] = field(default_factory=list)
     errors: int = 0
     sent: int = 0
@@ -135,6 +136,7 @@ async def _one(stream: Stream, pool: _Pool, host_line: bytes, i: int, due: float
         await pool.lost()
         return
     stream.latencies.append(time.monotonic() - due)
+    stream.dues.append(due)
     if status != stream.status:
         stream.errors += 1
     await pool.put((reader, writer))

@@ -273,8 +273,13 @@ def start_heartbeat(registry: Registry) -> liveness.Heartbeat | None:
     return heartbeat
 
 
-def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, JobLeases]:
-    """The garbage collector over the registry's own stores, and the job leases it runs under."""
+def build_collector(
+    settings: Settings,
+    registry: Registry,
+    writes_in: Callable[[Callable[[], None]], None] | None = None,
+) -> tuple[Collector, JobLeases]:
+    """The garbage collector over the registry's own stores, and the job leases it runs under.
+    ``writes_in``: where its write transactions run (SqlGcStore), by default inline."""
     metadata = registry.metadata
     assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
     gc = settings.gc
@@ -285,7 +290,7 @@ def build_collector(settings: Settings, registry: Registry) -> tuple[Collector, 
     pace = default_pace(metadata._single_writer)
     pace = Pace(gc.batch_time or pace.batch_seconds, gc.max_duty or pace.max_duty)
     collector = Collector(
-        SqlGcStore(metadata, pace),
+        SqlGcStore(metadata, pace) if writes_in is None else SqlGcStore(metadata, pace, writes_in),
         registry.storage,
         policy,
         registry.uploads.expire,

@@ -409,6 +409,9 @@ class GcSettings(_Section):
     # Unset: by database (SQLite 2ms and 0.05, PostgreSQL 50ms and 0.5; docs/gc.md).
     batch_time: Duration | None = Field(None, gt=0, le=10)
     max_duty: float | None = Field(None, gt=0, le=1)
+    # The collector's CPU and I/O priority: idle (it runs when clients leave a core free, and
+    # never preempts them), or normal (that of the process starting it). docs/gc.md#costs.
+    priority: Literal["idle", "normal"] = "idle"
 
     @field_validator("interval")
     @classmethod

@@ -16,6 +16,12 @@ about a second of CPU (imports), so only the worker whose turn it is starts one
 (app.py ``_my_turn_to_collect``). If the worker stops, the child
 is terminated (a collection killed at any point is safe: docs/gc.md); if the worker dies, the
 child finishes its run and exits.
+
+The child runs at idle CPU and I/O priority (``gc.priority``, moorage/priority.py) from its
+first act, before its imports: it then takes a core only when the requests leave one free, and
+never preempts a request; but its write transactions run in a thread kept at the worker's
+priority (:class:`~moorage.priority.WriterThread`), so that a transaction holding SQLite's
+writer lock is not kept off a CPU while pushes wait for it.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moorage.config import Settings
-from moorage.services.gc import CollectorBusy, GcReport
-from moorage.services.jobs import LeaseLost
+# Only what the child needs before it lowers its priority (it imports this module first).
+from moorage.priority import WriterThread, lower_this_thread
+
+if TYPE_CHECKING:
+    from moorage.config import Settings
+    from moorage.services.gc import GcReport
 
 
 class CollectionFailed(Exception):
@@ -35,17 +44,31 @@ class CollectionFailed(Exception):
 
 
 def _child(dump: dict[str, Any], answer: Connection) -> None:
+    writer = None
+    if dump["gc"]["priority"] == "idle":
+        # First, before the imports (most of a second of CPU): a thread kept at the
+        # worker's priority for the write transactions, then this one lowered for the rest.
+        writer = WriterThread()
+        lower_this_thread()
     # Imported here, in the child: the composition root imports this module.
     from moorage.app import build_collector, build_registry, start_heartbeat
-    from moorage.services.gc import collect_exclusively
+    from moorage.config import Settings
+    from moorage.services.gc import CollectorBusy, collect_exclusively
+    from moorage.services.jobs import LeaseLost
 
     try:
         settings = Settings(**dump)
         registry = build_registry(settings)
-        collector, leases = build_collector(settings, registry)
+        collector, leases = build_collector(settings, registry, writer)
         # As `moorage gc`: beating on a shared database, so the lease is taken over at once if
         # this process is killed.
-        heartbeat = start_heartbeat(registry)
+        # From the writer thread, if any: an idle heartbeat could be kept off a CPU past
+        # cluster.node_timeout on a busy machine, and this run's lease taken over.
+        heartbeat = (
+            start_heartbeat(registry)
+            if writer is None
+            else writer(lambda: start_heartbeat(registry))
+        )
         try:
             gc = settings.gc
             report = collect_exclusively(
@@ -61,6 +84,8 @@ def _child(dump: dict[str, Any], answer: Connection) -> None:
         answer.send(("failed", f"{type(error).__name__}: {error}"))
     finally:
         answer.close()
+        if writer is not None:
+            writer.close()
 
 
 class ChildCollection:
@@ -80,6 +105,10 @@ class ChildCollection:
         self._process.start()
         answer.close()  # the child's end: EOF here once the child is gone
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
     def result(self) -> GcReport:
         """The child's report; raises CollectorBusy or LeaseLost as a collection in this
         process would, or CollectionFailed."""
@@ -97,6 +126,8 @@ class ChildCollection:
             raise value
         if kind == "failed":
             raise CollectionFailed(value)
+        from moorage.services.gc import GcReport
+
         assert isinstance(value, GcReport)
         return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from moorage.config import load_settings
 from moorage.gc_child import ChildCollection, CollectionFailed
 from moorage.metadata.job_leases import SqlJobLeases
 from moorage.metadata.sql import SqlMetadataStore, make_engine
+from moorage.priority import IOPRIO_IDLE, io_priority
 from moorage.services.gc import GC_LEASE, CollectorBusy
 
 
@@ -22,6 +24,51 @@ def test_a_collection_in_the_child_reports_to_the_worker(tmp_path: Path) -> None
 
     # The registry's first run is a full one (none ran within gc.full_interval).
     assert report.full and not report.dry_run and report.items == []
+
+
+def _threads(pid: int) -> dict[int, tuple[int, int]]:
+    """Each thread of ``pid``: its CPU scheduling policy and I/O priority. OSError once it
+    has exited (a zombie, not yet reaped, included)."""
+    if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+        raise ProcessLookupError(pid)
+    seen = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        tid = int(task)
+        seen[tid] = (os.sched_getscheduler(tid), io_priority(tid))
+    return seen
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling only")
+@pytest.mark.parametrize(("priority", "idle"), [("idle", True), ("normal", False)])
+def test_the_collector_process_runs_idle_but_its_writes_do_not(
+    tmp_path: Path, priority: str, idle: bool
+) -> None:
+    settings = load_settings(
+        storage={"data_dir": str(tmp_path / "data")}, gc={"priority": priority}
+    )
+    mine = os.sched_getscheduler(0), io_priority()
+
+    child = ChildCollection(settings)
+    pid = child.pid
+    assert pid is not None
+    samples = []
+    # Sampled while it starts and runs (its imports take a good part of a second).
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(OSError):
+        while time.monotonic() < deadline:
+            samples.append(_threads(pid))
+            if idle and samples[-1][pid][0] == os.SCHED_IDLE:
+                break
+            time.sleep(0.005)
+    child.result()
+
+    if idle:
+        threads = samples[-1]
+        assert threads.pop(pid) == (os.SCHED_IDLE, IOPRIO_IDLE)  # its main thread, lowered
+        assert mine in threads.values()  # the writer thread, made before, as the worker
+    else:
+        assert all(t[pid] == mine for t in samples)
+    assert (os.sched_getscheduler(0), io_priority()) == mine  # the worker's, unchanged
 
 
 def test_another_collector_holding_the_lease_is_reported_as_busy(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import click
 
 from moorage.cli.metadata import load_cli_settings
 from moorage.config import Settings, parse_duration
+from moorage.priority import WriterThread, run_lowered
 from moorage.services.gc import BLOBS, LINKS, MANIFESTS, ORPHANS, TAGS, GcReport
 from moorage.storage.port import StorageUnavailable
 from moorage.units import human_bytes
@@ -120,14 +121,32 @@ def gc(
 
     Safe while a server serves the same storage and database."""
     settings = load_cli_settings(config_file, data_dir)
-    report = _run(settings, grace, settings.gc.dry_run if dry_run is None else dry_run, not quick)
+    dry = settings.gc.dry_run if dry_run is None else dry_run
+    if settings.gc.priority == "idle":
+        # At idle CPU and I/O priority from here on, the registry's construction (its imports,
+        # about half a second of CPU) included: it then takes a core only when the server's
+        # requests leave one free; its write transactions in a thread made first, at this
+        # one's priority. docs/gc.md#costs; priority.py for why threads.
+        writer = WriterThread()
+        try:
+            report = run_lowered(lambda: _run(settings, grace, dry, not quick, writer))
+        finally:
+            writer.close()
+    else:
+        report = _run(settings, grace, dry, not quick)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(render(report))
 
 
-def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> GcReport:
+def _run(
+    settings: Settings,
+    grace: float | None,
+    dry_run: bool,
+    full: bool,
+    writer: WriterThread | None = None,
+) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
     from moorage.app import build_collector, build_registry, start_heartbeat
     from moorage.metadata.migrate import SchemaMismatch
@@ -137,10 +156,16 @@ def _run(settings: Settings, grace: float | None, dry_run: bool, full: bool) -> 
     progress = _Progress()
     try:
         registry = build_registry(settings)
-        collector, leases = build_collector(settings, registry)
+        collector, leases = build_collector(settings, registry, writer)
         # Beating (on a shared database), this run's lease is taken over at once if it is
         # killed, even from another host; a clean exit (an error included) marks it stopped.
-        heartbeat = start_heartbeat(registry)
+        # From the writer thread, if any: an idle heartbeat could be kept off a CPU past
+        # cluster.node_timeout on a busy machine, and this run's lease taken over.
+        heartbeat = (
+            start_heartbeat(registry)
+            if writer is None
+            else writer(lambda: start_heartbeat(registry))
+        )
         try:
             return collect_exclusively(
                 collector,

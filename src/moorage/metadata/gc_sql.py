@@ -142,24 +142,41 @@ def _found(conn: Connection, statement: Prepared, c: Candidate) -> bool:
     return statement.first(conn, _key(c)) is not None
 
 
+def _inline(work: Callable[[], None]) -> None:
+    work()
+
+
 class SqlGcStore(OrphanSql):
-    def __init__(self, store: SqlMetadataStore, pace: Pace | None = None) -> None:
-        """``pace``: batch length and duty cycle; default by database (:func:`default_pace`)."""
+    def __init__(
+        self,
+        store: SqlMetadataStore,
+        pace: Pace | None = None,
+        writes_in: Callable[[Callable[[], None]], None] = _inline,
+    ) -> None:
+        """``pace``: batch length and duty cycle; default by database (:func:`default_pace`).
+        ``writes_in(work)``: runs ``work`` (one of its write transactions over candidates) and
+        returns once it is done; by default in the calling thread. A collector whose process
+        runs at idle priority passes a thread that does not (moorage/priority.py): on SQLite a
+        transaction holds the writer lock, and every push waits while the scheduler keeps an
+        idle thread off the CPU (priority inversion)."""
         self._store = store
         self.pace = pace or default_pace(store._single_writer)
+        self._writes_in = writes_in
         self._resume_at = 0.0
         self._since_checkpoint = 0
 
-    @contextmanager
-    def _transaction(self, dry_run: bool) -> Iterator[Connection]:
-        # The registry's own write transaction: on SQLite its writer lock and connection, so
-        # the collector and requests take turns like any two writers. Between two of its
-        # transactions the collector steps aside (Pace): neither the writer lock's mutex nor
-        # flock queues waiters in order, so it would otherwise take the lock straight back and
-        # starve the pushes waiting for it.
+    def _wait_turn(self) -> None:
+        # Between two of its transactions the collector steps aside (Pace): neither the writer
+        # lock's mutex nor flock queues waiters in order, so it would otherwise take the lock
+        # straight back and starve the pushes waiting for it.
         pause = self._resume_at - time.monotonic()
         if pause > 0:
             time.sleep(pause)
+
+    @contextmanager
+    def _held(self, dry_run: bool) -> Iterator[Connection]:
+        # The registry's own write transaction: on SQLite its writer lock and connection, so
+        # the collector and requests take turns like any two writers.
         started = time.monotonic()
         try:
             # Not durable (no fsync at commit on SQLite, no wait for the WAL flush on
@@ -176,6 +193,14 @@ class SqlGcStore(OrphanSql):
         finally:
             ended = time.monotonic()
             self._resume_at = ended + self.pace.pause(ended - started)
+
+    @contextmanager
+    def _transaction(self, dry_run: bool) -> Iterator[Connection]:
+        """One paced write transaction in the calling thread (the few outside the candidates'
+        batches: retention, orphans)."""
+        self._wait_turn()
+        with self._held(dry_run) as conn:
+            yield conn
         self._checkpoint()
 
     def _checkpoint(self) -> None:
@@ -187,7 +212,9 @@ class SqlGcStore(OrphanSql):
         waited out. A passive checkpoint here, between its transactions (every
         ``CHECKPOINT_EVERY`` transactions), keeps the log short so that its commits (and the
         pushes') rarely meet the threshold; it takes no writer lock, so pushes commit
-        meanwhile."""
+        meanwhile. It runs in the calling thread, at the collector's own (idle) priority,
+        not in ``writes_in``: its I/O and fsyncs then wait for the requests' (idle I/O
+        class)."""
         if not self._store._single_writer:
             return
         self._since_checkpoint += 1
@@ -208,16 +235,23 @@ class SqlGcStore(OrphanSql):
         long for it on SQLite), and the next one takes the remaining candidates. (Ending it
         early when a request of the same process waits was tried: with a steady writer it
         made a transaction of almost every candidate, 11,469 for 20,000, for a push wait of at
-        most 2 ms anyway.)"""
+        most 2 ms anyway.) Each transaction runs in ``writes_in``; the pauses and checkpoints
+        between them in the calling thread."""
         remaining = list(reversed(candidates))
-        while remaining:
-            with self._transaction(dry_run) as conn:
+
+        def batch() -> None:
+            with self._held(dry_run) as conn:
                 # From when it holds the writer: not the pause, nor the wait for the lock.
                 deadline = time.monotonic() + self.pace.batch_seconds
                 while remaining:
                     review(conn, remaining.pop())
                     if time.monotonic() > deadline:
                         break
+
+        while remaining:
+            self._wait_turn()
+            self._writes_in(batch)
+            self._checkpoint()
 
     @staticmethod
     def _lock_review(conn: Connection, c: Candidate) -> float | None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -147,3 +148,44 @@ def test_gc_dry_run_in_the_config_can_be_overridden(tmp_path: Path) -> None:
     assert json.loads(real.output)["dry_run"] is False
     after = gc("--config", str(config), "--data-dir", str(data), "--json", "--no-dry-run")
     assert json.loads(after.output)["totals"]["tag"]["count"] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling only")
+@pytest.mark.parametrize(("variable", "idle"), [(None, True), ("normal", False), ("idle", True)])
+def test_gc_collects_at_idle_priority_unless_told_and_leaves_its_caller_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str | None, idle: bool
+) -> None:
+    import moorage.cli.gc as cli_gc
+    from moorage.priority import IOPRIO_IDLE, io_priority
+
+    if variable is not None:
+        monkeypatch.setenv("MOORAGE_GC__PRIORITY", variable)
+    mine = os.sched_getscheduler(0), io_priority()
+    seen = []
+    run = cli_gc._run
+
+    def observed(*args: Any) -> Any:
+        seen.append((os.sched_getscheduler(0), io_priority()))
+        writer = args[4] if len(args) > 4 else None
+        if writer is not None:  # where its write transactions run
+            writer(lambda: seen.append((os.sched_getscheduler(0), io_priority())))
+        return run(*args)
+
+    monkeypatch.setattr(cli_gc, "_run", observed)
+
+    result = gc("--data-dir", str(tmp_path / "data"))
+
+    assert result.exit_code == 0, result.output
+    assert "collected 0 B" in result.output
+    # Idle: collecting at idle priority, its write transactions at the caller's.
+    assert seen == ([(os.SCHED_IDLE, IOPRIO_IDLE), mine] if idle else [mine])
+    assert (os.sched_getscheduler(0), io_priority()) == mine
+
+
+def test_a_bad_priority_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOORAGE_GC__PRIORITY", "low")
+
+    result = gc("--data-dir", str(tmp_path / "data"))
+
+    assert result.exit_code != 0
+    assert "gc.priority" in result.output
