@@ -54,6 +54,7 @@ from moorage.metadata.presence_sql import SqlPresence
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
+from moorage.priority import WriterThread
 from moorage.services import hashing, liveness
 from moorage.services.blobs import BlobService
 from moorage.services.browse import BrowseService
@@ -273,13 +274,24 @@ def start_heartbeat(registry: Registry) -> liveness.Heartbeat | None:
     return heartbeat
 
 
+def start_collection(
+    settings: Settings, registry: Registry, writer: WriterThread | None = None
+) -> tuple[Collector, JobLeases, liveness.Heartbeat | None]:
+    """:func:`build_collector` and :func:`start_heartbeat` for a collection process. With a
+    ``writer`` (the collector at idle priority), its write transactions run there, and so
+    does the heartbeat start, so that the beating thread keeps normal priority too: an idle
+    one could be kept off a CPU past cluster.node_timeout and the lease taken over."""
+    collector, leases = build_collector(settings, registry, writer)
+    if writer is None:
+        return collector, leases, start_heartbeat(registry)
+    return collector, leases, writer(lambda: start_heartbeat(registry))
+
+
 def build_collector(
-    settings: Settings,
-    registry: Registry,
-    writes_in: Callable[[Callable[[], None]], None] | None = None,
+    settings: Settings, registry: Registry, writer: WriterThread | None = None
 ) -> tuple[Collector, JobLeases]:
     """The garbage collector over the registry's own stores, and the job leases it runs under.
-    ``writes_in``: where its write transactions run (SqlGcStore), by default inline."""
+    ``writer``: where its write transactions run (SqlGcStore), by default inline."""
     metadata = registry.metadata
     assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
     gc = settings.gc
@@ -290,7 +302,7 @@ def build_collector(
     pace = default_pace(metadata._single_writer)
     pace = Pace(gc.batch_time or pace.batch_seconds, gc.max_duty or pace.max_duty)
     collector = Collector(
-        SqlGcStore(metadata, pace) if writes_in is None else SqlGcStore(metadata, pace, writes_in),
+        SqlGcStore(metadata, pace) if writer is None else SqlGcStore(metadata, pace, writer),
         registry.storage,
         policy,
         registry.uploads.expire,

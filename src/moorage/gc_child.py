@@ -51,7 +51,7 @@ def _child(dump: dict[str, Any], answer: Connection) -> None:
         writer = WriterThread()
         lower_this_thread()
     # Imported here, in the child: the composition root imports this module.
-    from moorage.app import build_collector, build_registry, start_heartbeat
+    from moorage.app import build_registry, start_collection
     from moorage.config import Settings
     from moorage.services.gc import CollectorBusy, collect_exclusively
     from moorage.services.jobs import LeaseLost
@@ -59,16 +59,9 @@ def _child(dump: dict[str, Any], answer: Connection) -> None:
     try:
         settings = Settings(**dump)
         registry = build_registry(settings)
-        collector, leases = build_collector(settings, registry, writer)
         # As `moorage gc`: beating on a shared database, so the lease is taken over at once if
         # this process is killed.
-        # From the writer thread, if any: an idle heartbeat could be kept off a CPU past
-        # cluster.node_timeout on a busy machine, and this run's lease taken over.
-        heartbeat = (
-            start_heartbeat(registry)
-            if writer is None
-            else writer(lambda: start_heartbeat(registry))
-        )
+        collector, leases, heartbeat = start_collection(settings, registry, writer)
         try:
             gc = settings.gc
             report = collect_exclusively(

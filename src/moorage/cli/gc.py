@@ -148,7 +148,7 @@ def _run(
     writer: WriterThread | None = None,
 ) -> GcReport:
     # The composition root picks the backends; imported here so `moorage --help` stays light.
-    from moorage.app import build_collector, build_registry, start_heartbeat
+    from moorage.app import build_registry, start_collection
     from moorage.metadata.migrate import SchemaMismatch
     from moorage.services.gc import CollectorBusy, collect_exclusively
     from moorage.services.jobs import LeaseLost
@@ -156,16 +156,9 @@ def _run(
     progress = _Progress()
     try:
         registry = build_registry(settings)
-        collector, leases = build_collector(settings, registry, writer)
         # Beating (on a shared database), this run's lease is taken over at once if it is
         # killed, even from another host; a clean exit (an error included) marks it stopped.
-        # From the writer thread, if any: an idle heartbeat could be kept off a CPU past
-        # cluster.node_timeout on a busy machine, and this run's lease taken over.
-        heartbeat = (
-            start_heartbeat(registry)
-            if writer is None
-            else writer(lambda: start_heartbeat(registry))
-        )
+        collector, leases, heartbeat = start_collection(settings, registry, writer)
         try:
             return collect_exclusively(
                 collector,
