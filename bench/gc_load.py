@@ -35,8 +35,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
+import itertools
 import json
+import math
 import os
+import random
 import shlex
 import shutil
 import sqlite3
@@ -135,10 +139,15 @@ def _push_request(seed: int) -> Callable[[int], bytes]:
 _MANIFEST_GET = b"GET /v2/bench/r0/manifests/t0 HTTP/1.1\r\n\r\n"
 
 
+#: Each open-loop stream's latencies (seconds) of one window, by stream name.
+Latencies = dict[str, list[float]]
+
+
 def measure_open(
     url: str, get_rate: float, push_rate: float, seconds: int, seed: int, log: Path | None
-) -> dict[str, OpenLoopResult]:
-    """GETs and pushes at fixed rates (open loop), together, as measure() does closed.
+) -> tuple[dict[str, OpenLoopResult], Latencies]:
+    """GETs and pushes at fixed rates (open loop), together, as measure() does closed: the
+    summary per stream and every latency (for the pooled figures).
     ``log``: where to write each request's stream, due time and latency (``--trace``)."""
     streams = [
         Stream("GETs", get_rate, lambda _: _MANIFEST_GET, 200),
@@ -150,7 +159,7 @@ def measure_open(
             for stream in streams:
                 for due, latency in zip(stream.dues, stream.latencies, strict=True):
                     out.write(json.dumps({"s": stream.name, "t": due, "lat": latency}) + "\n")
-    return results
+    return results, {stream.name: stream.latencies for stream in streams}
 
 
 def describe_open(results: dict[str, OpenLoopResult]) -> str:
@@ -176,6 +185,15 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+@dataclass
+class Round:
+    """One round's ratios (during / alone), and its open-loop latencies by window ("alone":
+    before and after the collection; "gc": during it), for the figures pooled over rounds."""
+
+    ratios: dict[str, float]
+    open_latencies: dict[str, Latencies]
+
+
 def one_round(
     args: argparse.Namespace,
     template: Path,
@@ -183,10 +201,11 @@ def one_round(
     n: int,
     label: str,
     collector: list[str],
-) -> dict[str, float]:
+) -> Round:
     """A server on a fresh copy of the database: the loads alone, then during one collection
-    (``collector``: the command that runs ``moorage``), then alone again. The ratios (during /
-    alone) of this round."""
+    (``collector``: the command that runs ``moorage``), then alone again. The open loop goes
+    first in each window during the collection, so a long ``--open-seconds`` window still
+    falls inside it."""
     shutil.copytree(template, workdir / "moorage-data")
     env = {"MOORAGE_GC__INTERVAL": "0"}
     if args.batch_time:
@@ -223,21 +242,24 @@ def one_round(
             gets_before.requests_per_s * args.open_loop / 2,
             before.per_s * args.open_loop / 2,
         )
+        open_seconds = args.open_seconds or args.seconds
         if opened:
-            open_before = measure_open(server.url, *rates, args.seconds, seed + 7, log("before"))
+            open_before, lat_before = measure_open(
+                server.url, *rates, open_seconds, seed + 7, log("before")
+            )
             print(f"  open loop, alone:            {describe_open(open_before)}")
         started = time.monotonic()
         collector_process = subprocess.Popen(
             argv, stdout=subprocess.PIPE, text=True, env=collector_env
         )
         collecting(data / "moorage.db")  # past the CLI's start-up (imports: ~1 s of CPU)
+        if opened:
+            open_gc, lat_gc = measure_open(server.url, *rates, open_seconds, seed + 8, log("gc"))
+            print(f"  open loop, during gc:        {describe_open(open_gc)}")
         gets_gc, mixed_gc = measure(server.url, args.seconds, seed + 3)
         print(f"  GETs and pushes, during gc:  {describe(gets_gc)}; {mixed_gc}")
         during = push_loop(server.url, args.seconds, seed + 4)
         print(f"  pushes only, during gc:      {during}")
-        if opened:
-            open_gc = measure_open(server.url, *rates, args.seconds, seed + 8, log("gc"))
-            print(f"  open loop, during gc:        {describe_open(open_gc)}")
         running = collector_process.poll() is None
         out, _ = collector_process.communicate(timeout=600)
         seconds = time.monotonic() - started
@@ -251,7 +273,9 @@ def one_round(
         print(f"  pushes only, alone after:    {after}")
         print(f"  GETs and pushes, after:      {describe(gets_after)}; {mixed_after}")
         if opened:
-            open_after = measure_open(server.url, *rates, args.seconds, seed + 9, log("after"))
+            open_after, lat_after = measure_open(
+                server.url, *rates, open_seconds, seed + 9, log("after")
+            )
             print(f"  open loop, alone after:      {describe_open(open_after)}")
     gets_alone = (gets_before.requests_per_s + gets_after.requests_per_s) / 2
     gets_p99_alone = (gets_before.p99_ms + gets_after.p99_ms) / 2
@@ -261,13 +285,70 @@ def one_round(
         "pushes/s": during.per_s / ((before.per_s + after.per_s) / 2),
         "push p99": during.p99_ms / ((before.p99_ms + after.p99_ms) / 2),
     }
+    latencies: dict[str, Latencies] = {}
     if opened:
         for name, label in (("GETs", "GET"), ("pushes", "push")):
             alone = (open_before[name].p99_ms + open_after[name].p99_ms) / 2
             ratios[f"open {label} p99"] = open_gc[name].p99_ms / alone
+        latencies = {
+            "alone": {k: lat_before[k] + lat_after[k] for k in lat_before},
+            "gc": lat_gc,
+        }
     ratios["gc seconds"] = seconds
     print("  during / alone: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    return ratios
+    return Round(ratios, latencies)
+
+
+def _tail(values: list[float], keep: int) -> list[float]:
+    return sorted(values, reverse=True)[:keep]
+
+
+def _pooled_p99(tails: list[list[float]], total: int) -> float:
+    """The p99 (as openloop's: the value at index int(0.99 n) in ascending order) of the
+    union of several windows, from each window's largest values, in ms."""
+    rank = total - 1 - int(total * 0.99)  # 0 = the largest
+    merged = heapq.merge(*tails, reverse=True)
+    return next(itertools.islice(merged, rank, None)) * 1000
+
+
+def pooled(rounds: list[Round], stream: str, draws: int = 2000) -> str:
+    """The p99 of every open-loop request of ``stream`` during the collections of these
+    rounds against that of every one alone (before and after), pooled, with a bootstrap over
+    rounds (rounds drawn with replacement, so a round's own noise moves the interval as it
+    would move a re-run): one round's p99 of a few milliseconds over a few thousand requests
+    moves by more than the 20% it is judged against; pooling many rounds' requests does not."""
+    windows = ("alone", "gc")
+    rounds = [r for r in rounds if r.open_latencies]
+    if not rounds:
+        return f"{stream}: no open-loop rounds"
+    counts = [{w: len(r.open_latencies[w][stream]) for w in windows} for r in rounds]
+    # Each round may be drawn up to len(rounds) times, so keeping each window's 1% of that
+    # many rounds' requests (its largest values) is enough for any draw's pooled p99.
+    keep = {w: math.ceil(0.01 * len(rounds) * max(c[w] for c in counts)) + 2 for w in windows}
+    tails = [{w: _tail(r.open_latencies[w][stream], keep[w]) for w in windows} for r in rounds]
+
+    def p99s(picks: list[int]) -> tuple[float, float]:
+        alone, gc = (
+            _pooled_p99([tails[i][w] for i in picks], sum(counts[i][w] for i in picks))
+            for w in windows
+        )
+        return alone, gc
+
+    everything = list(range(len(rounds)))
+    alone, gc = p99s(everything)
+    rng = random.Random(0)
+    ratios = []
+    for _ in range(draws):
+        a, g = p99s(rng.choices(everything, k=len(rounds)))
+        ratios.append(g / a)
+    ratios.sort()
+    low, high = ratios[int(draws * 0.05)], ratios[int(draws * 0.95) - 1]
+    n_alone = sum(c["alone"] for c in counts)
+    n_gc = sum(c["gc"] for c in counts)
+    return (
+        f"{stream} p99 alone {alone:.2f} ms (n={n_alone:,}), during gc {gc:.2f} ms "
+        f"(n={n_gc:,}): {gc / alone:.2f}x (90% bootstrap over rounds {low:.2f}-{high:.2f})"
+    )
 
 
 def summary(rounds: list[dict[str, float]]) -> str:
@@ -300,6 +381,12 @@ def main() -> None:
         help="also offer GETs and pushes open loop at this fraction of the round's closed-loop "
         "rates alone (0: closed loop only)",
     )
+    parser.add_argument(
+        "--open-seconds",
+        type=int,
+        help="length of each open-loop window (default: --seconds); the one during the "
+        "collection starts as soon as the collector holds its lease",
+    )
     parser.add_argument("--moorage", default=str(Path(".venv/bin/moorage").resolve()))
     parser.add_argument(
         "--variants",
@@ -319,7 +406,7 @@ def main() -> None:
     if args.trace is not None:
         args.trace.mkdir(parents=True, exist_ok=True)
     variants = [tuple(v.split("=", 1)) for v in args.variants or [f"default={args.moorage}"]]
-    results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in variants}
+    results: dict[str, list[Round]] = {label: [] for label, _ in variants}
     with tempfile.TemporaryDirectory(prefix="moorage-gc-load-") as tmp:
         template = Path(tmp) / "template"
         started = time.monotonic()
@@ -332,7 +419,11 @@ def main() -> None:
             )
     for label, rounds in results.items():
         if rounds:
-            print(f"median during / alone, {label} ({len(rounds)} rounds): {summary(rounds)}")
+            ratios = [r.ratios for r in rounds]
+            print(f"median during / alone, {label} ({len(rounds)} rounds): {summary(ratios)}")
+            if args.open_loop > 0:
+                for stream in ("GETs", "pushes"):
+                    print(f"  pooled open loop, {label}: {pooled(rounds, stream)}")
     print(load())
 
 
