@@ -8,7 +8,12 @@ slow requests meet much more often than chance (lift well above 1) is a cause; o
 as often as any request is not. Also the collector's own figures: writer-lock waits and holds,
 checkpoints, queue reads, unlinks, and its CPU outside those, per second of the window.
 
-    python bench/gc_trace_report.py DIR
+    python bench/gc_trace_report.py DIR [DIR ...]
+
+Several directories (runs of the same variants) are reported as one: their rounds per variant
+together. Each peri-event row ends with the *bump*: the share of slow requests due in the 5 ms
+after the moment over that due in the 15 ms before it (-20 to -5 ms), a ratio that does not
+depend on the round's threshold (its p99 alone), so variants can be set side by side.
 """
 
 from __future__ import annotations
@@ -232,21 +237,34 @@ def one_round(directory: Path, name: str) -> dict[str, dict[str, float]] | None:
     return result
 
 
+def _bump(shares: dict[tuple[int, int], tuple[float, float]]) -> str:
+    """Slow share due 0-5 ms after the moment over that due 5-20 ms before it."""
+    before = [shares[b] for b in ((-20, -10), (-10, -5))]
+    slow_before, n_before = sum(s for s, _ in before), sum(n for _, n in before)
+    slow_after, n_after = shares[0, 5]
+    if not (n_before and n_after and slow_before):
+        return "n/a"
+    return f"{(slow_after / n_after) / (slow_before / n_before):.1f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directory", type=Path, nargs="+")
     args = parser.parse_args()
-    names = sorted(
-        {p.name.split(".")[0] for p in args.directory.glob("round-*.gc.jsonl")},
-        key=lambda n: int(n.split("-")[1]),
-    )
     by_variant: dict[str, list[dict[str, dict[str, float]]]] = {}
-    for name in names:
-        result = one_round(args.directory, name)
-        label_file = args.directory / f"{name}.variant"
-        label = label_file.read_text() if label_file.exists() else "?"
-        if result:
-            by_variant.setdefault(label, []).append(result)
+    for directory in args.directory:
+        names = sorted(
+            {p.name.split(".")[0] for p in directory.glob("round-*.gc.jsonl")},
+            key=lambda n: int(n.split("-")[1]),
+        )
+        if len(args.directory) > 1:
+            print(f"== {directory}")
+        for name in names:
+            result = one_round(directory, name)
+            label_file = directory / f"{name}.variant"
+            label = label_file.read_text() if label_file.exists() else "?"
+            if result:
+                by_variant.setdefault(label, []).append(result)
     for label, rounds in by_variant.items():
         print(f"\n{label} ({len(rounds)} rounds): medians, slow / all requests overlapping each")
         for stream in ("GETs", "pushes"):
@@ -260,13 +278,15 @@ def main() -> None:
         for stream in ("GETs", "pushes"):
             for anchor in anchors([]):
                 cells = []
+                shares: dict[tuple[int, int], tuple[float, float]] = {}
                 for b, (low, high) in enumerate(BINS):
                     n = sum(r[stream].get(f"@{anchor}:{b}:n", 0) for r in rounds)
                     slow = sum(r[stream].get(f"@{anchor}:{b}:slow", 0) for r in rounds)
+                    shares[low, high] = slow, n
                     cells.append(
                         f"[{low},{high}) {slow / n if n else float('nan'):5.1%} of {n:.0f}"
                     )
-                print(f"  {stream:<7} {anchor}: " + "  ".join(cells))
+                print(f"  {stream:<7} {anchor}: " + "  ".join(cells) + f"  bump {_bump(shares)}")
 
 
 if __name__ == "__main__":
