@@ -12,13 +12,13 @@ import logging
 from collections.abc import Sequence
 from urllib.parse import parse_qs
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.body import read_at_most
 from moorage.api.request_state import IDENTITY_KEY
 from moorage.api.responses import json_response
+from moorage.api.threads import in_thread
 from moorage.audit.entry import AUDIT_KEY, LOGIN_FAILED, REFUSED, AuditNote
 from moorage.auth.access import Access, ScopeError, parse_scopes
 from moorage.auth.gate import AccessGate, Decision, RefreshRefused
@@ -99,7 +99,7 @@ async def _login(gate: AccessGate, username: str, password: str) -> Identity | N
     identity = gate.recall(username, password)
     if identity is not None:
         return identity
-    return await run_in_threadpool(gate.login, username, password)
+    return await in_thread(gate.login, username, password)
 
 
 class _CredentialsRefused(Exception):

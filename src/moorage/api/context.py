@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
+from moorage.api.threads import in_thread
 from moorage.auth.gate import AccessGate
 from moorage.metadata.port import MetadataStore
 from moorage.services.blobs import BlobService
@@ -57,4 +56,4 @@ async def point_read(
     """Run a single-row lookup inline or on a worker thread, as the backends allow."""
     if registry.inline_point_reads:
         return call(*args, **kwargs)
-    return await run_in_threadpool(call, *args, **kwargs)
+    return await in_thread(call, *args, **kwargs)
