@@ -47,8 +47,7 @@ def test_a_cancelled_caller_waits_for_the_call_it_started() -> None:
 
     async def main() -> bool:
         task = asyncio.create_task(in_thread(slow_write))
-        while not started.is_set():
-            await asyncio.sleep(0.005)
+        assert await asyncio.to_thread(started.wait, 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
