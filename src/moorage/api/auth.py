@@ -18,7 +18,6 @@ from starlette.responses import Response
 from moorage.api.body import read_at_most
 from moorage.api.request_state import IDENTITY_KEY
 from moorage.api.responses import json_response
-from moorage.api.threads import in_thread
 from moorage.audit.entry import AUDIT_KEY, LOGIN_FAILED, REFUSED, AuditNote
 from moorage.auth.access import Access, ScopeError, parse_scopes
 from moorage.auth.gate import AccessGate, Decision, RefreshRefused
@@ -26,6 +25,7 @@ from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.errors import ErrorCode, RegistryError
 from moorage.events.context import ACTOR
 from moorage.telemetry.metrics import AUTHENTICATIONS, AUTHORIZATION_REFUSALS
+from moorage.threads import in_thread
 
 log = logging.getLogger("moorage.auth")
 

@@ -8,12 +8,12 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from moorage.api.context import Registry, point_read
 from moorage.api.file_stream import FileRangeResponse
-from moorage.api.threads import in_thread
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from moorage.services.blobs import BlobInfo
 from moorage.storage.port import BlobNotFound
+from moorage.threads import in_thread
 
 OCTET_STREAM = "application/octet-stream"
 

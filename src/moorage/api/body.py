@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 
-from moorage.api.threads import in_thread
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.numbers import parse_decimal
 from moorage.services.uploads import ByteSink
+from moorage.threads import in_thread
 
 # Batches queued between the receiving event loop and the writing thread.
 PIPELINE_DEPTH = 4

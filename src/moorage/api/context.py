@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from moorage.api.threads import in_thread
 from moorage.auth.gate import AccessGate
 from moorage.metadata.port import MetadataStore
 from moorage.services.blobs import BlobService
@@ -15,6 +14,7 @@ from moorage.services.manifests import ManifestService
 from moorage.services.repositories import RepositoryService
 from moorage.services.uploads import UploadService
 from moorage.storage.port import BlobStore
+from moorage.threads import in_thread
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from moorage.api.auth import identity_of
 from moorage.api.context import Registry
 from moorage.api.responses import json_response
-from moorage.api.threads import in_thread
 from moorage.oci import mediatypes
 from moorage.oci.digest import Digest
 from moorage.services.pagination import Page
+from moorage.threads import in_thread
 
 
 def _link(path: str, params: dict[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ import anyio.lowlevel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from moorage.api.threads import in_thread
+from moorage.threads import in_thread
 
 # 256 KiB: the same CPU per GiB as 1 MiB pieces (six alternated pairs of six parallel pulls:
 # 0.29-0.34 against 0.31 s/GiB; one pull: 0.27-0.29 against 0.24-0.30), and a request that

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from moorage.api.auth import identity_of
 from moorage.api.body import read_limited
 from moorage.api.context import Registry, point_read
-from moorage.api.threads import in_thread
+from moorage.threads import in_thread
 
 
 async def get_manifest(registry: Registry, request: Request, name: str, reference: str) -> Response:

@@ -19,8 +19,8 @@ from starlette.responses import Response
 
 from moorage.api.forwarded import is_trusted, parse_trusted
 from moorage.api.request_state import CLIENT_UNKNOWN_KEY
-from moorage.api.threads import in_thread
 from moorage.errors import ErrorCode, RegistryError
+from moorage.threads import in_thread
 
 _LOOPBACK = parse_trusted(["127.0.0.0/8", "::1"])
 

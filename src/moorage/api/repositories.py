@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from moorage.api.context import Registry
 from moorage.api.responses import json_response
-from moorage.api.threads import in_thread
+from moorage.threads import in_thread
 
 
 async def delete_repository(registry: Registry, request: Request, name: str, _: str) -> Response:

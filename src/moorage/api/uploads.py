@@ -10,12 +10,12 @@ from starlette.responses import Response
 
 from moorage.api.body import WRITE_BATCH, declared_length, read_body, stream_into
 from moorage.api.context import Registry, point_read
-from moorage.api.threads import in_thread
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.digest import Digest
 from moorage.oci.names import parse_name
 from moorage.oci.ranges import ByteRange, parse_content_range
 from moorage.services.uploads import Append
+from moorage.threads import in_thread
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,4 +1,5 @@
-"""Blocking calls (the services: SQL, files, hashing) from a request, on a worker thread.
+"""Blocking calls (the services: SQL, files, hashing) from a request of the API or the web UI,
+on a worker thread: one pool of 40 per process for both.
 
 Starlette's ``run_in_threadpool`` goes through anyio: a sniffio lookup of the async library, a
 capacity limiter, a cancel scope and a Python ``queue.Queue`` (a Condition) per call. On a

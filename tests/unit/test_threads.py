@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from moorage.api.threads import in_thread
+from moorage.threads import in_thread
 
 REQUEST = contextvars.ContextVar[str]("request")
 
