@@ -71,6 +71,7 @@ from moorage.services.usage import Quotas, UsageService
 from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.port import BlobStore
 from moorage.telemetry import metrics
+from moorage.telemetry.batched_histogram import PendingObservations
 from moorage.telemetry.db_pool import pool_sampler
 from moorage.telemetry.exposition import exposition
 from moorage.telemetry.inventory import InventoryCollector
@@ -203,13 +204,23 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_registry(settings: Settings, storage_figures: StorageFigures | None = None) -> Registry:
+def build_registry(
+    settings: Settings,
+    storage_figures: StorageFigures | None = None,
+    transaction_figures: PendingObservations | None = None,
+) -> Registry:
     """Open the backends the settings name, check (or migrate) the database's schema, and wire
-    the services; with ``storage_figures``, every call to the blob store is measured there."""
+    the services; with ``storage_figures``, every call to the blob store is measured there,
+    with ``transaction_figures`` every write transaction (else, when metrics are on, straight
+    into the histogram: the processes that never publish gathered figures)."""
     hashing.check()  # no libcrypto: stop here, saying why, not at the first upload
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
-    observe = metrics.DB_TRANSACTION_SECONDS.observe if settings.metrics.enabled else None
+    observe: Callable[[float], None] | None = None
+    if transaction_figures is not None:
+        observe = transaction_figures.record
+    elif settings.metrics.enabled:
+        observe = metrics.DB_TRANSACTION_SECONDS.observe
     # A HEAD of a blob link under review restarts its grace at most every tenth of it.
     events = settings.events
     outbox = OutboxWriter(events.source, events.pull) if events.recording else None
@@ -533,7 +544,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.format)
     storage_figures = StorageFigures(settings.storage.backend) if settings.metrics.enabled else None
-    registry = build_registry(settings, storage_figures)
+    transaction_figures = (
+        PendingObservations(metrics.DB_TRANSACTION_SECONDS, metrics.TRANSACTION_BUCKETS)
+        if settings.metrics.enabled
+        else None
+    )
+    registry = build_registry(settings, storage_figures, transaction_figures)
     assert isinstance(registry.metadata, SqlMetadataStore)
     audit_log = SqlAuditLog(registry.metadata)
 
@@ -541,7 +557,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     endpoint = None
     publish_gathered: Callable[[], None] | None = None
     requests_metrics = RequestMetrics() if settings.metrics.enabled else None
-    if requests_metrics is not None and storage_figures is not None:
+    if (
+        requests_metrics is not None
+        and storage_figures is not None
+        and transaction_figures is not None
+    ):
         recorders.append(requests_metrics)
         inventory = InventoryCollector(
             registry.metadata.inventory, settings.metrics.inventory_refresh_seconds
@@ -553,6 +573,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
         def publish_gathered() -> None:
             storage_figures.flush()
+            transaction_figures.flush()
             sample_pool()
 
         def publish_all() -> None:

@@ -172,3 +172,29 @@ async def test_warning_level_silences_request_lines(
     assert error_code(response) == "MANIFEST_UNKNOWN"
     assert response.headers["x-request-id"]  # the id is still given
     assert " request " not in capsys.readouterr().err
+
+
+async def test_routes_the_router_or_the_direct_path_answers_log_alike(
+    make_client: ClientFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/v2/<path> requests skip Starlette's router (api.server.DirectRoutes); an unknown
+    path, a method no route has and the routes listed before the catch-all still get the
+    router's answers, the envelope, both fixed headers and the same route labels."""
+    async with make_client(log={"format": "json"}) as client:
+        capsys.readouterr()
+        unknown = await client.get("/v2/a/b/nothing-here")
+        catalog_post = await client.post("/v2/_catalog")
+        trace = await client.request("TRACE", "/v2/a/tags/list")
+        root = await client.get("/v2/")
+    lines = request_lines(capsys.readouterr().err)
+    assert [(line["route"], line["status"]) for line in lines] == [
+        ("/v2/{path:path}", 404),
+        ("/v2/{path:path}", 404),
+        ("/v2/{path:path}", 405),
+        ("/v2/", 200),
+    ]
+    assert error_code(unknown) == error_code(catalog_post) == "NAME_UNKNOWN"
+    assert error_code(trace) == "UNSUPPORTED"
+    for response, line in zip((unknown, catalog_post, trace, root), lines, strict=True):
+        assert response.headers["docker-distribution-api-version"] == "registry/2.0"
+        assert response.headers["x-request-id"] == line["request_id"]

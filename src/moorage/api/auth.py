@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from urllib.parse import parse_qs
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +25,7 @@ from moorage.auth.identity import ANONYMOUS, Identity, Via
 from moorage.errors import ErrorCode, RegistryError
 from moorage.events.context import ACTOR
 from moorage.telemetry.metrics import AUTHENTICATIONS, AUTHORIZATION_REFUSALS
+from moorage.threads import in_thread
 
 log = logging.getLogger("moorage.auth")
 
@@ -99,7 +99,7 @@ async def _login(gate: AccessGate, username: str, password: str) -> Identity | N
     identity = gate.recall(username, password)
     if identity is not None:
         return identity
-    return await run_in_threadpool(gate.login, username, password)
+    return await in_thread(gate.login, username, password)
 
 
 class _CredentialsRefused(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -13,6 +13,7 @@ from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from moorage.services.blobs import BlobInfo
 from moorage.storage.port import BlobNotFound
+from moorage.threads import in_thread
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -38,11 +39,11 @@ async def _stream(
     first = 0 if byte_range is None else byte_range.first
     length = info.size if byte_range is None else byte_range.length
     try:
-        fd = await run_in_threadpool(registry.blobs.open_local, info)
+        fd = await in_thread(registry.blobs.open_local, info)
         if fd is not None:
             return FileRangeResponse(fd, first, length, status, headers, OCTET_STREAM)
         last = None if byte_range is None else byte_range.last
-        chunks = await run_in_threadpool(registry.blobs.read, info, first, last)
+        chunks = await in_thread(registry.blobs.read, info, first, last)
     except BlobNotFound:  # deleted since the lookup (a collection, a concurrent delete)
         raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
     return StreamingResponse(iterate_in_threadpool(chunks), status, headers, OCTET_STREAM)
@@ -123,5 +124,5 @@ async def get_blob(registry: Registry, request: Request, name: str, reference: s
 
 
 async def delete_blob(registry: Registry, request: Request, name: str, reference: str) -> Response:
-    await run_in_threadpool(registry.blobs.delete, name, Digest.parse(reference))
+    await in_thread(registry.blobs.delete, name, Digest.parse(reference))
     return Response(b"", 202)

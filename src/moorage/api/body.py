@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from moorage.errors import ErrorCode, RegistryError
 from moorage.oci.numbers import parse_decimal
 from moorage.services.uploads import ByteSink
+from moorage.threads import in_thread
 
 # Batches queued between the receiving event loop and the writing thread.
 PIPELINE_DEPTH = 4
@@ -58,7 +58,7 @@ async def stream_into(request: Request, sink: ByteSink) -> None:
 
     async def write_batches() -> None:
         while (batch := await queue.get()) is not None:
-            await run_in_threadpool(sink.write, batch)
+            await in_thread(sink.write, batch)
 
     writer = asyncio.create_task(write_batches())
     try:
@@ -70,7 +70,7 @@ async def stream_into(request: Request, sink: ByteSink) -> None:
         writer.cancel()  # waits for a write already in its thread; never runs two at once
         with contextlib.suppress(BaseException):
             await writer
-        await run_in_threadpool(sink.abort)
+        await in_thread(sink.abort)
         if isinstance(failure, ClientDisconnect):
             raise RegistryError(
                 ErrorCode.BLOB_UPLOAD_INVALID, "the client disconnected before the body ended"

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
 from moorage.auth.gate import AccessGate
 from moorage.metadata.port import MetadataStore
 from moorage.services.blobs import BlobService
@@ -16,6 +14,7 @@ from moorage.services.manifests import ManifestService
 from moorage.services.repositories import RepositoryService
 from moorage.services.uploads import UploadService
 from moorage.storage.port import BlobStore
+from moorage.threads import in_thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,4 +56,4 @@ async def point_read(
     """Run a single-row lookup inline or on a worker thread, as the backends allow."""
     if registry.inline_point_reads:
         return call(*args, **kwargs)
-    return await run_in_threadpool(call, *args, **kwargs)
+    return await in_thread(call, *args, **kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +13,7 @@ from moorage.api.responses import json_response
 from moorage.oci import mediatypes
 from moorage.oci.digest import Digest
 from moorage.services.pagination import Page
+from moorage.threads import in_thread
 
 
 def _link(path: str, params: dict[str, str]) -> dict[str, str]:
@@ -29,7 +29,7 @@ def _next_link(path: str, page: Page, n: int) -> dict[str, str]:
 async def list_tags(registry: Registry, request: Request, name: str, _: str) -> Response:
     query = request.query_params
     n = registry.listing.limits.resolve(query.get("n"))
-    page = await run_in_threadpool(registry.listing.tags, name, n, query.get("last"))
+    page = await in_thread(registry.listing.tags, name, n, query.get("last"))
     return json_response(
         {"name": name, "tags": page.items}, headers=_next_link(f"/v2/{name}/tags/list", page, n)
     )
@@ -40,7 +40,7 @@ async def catalog(registry: Registry, request: Request) -> Response:
     gate = registry.gate
     visible = gate.pull_filter(identity_of(request)) if gate.enabled else None
     n = registry.listing.limits.resolve(query.get("n"))
-    page = await run_in_threadpool(registry.listing.catalog, n, query.get("last"), visible)
+    page = await in_thread(registry.listing.catalog, n, query.get("last"), visible)
     return json_response({"repositories": page.items}, headers=_next_link("/v2/_catalog", page, n))
 
 
@@ -49,7 +49,7 @@ async def referrers(registry: Registry, request: Request, name: str, reference: 
     query = request.query_params
     artifact_type = query.get("artifactType") or None
     n = registry.listing.limits.resolve(query.get("n"))
-    page = await run_in_threadpool(
+    page = await in_thread(
         registry.listing.referrers, name, subject, artifact_type, n, query.get("last")
     )
     manifests = []

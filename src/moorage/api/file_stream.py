@@ -17,9 +17,10 @@ import os
 
 import anyio
 import anyio.lowlevel
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from moorage.threads import in_thread
 
 # 256 KiB: the same CPU per GiB as 1 MiB pieces (six alternated pairs of six parallel pulls:
 # 0.29-0.34 against 0.31 s/GiB; one pull: 0.27-0.29 against 0.24-0.30), and a request that
@@ -68,7 +69,7 @@ async def _read_piece(fd: int, piece: memoryview, offset: int) -> int:
     """Fill ``piece`` from ``fd`` at ``offset`` (fully or in part); the number of bytes read."""
     got = _read_cached(fd, piece, offset)
     if got is None:
-        got = await run_in_threadpool(_read_waiting, fd, piece, offset)
+        got = await in_thread(_read_waiting, fd, piece, offset)
     return got
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.auth import identity_of
 from moorage.api.body import read_limited
 from moorage.api.context import Registry, point_read
+from moorage.threads import in_thread
 
 
 async def get_manifest(registry: Registry, request: Request, name: str, reference: str) -> Response:
@@ -20,7 +20,7 @@ async def get_manifest(registry: Registry, request: Request, name: str, referenc
     }
     body = b"" if request.method == "HEAD" else record.payload
     if registry.manifest_pulled is not None and request.method == "GET":
-        await run_in_threadpool(registry.manifest_pulled, name, reference, record.digest)
+        await in_thread(registry.manifest_pulled, name, reference, record.digest)
     response = Response(body, 200, headers, record.media_type)
     return response
 
@@ -29,7 +29,7 @@ async def put_manifest(registry: Registry, request: Request, name: str, referenc
     payload = await read_limited(request, registry.manifest_max_bytes)
     gate = registry.gate
     immutable = gate.enabled and not gate.may_overwrite_tag(identity_of(request), name)
-    record = await run_in_threadpool(
+    record = await in_thread(
         registry.manifests.put,
         name,
         reference,
@@ -50,5 +50,5 @@ async def put_manifest(registry: Registry, request: Request, name: str, referenc
 async def delete_manifest(
     registry: Registry, request: Request, name: str, reference: str
 ) -> Response:
-    await run_in_threadpool(registry.manifests.delete, name, reference)
+    await in_thread(registry.manifests.delete, name, reference)
     return Response(b"", 202)

@@ -14,13 +14,13 @@ import hmac
 from collections.abc import Callable
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from moorage.api.forwarded import is_trusted, parse_trusted
 from moorage.api.request_state import CLIENT_UNKNOWN_KEY
 from moorage.errors import ErrorCode, RegistryError
+from moorage.threads import in_thread
 
 _LOOPBACK = parse_trusted(["127.0.0.0/8", "::1"])
 
@@ -56,7 +56,7 @@ class MetricsEndpoint:
     async def __call__(self, request: Request) -> Response:
         self._authorize(request)
         self._publish()
-        body = await run_in_threadpool(self._render)
+        body = await in_thread(self._render)
         # generate_latest writes the classic 0.0.4 text format (names are plain ASCII), which
         # every Prometheus parses.
         return Response(body, 200, media_type=CONTENT_TYPE_PLAIN_0_0_4)

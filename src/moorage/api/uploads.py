@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +15,7 @@ from moorage.oci.digest import Digest
 from moorage.oci.names import parse_name
 from moorage.oci.ranges import ByteRange, parse_content_range
 from moorage.services.uploads import Append
+from moorage.threads import in_thread
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,7 +52,7 @@ async def _in_session(
     on now (out of order: 416; the session busy: 429) is refused with the upload's progress,
     so the client can resume."""
     try:
-        return await run_in_threadpool(call, *args, **kwargs)
+        return await in_thread(call, *args, **kwargs)
     except RegistryError as error:
         refused = (ErrorCode.RANGE_INVALID, ErrorCode.TOOMANYREQUESTS)
         if error.code in refused and isinstance(error.detail, dict):
@@ -80,7 +80,7 @@ async def start_upload(registry: Registry, request: Request, name: str) -> Respo
     mount, source = query.get("mount"), query.get("from")
     if mount is not None and source:
         mounted = Digest.parse(mount)
-        if await run_in_threadpool(registry.uploads.mount, name, mounted, parse_name(source)):
+        if await in_thread(registry.uploads.mount, name, mounted, parse_name(source)):
             return blob_created(name, mounted)
     digest_text = query.get("digest")
     if digest_text is not None:
@@ -89,11 +89,11 @@ async def start_upload(registry: Registry, request: Request, name: str) -> Respo
         if length is not None and length <= WRITE_BATCH:
             # Small blob: read it, then one trip to a worker thread instead of three.
             data = await read_body(request, length)
-            await run_in_threadpool(registry.uploads.put_whole, name, digest, data)
+            await in_thread(registry.uploads.put_whole, name, digest, data)
             return blob_created(name, digest)
-        whole = await run_in_threadpool(registry.uploads.begin_whole, name, digest)
+        whole = await in_thread(registry.uploads.begin_whole, name, digest)
         await stream_into(request, whole)
-        await run_in_threadpool(whole.finish)
+        await in_thread(whole.finish)
         return blob_created(name, digest)
     # No I/O: the session lives in its id until bytes come (services/upload_ids.py).
     session = registry.uploads.start(name, query.get("digest-algorithm"))
@@ -114,7 +114,7 @@ async def patch_upload(registry: Registry, request: Request, name: str, upload_i
     else:
         append = await _begin_append(registry, request, name, upload_id, ranged=True)
         await stream_into(request, append)
-        session = await run_in_threadpool(append.finish)
+        session = await in_thread(append.finish)
     return Response(b"", 202, progress_headers(name, upload_id, session.offset))
 
 
@@ -133,15 +133,15 @@ async def finish_upload(
         length = declared_length(request)
         if length is not None and length <= WRITE_BATCH:
             data = await read_body(request, length)
-            if await run_in_threadpool(uploads.put_fresh, name, upload_id, digest, data):
+            if await in_thread(uploads.put_fresh, name, upload_id, digest, data):
                 return blob_created(name, digest)
             append = await _begin_append(registry, request, name, upload_id, ranged=False)
-            await run_in_threadpool(_take_and_complete, append, data, digest)
+            await in_thread(_take_and_complete, append, data, digest)
             return blob_created(name, digest)
-        whole = await run_in_threadpool(uploads.begin_fresh, name, upload_id, digest)
+        whole = await in_thread(uploads.begin_fresh, name, upload_id, digest)
         if whole is not None:
             await stream_into(request, whole)
-            await run_in_threadpool(whole.finish)
+            await in_thread(whole.finish)
             return blob_created(name, digest)
     if not has_body:
         # The closing PUT after PATCHes: one trip, and mostly one transaction
@@ -152,7 +152,7 @@ async def finish_upload(
     append = await _begin_append(registry, request, name, upload_id, ranged=True)
     await stream_into(request, append)
     # One call, under the lease taken above: verify, publish, link, end the session.
-    await run_in_threadpool(append.complete, digest)
+    await in_thread(append.complete, digest)
     return blob_created(name, digest)
 
 
@@ -171,5 +171,5 @@ async def upload_status(
 async def cancel_upload(
     registry: Registry, request: Request, name: str, upload_id: str
 ) -> Response:
-    await run_in_threadpool(registry.uploads.cancel, name, upload_id)
+    await in_thread(registry.uploads.cancel, name, upload_id)
     return Response(b"", 204)

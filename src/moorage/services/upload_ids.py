@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import os
 import re
-import uuid
 from dataclasses import dataclass
 
 from moorage.oci.digest import ALGORITHMS
+from moorage.randomness import random_hex
 
 _KEY_CONTEXT = b"moorage upload session id v1"
 _SIGNED = re.compile(r"([a-f0-9]{32})([a-f0-9]{8})([a-f0-9]{2})([a-f0-9]{22})")
@@ -53,7 +53,7 @@ class UploadIds:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:22]
 
     def issue(self, repository: str, algorithm: str, now: float) -> str:
-        head = f"{uuid.uuid4().hex}{int(now) & 0xFFFFFFFF:08x}{_ALGORITHMS.index(algorithm):02x}"
+        head = f"{random_hex(16)}{int(now) & 0xFFFFFFFF:08x}{_ALGORITHMS.index(algorithm):02x}"
         return head + self._mac(head, repository)
 
     def check(self, upload_id: str, repository: str) -> Opened | None:

@@ -10,6 +10,7 @@ does (a unit test checks the two agree, so an upgrade that changes them fails th
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Sequence
 
 from prometheus_client import Histogram
@@ -37,3 +38,27 @@ def add_observations(child: Histogram, observations: Observations) -> None:
     for bucket, count in zip(child._buckets, observations.counts, strict=True):
         if count:
             bucket.inc(count)
+
+
+class PendingObservations:
+    """Observations of one unlabelled histogram, from any thread, added to it by :meth:`flush`
+    (the server's publisher: once a second and before a scrape). For the metadata write
+    transactions: observing each one directly cost a lock, two ``getpid`` calls and two
+    memory-map writes on the worker thread of every push, 8% of the worker threads' time with
+    the GIL on a 4 KiB push (py-spy, 2026-12-06)."""
+
+    def __init__(self, histogram: Histogram, bounds: Sequence[float]) -> None:
+        self._histogram = histogram
+        self._bounds = bounds
+        self._lock = threading.Lock()
+        self._pending = Observations(bounds)
+
+    def record(self, value: float) -> None:
+        with self._lock:
+            self._pending.add(value)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, Observations(self._bounds)
+        if any(pending.counts):
+            add_observations(self._histogram, pending)

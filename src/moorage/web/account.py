@@ -11,7 +11,6 @@ import logging
 import math
 from datetime import UTC, datetime
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -20,6 +19,7 @@ from moorage.audit.entry import AUDIT_KEY
 from moorage.auth.access import ScopeError, parse_scopes
 from moorage.auth.api_tokens import ApiTokenError, parse_expiry, token_id
 from moorage.auth.identity import Via
+from moorage.threads import in_thread
 from moorage.web.context import WebContext
 from moorage.web.forms import FormRefused, read_form
 from moorage.web.pages import not_found, refused
@@ -74,7 +74,7 @@ async def sign_in(request: Request, context: WebContext) -> Response:
         )
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
-    identity = await run_in_threadpool(context.gate.login, user, password)
+    identity = await in_thread(context.gate.login, user, password)
     cookie = None
     if identity is not None:
         api_token = token_id(password) if identity.via is Via.API_TOKEN else None
@@ -120,7 +120,7 @@ async def tokens(request: Request, context: WebContext) -> Response:
             scopes = parse_scopes([form.get("scopes", "")])
             expires = parse_expiry(form.get("expires", "90d"), datetime.now(UTC))
             description = form.get("description", "")[:200]
-            created = await run_in_threadpool(store.create, user, scopes, expires, description)
+            created = await in_thread(store.create, user, scopes, expires, description)
             status = 201
             request.scope[AUDIT_KEY] = audit.AuditNote(
                 audit.TOKEN_CREATE, user=user, reference=created[0].id
@@ -128,7 +128,7 @@ async def tokens(request: Request, context: WebContext) -> Response:
         except (ScopeError, ApiTokenError, ValueError) as problem:
             error = str(problem)[:300]
             status = 400
-    listed = await run_in_threadpool(store.list, user)
+    listed = await in_thread(store.list, user)
     # The page may hold a secret shown once; like every page it is sent with no-store.
     return render(
         request,
@@ -154,12 +154,12 @@ async def revoke_token(request: Request, context: WebContext) -> Response:
     except FormRefused as error:
         return refused(request, context, viewer, str(error))
     token_id = form.get("id", "")
-    owned = {token.id for token in await run_in_threadpool(store.list, viewer.name)}
+    owned = {token.id for token in await in_thread(store.list, viewer.name)}
     # Another user's token id is treated as unknown: the page never acts on, or reveals,
     # anyone else's tokens.
     if token_id not in owned:
         return not_found(request, context, viewer)
-    await run_in_threadpool(store.revoke, token_id)
+    await in_thread(store.revoke, token_id)
     request.scope[AUDIT_KEY] = audit.AuditNote(
         audit.TOKEN_REVOKE, user=viewer.name, reference=token_id
     )

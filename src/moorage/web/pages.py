@@ -4,7 +4,6 @@ exactly the page a missing one gets."""
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -12,6 +11,7 @@ from moorage.errors import ErrorCode, RegistryError
 from moorage.metadata.browse import NameMatch, TagOrder
 from moorage.oci.digest import is_digest_like
 from moorage.services.browse import TagRow
+from moorage.threads import in_thread
 from moorage.web.context import WebContext
 from moorage.web.forms import FormRefused, read_form
 from moorage.web.render import query_url, render, repository_url
@@ -51,8 +51,8 @@ async def repositories(request: Request, context: WebContext) -> Response:
     last = query.get("last") or None
     deleted = query.get("deleted", "")[:SEARCH_MAX]
     if deleted:
-        deleted = await run_in_threadpool(_repository_deleted, context, viewer, deleted)
-    page = await run_in_threadpool(
+        deleted = await in_thread(_repository_deleted, context, viewer, deleted)
+    page = await in_thread(
         context.browse.repositories,
         text,
         match,
@@ -80,7 +80,7 @@ async def usage(request: Request, context: WebContext) -> Response:
     viewer = viewer_of(context, request)
     if not viewer.may_read_usage:
         return not_found(request, context, viewer)
-    report = await run_in_threadpool(context.usage.report)
+    report = await in_thread(context.usage.report)
     return render(request, context, viewer, "usage.html", report=report)
 
 
@@ -123,26 +123,26 @@ async def _repository(request: Request, context: WebContext, viewer: Viewer, nam
     query = request.query_params
     order = TagOrder.TIME if query.get("sort") == "time" else TagOrder.NAME
     page_number = _page_number(query.get("page"))
-    tags = await run_in_threadpool(context.browse.tags, name, order, page_number, context.page_size)
+    tags = await in_thread(context.browse.tags, name, order, page_number, context.page_size)
     # Usage reads every blob reference of the repository: about a millisecond for a few
     # hundred images, 40 ms and more at 10,000. A big repository's usage is computed when asked
     # for, so that paging through its tags stays as fast as for a small one.
     standing = None
     if query.get("usage") == "1" or tags.total <= USAGE_INLINE_TAGS:
-        standing = await run_in_threadpool(context.usage.repository, name)
+        standing = await in_thread(context.usage.repository, name)
         if standing is None:  # deleted since the line above
             return not_found(request, context, viewer)
     # The notice after a delete says what went; a crafted link naming something that is
     # still there shows none (the page must not claim a delete that did not happen).
     deleted = query.get("deleted", "")[:300]
     if deleted:
-        still_there = await run_in_threadpool(_resolves, context, name, deleted)
+        still_there = await in_thread(_resolves, context, name, deleted)
         deleted = "" if still_there else deleted
     show_untagged = query.get("untagged") == "1"
     untagged: list[TagRow] = []
     more_untagged = False
     if show_untagged:
-        untagged, more_untagged = await run_in_threadpool(
+        untagged, more_untagged = await in_thread(
             context.browse.untagged, name, _page_number(query.get("upage")), context.page_size
         )
     return render(
@@ -179,7 +179,7 @@ def _resolves(context: WebContext, name: str, reference: str) -> bool:
 async def _image(
     request: Request, context: WebContext, viewer: Viewer, name: str, reference: str
 ) -> Response:
-    details = await run_in_threadpool(context.browse.image, name, reference)
+    details = await in_thread(context.browse.image, name, reference)
     return render(
         request,
         context,
@@ -202,7 +202,7 @@ async def _delete(request: Request, context: WebContext, viewer: Viewer, name: s
         reference = request.query_params.get("ref", "")
         # The manifest must exist for a confirmation to make sense; this also keeps the page
         # from echoing arbitrary text.
-        await run_in_threadpool(context.manifests.get, name, reference)
+        await in_thread(context.manifests.get, name, reference)
         return render(
             request,
             context,
@@ -217,7 +217,7 @@ async def _delete(request: Request, context: WebContext, viewer: Viewer, name: s
     except FormRefused as error:
         return refused(request, context, viewer, str(error))
     reference = form.get("ref", "")
-    await run_in_threadpool(context.manifests.delete, name, reference)
+    await in_thread(context.manifests.delete, name, reference)
     return RedirectResponse(query_url(repository_url(name), deleted=reference), status_code=303)
 
 
@@ -236,10 +236,10 @@ async def _delete_repository(
             return refused(request, context, viewer, str(error))
         typed = form.get("confirm", "")[:CONFIRM_MAX]
         if typed == name:
-            await run_in_threadpool(context.repositories.delete, name)
+            await in_thread(context.repositories.delete, name)
             return RedirectResponse(query_url("/ui/", deleted=name), status_code=303)
     # The confirmation says what would go; a repository that is already gone has none.
-    standing = await run_in_threadpool(context.usage.repository, name)
+    standing = await in_thread(context.usage.repository, name)
     if standing is None:
         return not_found(request, context, viewer)
     return render(

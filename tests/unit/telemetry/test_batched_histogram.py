@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from moorage.telemetry.batched_histogram import Observations, add_observations
+from moorage.telemetry.batched_histogram import (
+    Observations,
+    PendingObservations,
+    add_observations,
+)
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0)
 VALUES = (0.0, 0.001, 0.0010001, 0.05, 0.1, 0.5, 1.0, 7.0, 0.002)
@@ -33,3 +37,20 @@ def test_a_batch_equals_one_observe_per_value() -> None:
     add_observations(subject.labels("r"), pending)
     assert samples(subject, batched) == samples(reference, one_by_one)
     assert ("h_bucket", {"route": "r", "le": "+Inf"}, len(VALUES)) in samples(subject, batched)
+
+
+def test_pending_observations_reach_the_histogram_at_the_flush_alone() -> None:
+    registry = CollectorRegistry()
+    histogram = Histogram("t", "t", buckets=BOUNDS, registry=registry)
+    pending = PendingObservations(histogram, BOUNDS)
+    for value in VALUES:
+        pending.record(value)
+
+    def count() -> float:
+        return next(v for name, _, v in samples(histogram, registry) if name == "t_count")
+
+    assert count() == 0
+    pending.flush()
+    assert count() == len(VALUES)
+    pending.flush()  # nothing new: nothing added
+    assert count() == len(VALUES)
