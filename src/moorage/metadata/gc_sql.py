@@ -75,8 +75,12 @@ class Pace:
 # rate alone, p99 3.8x; at 2 ms and 0.1, push p99 was still 1.36x and GET p99 1.85x. A duty of
 # 0.05 became affordable once each candidate cost a third of the CPU (statements through the
 # driver, prepared.py): a collection of issue 10's scale takes no longer than it did at 0.1.
-# See bench/README.md, the gentle collector.
-SQLITE_PACE = Pace(batch_seconds=0.002, max_duty=0.05)
+# 1 ms batches (2 ms until 2026-12-06): the GETs due just after each transaction wait for its
+# CPU, so a shorter one costs them less; in bench/gc_load.py's idle run of 5 rounds each the
+# pooled open-loop GET p99 went from 1.34x (90% bootstrap over rounds 1.16-1.53) to 1.21x
+# (0.98-1.43) of alone, for a collection about 40% longer. See bench/README.md (the gentle
+# collector; the latest idle-machine run).
+SQLITE_PACE = Pace(batch_seconds=0.001, max_duty=0.05)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
 # (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
 # leaves the database server's CPU and I/O half to the requests.
