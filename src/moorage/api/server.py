@@ -92,13 +92,17 @@ class DirectRoutes:
     error boundary (:func:`_guarded`) already turns every error into its envelope. The
     manifest, blob and upload requests are nearly all of a registry's traffic, and these
     layers were a tenth of the event loop's time on a 4 KiB push (py-spy, 2026-12-06).
-    Anything else (another method, a ``root_path``, the routes listed in ``taken``, which
-    come first in the route table) goes on to the router."""
+    Anything else (another method, a ``root_path``, a path of a route that comes before them
+    in ``table``, the router's own route list) goes on to the router."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[Route], taken: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, table: Sequence[Route], routes: Sequence[Route]) -> None:
         self.app = app
         self.routes = tuple((route.path.removesuffix("{path:path}"), route) for route in routes)
-        self.taken = frozenset(taken)
+        # The router tries routes in order: those before these win their paths. They must be
+        # fixed paths, so that a set of them says which requests are theirs.
+        before = table[: min(table.index(route) for route in routes)]
+        assert all("{" not in route.path for route in before), "a pattern before a direct route"
+        self.taken = frozenset(route.path for route in before)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -217,7 +221,7 @@ def build_app(
         exception_handlers={404: not_found, 405: not_found},
     )
     # Innermost: only the router's own work is skipped for the routes it takes.
-    app.add_middleware(DirectRoutes, routes=(v2_routes, api_routes), taken=("/v2/", "/v2/_catalog"))
+    app.add_middleware(DirectRoutes, table=routes, routes=(v2_routes, api_routes))
     app.add_middleware(
         RequestGuards,
         header_max_bytes=registry.header_max_bytes,
