@@ -14,7 +14,6 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 
 from moorage.api import request_log
 from moorage.api.audit_requests import AuditRecorder
@@ -77,6 +76,7 @@ from moorage.telemetry.exposition import exposition
 from moorage.telemetry.inventory import InventoryCollector
 from moorage.telemetry.log_format import configure_logging
 from moorage.telemetry.storage_metrics import ObservedBlobStore, StorageFigures
+from moorage.threads import in_thread
 from moorage.web.app import build_ui, to_ui
 from moorage.web.context import WebContext
 from moorage.web.session import SessionSigner, derive_key
@@ -348,7 +348,7 @@ async def _collect_garbage(settings: Settings, registry: Registry) -> None:
     while True:
         await asyncio.sleep(gc.interval * random.uniform(0.9, 1.1))
         try:
-            if not await run_in_threadpool(_my_turn_to_collect, leases, gc.interval):
+            if not await in_thread(_my_turn_to_collect, leases, gc.interval):
                 continue
         except Exception:
             log.exception("garbage collection not started: its turn could not be taken")
@@ -397,7 +397,7 @@ async def _publish_metrics(publish: Callable[[], None]) -> None:
 async def _sweep_expired_uploads(registry: Registry) -> None:
     while True:
         try:
-            removed = await run_in_threadpool(registry.uploads.expire)
+            removed = await in_thread(registry.uploads.expire)
             if removed:
                 metrics.UPLOAD_SESSIONS.labels("abandoned").inc(removed)
                 log.info("expired upload sessions", extra={"count": removed})
@@ -457,7 +457,7 @@ async def _write_audit(trail: AuditTrail, audit_log: SqlAuditLog) -> None:
     """Each worker writes its audit entries once a second (see moorage.audit.trail)."""
     while True:
         await asyncio.sleep(AUDIT_FLUSH_SECONDS)
-        await run_in_threadpool(_flush_audit, trail, audit_log)
+        await in_thread(_flush_audit, trail, audit_log)
 
 
 def _flush_audit(trail: AuditTrail, audit_log: SqlAuditLog) -> None:

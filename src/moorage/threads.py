@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 # anyio's default thread limiter, which Starlette's run_in_threadpool used before.
 MAX_THREADS = 40
@@ -49,3 +50,18 @@ async def in_thread(call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> 
             except BaseException:
                 break
         raise
+
+
+def _next_item(iterator: Iterator[T]) -> list[T]:
+    """The iterator's next item in a list, or an empty list at its end (a StopIteration must
+    not cross a future)."""
+    for item in iterator:
+        return [item]
+    return []
+
+
+async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
+    """A blocking iterator's items, each fetched by :func:`in_thread` (as Starlette's
+    ``iterate_in_threadpool``, on the same pool as every other blocking call)."""
+    while item := await in_thread(_next_item, iterator):
+        yield item[0]

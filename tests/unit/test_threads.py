@@ -6,10 +6,11 @@ import asyncio
 import contextvars
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from moorage.threads import in_thread
+from moorage.threads import in_thread, iterate_in_thread
 
 REQUEST = contextvars.ContextVar[str]("request")
 
@@ -54,3 +55,18 @@ def test_a_cancelled_caller_waits_for_the_call_it_started() -> None:
         return finished.is_set()
 
     assert asyncio.run(main())
+
+
+def test_a_blocking_iterator_is_read_item_by_item_off_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+
+    def chunks() -> Iterator[tuple[bytes, int]]:
+        for chunk in (b"a", b"", b"c"):  # an empty chunk is an item, not the end
+            yield chunk, threading.get_ident()
+
+    async def main() -> list[tuple[bytes, int]]:
+        return [item async for item in iterate_in_thread(chunks())]
+
+    items = asyncio.run(main())
+    assert [chunk for chunk, _ in items] == [b"a", b"", b"c"]
+    assert all(thread != loop_thread for _, thread in items)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -13,7 +12,7 @@ from moorage.oci.digest import Digest
 from moorage.oci.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from moorage.services.blobs import BlobInfo
 from moorage.storage.port import BlobNotFound
-from moorage.threads import in_thread
+from moorage.threads import in_thread, iterate_in_thread
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -46,7 +45,7 @@ async def _stream(
         chunks = await in_thread(registry.blobs.read, info, first, last)
     except BlobNotFound:  # deleted since the lookup (a collection, a concurrent delete)
         raise RegistryError(ErrorCode.BLOB_UNKNOWN) from None
-    return StreamingResponse(iterate_in_threadpool(chunks), status, headers, OCTET_STREAM)
+    return StreamingResponse(iterate_in_thread(chunks), status, headers, OCTET_STREAM)
 
 
 # Sent by a proxy that can send files itself (nginx: `proxy_set_header X-Sendfile-Type
