@@ -41,11 +41,9 @@ def _fsync_dir(path: Path) -> None:
 
 # Start writing dirty pages back every this many bytes, so the fdatasync that ends each request
 # has little left to wait for (on a 1 GiB push it otherwise waited ~0.6 s for the whole file at
-# once). One batch of a request body (api/body.py's WRITE_BATCH): with writeback started every
-# 4 MiB, each 16 MiB PATCH's fdatasync still waited for up to 4 MiB to reach the disk while the
-# client, which sends the next chunk only after the 202, waited too (bench/README.md, "1 GiB
-# pushes (session 13)": 563 -> 657 MiB/s for 16 MiB chunks).
-WRITEBACK_EVERY = 1024 * 1024
+# once). Well below the 16 MiB of a typical chunked PATCH: with writeback started only at 16 MiB,
+# each chunk's fdatasync waited for the whole chunk.
+WRITEBACK_EVERY = 4 * 1024 * 1024
 
 
 def _start_writeback() -> Callable[[int, int, int], None]:
@@ -172,7 +170,7 @@ class _FileUploadWriter:
         # fdatasync before the caller records the new offset and hash state: otherwise a power
         # failure could keep the record but not the bytes, and the session would go on from
         # zeros. Cheaper than re-reading the whole upload at completion: writeback has been
-        # started for every MiB written (WRITEBACK_EVERY), so little is left to wait for here.
+        # running every 16 MiB, and the fsync in commit_upload then has nothing left to do.
         try:
             self._wait_for_pending()
             os.fdatasync(self._fd)

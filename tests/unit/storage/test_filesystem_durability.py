@@ -89,24 +89,6 @@ def test_an_upload_of_exactly_its_recorded_size_is_not_flushed_twice(
     assert flushed == ["fdatasync", "fsync", "fsync"]
 
 
-def test_writeback_of_each_mebibyte_starts_before_the_closing_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A PATCH's 202 waits for its fdatasync, and the client for the 202: what the sync finds
-    # still unwritten is time the push loses. Writeback of every full MiB has been started by
-    # then, so only the last partial one is left.
-    started: list[tuple[int, int]] = []
-    monkeypatch.setattr(filesystem, "start_writeback", lambda fd, o, n: started.append((o, n)))
-    store = FilesystemBlobStore(tmp_path)
-    writer = store.open_upload("g" * 32, 0)
-    mib = 1024 * 1024
-    for _ in range(3):
-        writer.write(b"x" * mib)
-    writer.write(b"y" * (mib // 2))
-    writer.close()
-    assert started == [(0, mib), (mib, mib), (2 * mib, mib)]
-
-
 def test_a_first_append_is_synced_and_never_replaces_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
