@@ -43,7 +43,9 @@ from typing import Any
 
 import rawaio
 import servers
+from counters import Counters, summary
 from ociclient import BlobSource, Registry
+from page_touch import hand_back_warm
 from pull import parse_strace_summary
 from refspeed import make_blobs, write_random_file
 from report import median_text, spread_text
@@ -141,9 +143,18 @@ def small_push(
 
 
 def big_push(
-    server: servers.ManagedServer, phase: str, blob: BlobSource, chunk: int
+    server: servers.ManagedServer,
+    phase: str,
+    blob: BlobSource,
+    chunk: int,
+    counters: list[dict[str, Any]] | None = None,
+    warm: Path | None = None,
 ) -> tuple[float, float]:
-    """(MiB/s, server CPU s per GiB) of one push of `blob` the way `phase` says."""
+    """(MiB/s, server CPU s per GiB) of one push of `blob` the way `phase` says. With
+    ``counters``, the kernel's counters over the push (bench/counters.py) are appended to it
+    and printed on one line. With ``warm`` (a directory on the stores' filesystem), a scratch
+    file of the blob's size is written and deleted there just before the push
+    (page_touch.hand_back_warm), so that neither registry writes into memory the VM took back."""
     registry = Registry(server.url)
     repo = f"{REPO}/{phase}"
     push: Callable[[], None] = {
@@ -152,15 +163,25 @@ def big_push(
         "big_chunked": lambda: registry.push_chunked(repo, blob, chunk),
     }[phase]
     os.sync()  # no earlier push's writeback in this one's time
+    if warm is not None:
+        hand_back_warm(warm, blob.size)
     cpu = server.cpu_probe()
     cpu0 = cpu()
-    t0 = time.perf_counter()
-    push()
-    seconds = time.perf_counter() - t0
+    counted = Counters(server.pids) if counters is not None else None
+    with counted or contextlib.nullcontext():
+        t0 = time.perf_counter()
+        push()
+        seconds = time.perf_counter() - t0
     used = cpu() - cpu0
+    rate = blob.size / MiB / seconds
+    if counters is not None and counted is not None:
+        counters.append({"server": server.name, "phase": phase, "mib_s": rate,
+                         "cpu_s": used, **counted.result})  # fmt: skip
+        say(f"    {server.name} {phase} {rate:.0f} MiB/s, CPU {used:.2f} s: "
+            + summary(counted.result))  # fmt: skip
     if registry.blob_size(repo, blob.digest) != blob.size:
         raise RuntimeError(f"{server.name} {phase}: the pushed blob is not there")
-    return blob.size / MiB / seconds, used / (blob.size / GiB)
+    return rate, used / (blob.size / GiB)
 
 
 def measure(
@@ -170,6 +191,8 @@ def measure(
     seconds: float,
     big: BigBlobs | None,
     chunk: int,
+    counters: list[dict[str, Any]] | None = None,
+    warm: Path | None = None,
 ) -> Run:
     run = Run()
     for phase in phases:
@@ -192,7 +215,7 @@ def measure(
                 else:
                     assert big is not None
                     blob = big.take()
-                    rate, cpu_s = big_push(server, phase.key, blob, chunk)
+                    rate, cpu_s = big_push(server, phase.key, blob, chunk, counters, warm)
                     big.forget(blob)
                     cpu_ms = cpu_s * 1000
                 f.rate.append(rate)
@@ -278,6 +301,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--syscalls", action="store_true", help="count fsyncs per 4 KiB push")
     ap.add_argument("--moorage-bin", default=default_moorage_bin())
     ap.add_argument("--distribution-bin", default="/usr/bin/docker-registry")
+    ap.add_argument("--counters", action="store_true",
+                    help="record kernel counters per big push (bench/counters.py)")  # fmt: skip
+    ap.add_argument("--warm-pages", action="store_true",
+                    help="write and delete a scratch file of the blob's size before each big "
+                    "push (the VM's free page reporting: bench/page_touch.py)")  # fmt: skip
     ap.add_argument("--json", dest="json_out", type=Path, help="write every figure as JSON")
     ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -314,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         say("warning: the machine is busy with other work; speeds are indications only")
     work = Path(tempfile.mkdtemp(prefix="moorage-push-", dir=args.work_dir))
     syscalls: dict[str, dict[str, dict[str, float]]] = {}
+    counters: list[dict[str, Any]] | None = [] if args.counters else None
     try:
         with contextlib.ExitStack() as stack:
             big_phases = [p for p in phases if p.unit == "MiB/s"]
@@ -329,7 +358,14 @@ def main(argv: list[str] | None = None) -> int:
                 stack.enter_context(server)
             say(f"\n{args.rounds} alternated rounds; ratio = moorage / distribution:")
             run = measure(
-                (moorage, dist), phases, args.rounds, args.seconds, big, args.chunk_mib * MiB
+                (moorage, dist),
+                phases,
+                args.rounds,
+                args.seconds,
+                big,
+                args.chunk_mib * MiB,
+                counters,
+                work if args.warm_pages else None,
             )
             if args.syscalls:
                 for phase in phases:
@@ -383,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 for p in phases
             },
             "syscalls": syscalls,
+            "counters": counters,
         }
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(out, indent=2) + "\n")

@@ -42,6 +42,7 @@ from moorage.events import worker as events_worker
 from moorage.events.delivery import Deliverer
 from moorage.events.endpoints import Endpoint, networks
 from moorage.gc_child import ChildCollection, CollectionFailed
+from moorage.heap import keep_freed_buffers
 from moorage.metadata.audit_sql import SqlAuditLog
 from moorage.metadata.browse_sql import SqlBrowseStore
 from moorage.metadata.gc_port import ManifestPolicy
@@ -543,6 +544,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for ``settings`` (default: from the config file and environment)."""
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.format)
+    # Here, in each worker, whether granian forked or spawned it: big pushes reuse their
+    # buffers instead of faulting fresh memory in for every MiB (moorage/heap.py).
+    keep_freed_buffers()
     storage_figures = StorageFigures(settings.storage.backend) if settings.metrics.enabled else None
     transaction_figures = (
         PendingObservations(metrics.DB_TRANSACTION_SECONDS, metrics.TRANSACTION_BUCKETS)
