@@ -307,9 +307,10 @@ class SqlGcStore(OrphanSql):
         def batch() -> None:
             taken = remaining[: size.size]
             with self._held(dry_run) as conn:
-                started = time.monotonic()  # from when it holds the writer, commit included
+                # The statements' time, not the commit's: as the per-candidate loop's deadline.
+                started = time.monotonic()
                 review(conn, taken)
-            size.observe(len(taken), time.monotonic() - started)
+                size.observe(len(taken), time.monotonic() - started)
             del remaining[: len(taken)]
 
         while remaining:
