@@ -28,7 +28,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from moorage.metadata import gc_queue, gc_sets
+from moorage.metadata import gc_queue
 from moorage.metadata import schema as s
 from moorage.metadata.gc_orphans_sql import OrphanSql, one
 from moorage.metadata.gc_port import (
@@ -93,36 +93,6 @@ POSTGRES_PACE = Pace(batch_seconds=0.05, max_duty=0.5)
 # About three fsyncs each: 856 for issue 10's scale where SQLite's own checkpoints made 200, but
 # none of them with the writer lock held. See SqlGcStore._checkpoint.
 CHECKPOINT_EVERY = 4
-
-
-class BatchSize:
-    """How many candidates the next set-based transaction (gc_sets.py, SQLite) takes, so that it
-    holds the writer about ``seconds``: a set statement cannot stop half-way at a deadline, as
-    the per-candidate loop does, so the size comes from the holds of the transactions before,
-    per candidate (bytes deleted on S3 included: there it stays near 1). The estimate is a
-    moving average, since single holds vary by several times with the same work (a preemption,
-    a commit that writes more pages); the size starts at 1 and at most doubles each time, so a
-    first estimate cannot overshoot by much."""
-
-    WEIGHT = 0.25  # of the newest hold in the estimate
-
-    def __init__(self, seconds: float, limit: int) -> None:
-        self.seconds = seconds
-        self.limit = limit
-        self.size = 1
-        self._per_candidate: float | None = None  # seconds of hold per candidate
-
-    def observe(self, candidates: int, held: float) -> None:
-        last = held / max(1, candidates)
-        estimate = self._per_candidate
-        estimate = last if estimate is None else estimate + self.WEIGHT * (last - estimate)
-        self._per_candidate = estimate
-        fits = self.limit if estimate <= 0 else int(self.seconds / estimate)
-        self.size = max(1, min(fits, 2 * self.size, self.limit))
-
-
-# The most candidates a set-based transaction takes (the service reads pages of 100 anyway).
-SET_LIMIT = 100
 
 
 def default_pace(single_writer: bool) -> Pace:
@@ -198,10 +168,6 @@ class SqlGcStore(OrphanSql):
         self._writes_in = writes_in
         self._resume_at = 0.0
         self._since_checkpoint = 0
-        # SQLite's set-based reviews, sized per kind (a blob's review may delete bytes too).
-        self._sets = store._single_writer
-        self._link_batch = BatchSize(self.pace.batch_seconds, SET_LIMIT)
-        self._blob_batch = BatchSize(self.pace.batch_seconds, SET_LIMIT)
 
     def _wait_turn(self) -> None:
         # Between two of its transactions the collector steps aside (Pace): neither the writer
@@ -285,33 +251,6 @@ class SqlGcStore(OrphanSql):
                     review(conn, remaining.pop())
                     if time.monotonic() > deadline:
                         break
-
-        while remaining:
-            self._wait_turn()
-            self._writes_in(batch)
-            self._checkpoint()
-
-    def _sets_in_transactions(
-        self,
-        candidates: Sequence[Candidate],
-        dry_run: bool,
-        size: BatchSize,
-        review: Callable[[Connection, Sequence[Candidate]], None],
-    ) -> None:
-        """Run ``review`` on slices of ``candidates`` (SQLite's set-based reviews), one slice a
-        transaction, each slice as large as ``size`` says fits in ``pace.batch_seconds``. As in
-        :meth:`_each_in_transactions`, the transactions run in ``writes_in``, the pauses and
-        checkpoints between them in the calling thread."""
-        remaining = list(candidates)
-
-        def batch() -> None:
-            taken = remaining[: size.size]
-            with self._held(dry_run) as conn:
-                # The statements' time, not the commit's: as the per-candidate loop's deadline.
-                started = time.monotonic()
-                review(conn, taken)
-                size.observe(len(taken), time.monotonic() - started)
-            del remaining[: len(taken)]
 
         while remaining:
             self._wait_turn()
@@ -508,8 +447,6 @@ class SqlGcStore(OrphanSql):
     def collect_links(
         self, candidates: Sequence[Candidate], due_before: float, now: float, dry_run: bool
     ) -> list[Collected]:
-        if self._sets:
-            return self._collect_link_sets(candidates, due_before, dry_run)
         collected: list[Collected] = []
         names: dict[int, str] = {}
 
@@ -544,8 +481,6 @@ class SqlGcStore(OrphanSql):
     def collect_blobs(
         self, candidates: Sequence[Candidate], delete_bytes: DeleteBytes, dry_run: bool
     ) -> list[Collected]:
-        if self._sets:
-            return self._collect_blob_sets(candidates, delete_bytes, dry_run)
         collected: list[Collected] = []
 
         def review(conn: Connection, c: Candidate) -> None:
@@ -571,47 +506,6 @@ class SqlGcStore(OrphanSql):
             collected.append(Collected(BLOB, c.digest, int(size)))
 
         self._each_in_transactions(candidates, dry_run, review)
-        return collected
-
-    # --- links and blobs on SQLite: a batch at a time (gc_sets.py) -----------------------------
-    def _collect_link_sets(
-        self, candidates: Sequence[Candidate], due_before: float, dry_run: bool
-    ) -> list[Collected]:
-        order = {(c.repository_id, c.digest): n for n, c in enumerate(candidates)}
-        gone: list[gc_sets.GoneLink] = []
-        names: dict[int, str] = {}
-
-        def review(conn: Connection, batch: Sequence[Candidate]) -> None:
-            found = gc_sets.collect_links(conn, batch, due_before, dry_run)
-            for link in found:  # names while the transaction is open (a repository delete)
-                self._repository_name(conn, link.repository_id, names)
-            gone.extend(found)
-
-        self._sets_in_transactions(candidates, dry_run, self._link_batch, review)
-        collected: list[Collected] = []
-        # In the candidates' order, as the per-candidate path reports them.
-        for link in sorted(gone, key=lambda g: order[(g.repository_id, g.digest)]):
-            repository = names[link.repository_id]
-            collected.append(Collected(LINK, link.digest, link.size, repository))
-            if link.blob_unused:
-                collected.append(Collected(BLOB, link.digest, link.size))
-        return collected
-
-    def _collect_blob_sets(
-        self, candidates: Sequence[Candidate], delete_bytes: DeleteBytes, dry_run: bool
-    ) -> list[Collected]:
-        order = {c.digest: n for n, c in enumerate(candidates)}
-        collected: list[Collected] = []
-
-        def review(conn: Connection, batch: Sequence[Candidate]) -> None:
-            gone = sorted(gc_sets.collect_blobs(conn, batch), key=lambda g: order[g.digest])
-            # The bytes after the rows, before the commit: see collect_blobs.
-            if not dry_run:
-                for blob in gone:
-                    delete_bytes(blob.digest, blob.location)
-            collected.extend(Collected(BLOB, blob.digest, blob.size) for blob in gone)
-
-        self._sets_in_transactions(candidates, dry_run, self._blob_batch, review)
         return collected
 
     # --- the full sweep -----------------------------------------------------------------------

@@ -666,9 +666,8 @@ def test_a_push_that_needs_a_link_the_collector_is_deleting_is_told_to_push_the_
 
 
 # --- what changed between the queue's read and the collector's transaction ------------------
-# The collector reads a page of due candidates, then reviews them in write transactions (on
-# SQLite a batch at a time, with set statements: metadata/gc_sets.py). Whatever a request
-# changed in between is seen by the review, as it was by the per-candidate one.
+# The collector reads a page of due candidates, then reviews them in its write transactions:
+# whatever a request changed in between must be seen by the review.
 
 
 def _reviews(registry: Registry) -> set[tuple[str, str]]:
