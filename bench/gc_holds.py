@@ -9,14 +9,17 @@ over twice the batch time is counted as a slow *commit* (over 3 ms beyond the bo
 SQLite checkpoint inside it) or a slow *body* (the candidates' statements: on a loaded machine,
 mostly the process preempted while it holds the lock).
 
-    python bench/gc_holds.py [--max-duty 0.05] [--batch-time 0.002] [--rounds 1]
+    python bench/gc_holds.py [--max-duty 0.05] [--batch-time 0.001] [--rounds 1]
                              [--busy-thread] [--switch-interval S] [--nice N]
+                             [--template DIR]
 
 ``--busy-thread`` runs a CPU-bound Python thread beside the collector, as a busy worker's event
 loop would beside a collector in one of its threads (their GIL is shared);
 ``--switch-interval`` sets ``sys.setswitchinterval`` for that case. ``--nice N`` lowers the
 process's CPU priority. Run it from another checkout's venv to compare collectors (the
-database is built by this checkout's gc_load.py).
+database is built by this checkout's gc_load.py). ``--template DIR`` keeps the database built
+there (and reuses it if it is there), so that invocations from two venvs can alternate round by
+round without building it each time (a minute or two).
 """
 
 from __future__ import annotations
@@ -57,19 +60,21 @@ def one_collection(template: Path, workdir: Path, pace: Pace) -> dict[str, float
     gc_store = SqlGcStore(SqlMetadataStore(engine), pace)
     holds: list[tuple[float, float]] = []  # (held, of which the body: before the commit)
     cpu_inside = 0.0
-    transaction = gc_store._transaction
+    # Every write transaction of a collection goes through _held (the candidates' batches and
+    # the others alike), from the moment it holds the writer to the end of its commit.
+    held_by = gc_store._held
 
     @contextmanager
     def timed(dry_run: bool) -> Iterator[Any]:
         nonlocal cpu_inside
-        with transaction(dry_run) as conn:
+        with held_by(dry_run) as conn:
             started, cpu = time.monotonic(), time.thread_time()
             yield conn
             body = time.monotonic() - started
             cpu_inside += time.thread_time() - cpu
         holds.append((time.monotonic() - started, body))
 
-    gc_store._transaction = timed  # type: ignore[method-assign]
+    gc_store._held = timed  # type: ignore[method-assign]
     blobs = cast(BlobStore, StubStore())  # only what a collection calls
     collector = Collector(gc_store, blobs, ManifestPolicy(), lambda: 0)
     cpu, wall = time.process_time(), time.monotonic()
@@ -115,6 +120,7 @@ def main() -> None:
     parser.add_argument("--busy-thread", action="store_true")
     parser.add_argument("--switch-interval", type=float)
     parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--template", type=Path, help="keep (or reuse) the database here")
     args = parser.parse_args()
     if args.nice:
         os.nice(args.nice)
@@ -122,8 +128,9 @@ def main() -> None:
         sys.setswitchinterval(args.switch_interval)
     pace = Pace(args.batch_time, args.max_duty)
     with tempfile.TemporaryDirectory(prefix="moorage-gc-holds-") as tmp:
-        template = Path(tmp) / "template"
-        prepare(template)
+        template = args.template or Path(tmp) / "template"
+        if not (template / "moorage.db").exists():
+            prepare(template)
         if args.busy_thread:
             threading.Thread(target=spin, daemon=True).start()
         rounds = [one_collection(template, Path(tmp), pace) for _ in range(args.rounds)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -662,3 +663,101 @@ def test_a_push_that_needs_a_link_the_collector_is_deleting_is_told_to_push_the_
     assert len(outcome) == 1 and isinstance(outcome[0], RegistryError), outcome
     assert outcome[0].code is ErrorCode.MANIFEST_BLOB_UNKNOWN
     assert registry.metadata.get_manifest(REPO, "late", by_digest=False) is None
+
+
+# --- what changed between the queue's read and the collector's transaction ------------------
+# The collector reads a page of due candidates, then reviews them in its write transactions:
+# whatever a request changed in between must be seen by the review.
+
+
+def _reviews(registry: Registry) -> set[tuple[str, str]]:
+    with registry.metadata._read() as conn:
+        rows = conn.execute(select(s.gc_reviews.c.kind, s.gc_reviews.c.digest)).all()
+    return {(row.kind, row.digest) for row in rows}
+
+
+def test_links_used_or_seen_since_the_queue_was_read_stay(registry: Registry) -> None:
+    config = b'{"architecture":"amd64","os":"linux","layers":"used meanwhile"}'
+    for data in (b"abandoned", b"used meanwhile", config, b"seen meanwhile"):
+        registry.blob(REPO, data)
+    registry.age_reviews(GRACE + 10)
+    gc = SqlGcStore(registry.metadata)
+    now = time.time()
+    candidates = gc.due("link", now - GRACE, None, 100)
+    assert len(candidates) == 4
+    # Meanwhile a manifest starts using two of the links, and a client is told a third exists.
+    registry.image(REPO, "v1", b"used meanwhile", push_blobs=False)
+    assert registry.metadata.linked_blob(REPO, str(_digest(b"seen meanwhile"))) is not None
+
+    collected = gc.collect_links(candidates, now - GRACE, now, dry_run=False)
+
+    assert [(c.kind, c.digest) for c in collected] == [("link", str(_digest(b"abandoned")))]
+    for data in (b"used meanwhile", config, b"seen meanwhile"):
+        assert find_linked(registry.metadata, registry.blobs, REPO, _digest(data)) is not None
+    # The links found in use left the queue; the one seen keeps its (restarted) review; the
+    # abandoned one's blob is queued, due at once.
+    assert _reviews(registry) == {
+        ("link", str(_digest(b"seen meanwhile"))),
+        ("blob", str(_digest(b"abandoned"))),
+    }
+    registry.image(REPO, "v2", b"seen meanwhile")  # still there for that client's manifest
+
+
+def test_a_blob_linked_again_since_the_queue_was_read_stays(registry: Registry) -> None:
+    for data in (b"gone", b"back"):
+        registry.blob(REPO, data)
+    blobs = BlobService(registry.metadata, registry.blobs, delete_enabled=True)
+    for data in (b"gone", b"back"):
+        blobs.delete(REPO, _digest(data))  # unlinked: the blobs are queued, due at once
+    gc = SqlGcStore(registry.metadata)
+    candidates = gc.due("blob", math.inf, None, 100)
+    assert len(candidates) == 2
+    registry.blob(OTHER, b"back")  # pushed again, elsewhere: linked to the same bytes
+
+    def delete_bytes(digest: str, location: str | None) -> None:
+        registry.blobs.delete(Digest.parse(digest), location)
+
+    collected = gc.collect_blobs(candidates, delete_bytes, dry_run=False)
+
+    assert [(c.kind, c.digest) for c in collected] == [("blob", str(_digest(b"gone")))]
+    assert not registry.stored(b"gone") and not registry.has_row(b"gone")
+    assert registry.stored(b"back") and registry.has_row(b"back")
+    assert find_linked(registry.metadata, registry.blobs, OTHER, _digest(b"back")) is not None
+    assert ("blob", str(_digest(b"back"))) not in _reviews(registry)  # reviewed: in use
+
+
+def test_a_dry_run_counts_what_the_run_collects(registry: Registry) -> None:
+    """Links of one image whose blobs other images keep (in this repository and another),
+    next to blobs nothing else uses: the dry run reports the same links and blobs, with the
+    same sizes, as the run that follows."""
+    doomed = registry.image(REPO, "old", b"shared here", b"shared there", b"own 1", b"own 2")
+    registry.image(REPO, "live", b"shared here")
+    registry.blob(OTHER, b"shared there")
+    registry.image(OTHER, "live", b"shared there")
+    registry.blob(REPO, b"abandoned")
+    registry.manifests.delete(REPO, doomed)
+    registry.later()
+
+    dry = registry.collect(dry_run=True)
+    real = registry.collect()
+
+    def kinds(report: GcReport) -> dict[str, set[tuple[str, int]]]:
+        found: dict[str, set[tuple[str, int]]] = {}
+        for item in report.items:
+            found.setdefault(item.kind, set()).add((item.digest, item.size))
+        return found
+
+    assert kinds(dry) == kinds(real)
+    # The old config and three of its layers ("live" uses "shared here"), and the abandoned one.
+    assert real.totals["link"].count == 5
+    assert {d for d, _ in kinds(real)["blob"]} == {
+        str(_digest(data))
+        for data in (
+            b'{"architecture":"amd64","os":"linux","layers":"shared here+shared there+own 1'
+            b'+own 2"}',
+            b"own 1",
+            b"own 2",
+            b"abandoned",
+        )
+    }
+    assert dry.bytes_freed == real.bytes_freed
