@@ -80,7 +80,12 @@ class Pace:
 # pooled open-loop GET p99 went from 1.34x (90% bootstrap over rounds 1.16-1.53) to 1.21x
 # (0.98-1.43) of alone, for a collection about 40% longer. See bench/README.md (the gentle
 # collector; the latest idle-machine run).
-SQLITE_PACE = Pace(batch_seconds=0.001, max_duty=0.05)
+# A duty of 0.025 (0.05 until 2026-12-06): half as many wakes a second, so half as many GETs due
+# just after one; idle gc_load.py, 5 rounds each alternated, pooled open-loop GET p99 1.45x
+# (90% bootstrap over rounds 1.34-1.54) -> 1.19x (1.14-1.23), push p99 1.33x -> 1.11x, for a
+# collection about twice as long (59 -> 127 s for issue 10's 20,000 candidates). Set-based
+# batches, tried for fewer transactions, did no less work (bench/README.md, session 13).
+SQLITE_PACE = Pace(batch_seconds=0.001, max_duty=0.025)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
 # (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
 # leaves the database server's CPU and I/O half to the requests.
