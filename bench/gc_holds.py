@@ -9,7 +9,7 @@ over twice the batch time is counted as a slow *commit* (over 3 ms beyond the bo
 SQLite checkpoint inside it) or a slow *body* (the candidates' statements: on a loaded machine,
 mostly the process preempted while it holds the lock).
 
-    python bench/gc_holds.py [--max-duty 0.05] [--batch-time 0.001] [--rounds 1]
+    python bench/gc_holds.py [--max-duty 0.025] [--batch-time 0.001] [--rounds 1]
                              [--busy-thread] [--switch-interval S] [--nice N]
                              [--template DIR]
 

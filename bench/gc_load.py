@@ -25,7 +25,7 @@ Two kinds of load, reported apart:
 ``nice10="nice -n 10 .venv/bin/moorage"``, or another checkout's ``moorage``), and prints the
 medians per variant, so two collectors are compared under the same load of the machine.
 
-    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 2ms] [--max-duty 0.05]
+    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 1ms] [--max-duty 0.025]
                             [--open-loop 0.5] [--variants LABEL=COMMAND ...]
 
 About 4-5 minutes with the defaults on a 2-core machine.
@@ -369,10 +369,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument(
-        "--batch-time", help="gc.batch_time for the collection (default 2ms on SQLite)"
+        "--batch-time", help="gc.batch_time for the collection (default 1ms on SQLite)"
     )
     parser.add_argument(
-        "--max-duty", help="gc.max_duty for the collection (default 0.05 on SQLite)"
+        "--max-duty", help="gc.max_duty for the collection (default 0.025 on SQLite)"
     )
     parser.add_argument(
         "--open-loop",
