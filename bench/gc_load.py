@@ -95,20 +95,28 @@ class Pushes:
         return f"{self.per_s:.0f} pushes/s, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
 
 
-def push_loop(url: str, seconds: float, seed: int) -> Pushes:
-    """Monolithic pushes of new 1 KiB blobs, one after the other: rate, p50, p99."""
+def push_loop(url: str, seconds: float, seed: int, log: Path | None = None) -> Pushes:
+    """Monolithic pushes of new 1 KiB blobs, one after the other: rate, p50, p99.
+    ``log``: where to write each push's start (``CLOCK_MONOTONIC``) and latency (``--trace``),
+    as the open loop's logs are written (a closed loop's push is due when it starts)."""
     latencies = []
+    starts = []
     deadline = time.monotonic() + seconds
     with httpx.Client(base_url=url, timeout=30) as http:
         n = 0
         while time.monotonic() < deadline:
             data = hashlib.sha512(b"%d-%d" % (seed, n)).digest() * 16
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            starts.append(time.monotonic())
             started = time.perf_counter()
             response = http.post(f"/v2/bench/load/blobs/uploads/?digest={digest}", content=data)
             latencies.append(time.perf_counter() - started)
             assert response.status_code == 201, response.text
             n += 1
+    if log is not None:
+        with log.open("w") as out:
+            for start, latency in zip(starts, latencies, strict=True):
+                out.write(json.dumps({"s": "pushes", "t": start, "lat": latency}) + "\n")
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
@@ -223,8 +231,8 @@ def one_round(
         # Read by bench/gc_trace.py, when it is the variant's command.
         collector_env["GC_TRACE"] = f"{trace}.gc.jsonl"
 
-    def log(window: str) -> Path | None:
-        return None if trace is None else trace.with_name(f"{trace.name}.open-{window}.jsonl")
+    def log(window: str, loop: str = "open") -> Path | None:
+        return None if trace is None else trace.with_name(f"{trace.name}.{loop}-{window}.jsonl")
 
     print(f"round {n + 1}: {shlex.join(collector)} ({load()})")
     if trace is not None:
@@ -232,7 +240,7 @@ def one_round(
     with server:
         gets_before, mixed_before = measure(server.url, args.seconds, seed + 1)
         print(f"  GETs and pushes, alone:      {describe(gets_before)}; {mixed_before}")
-        before = push_loop(server.url, args.seconds, seed + 2)
+        before = push_loop(server.url, args.seconds, seed + 2, log("before", "closed"))
         print(f"  pushes only, alone:          {before}")
         # The open loop offers a fixed share of what this server did alone, closed: half of
         # the share to GETs (of their rate beside the push loop) and half to pushes (of their
@@ -258,7 +266,7 @@ def one_round(
             print(f"  open loop, during gc:        {describe_open(open_gc)}")
         gets_gc, mixed_gc = measure(server.url, args.seconds, seed + 3)
         print(f"  GETs and pushes, during gc:  {describe(gets_gc)}; {mixed_gc}")
-        during = push_loop(server.url, args.seconds, seed + 4)
+        during = push_loop(server.url, args.seconds, seed + 4, log("gc", "closed"))
         print(f"  pushes only, during gc:      {during}")
         running = collector_process.poll() is None
         out, _ = collector_process.communicate(timeout=600)
@@ -268,7 +276,7 @@ def one_round(
             print("  (the collection ended before the measurements did: ratios understate it)")
         # Alone again, after: other work on the machine changes over a round, and "alone"
         # is the mean of before and after.
-        after = push_loop(server.url, args.seconds, seed + 5)
+        after = push_loop(server.url, args.seconds, seed + 5, log("after", "closed"))
         gets_after, mixed_after = measure(server.url, args.seconds, seed + 6)
         print(f"  pushes only, alone after:    {after}")
         print(f"  GETs and pushes, after:      {describe(gets_after)}; {mixed_after}")
@@ -398,7 +406,8 @@ def main() -> None:
     parser.add_argument(
         "--trace",
         type=Path,
-        help="write each open-loop request's due time and latency here, per round and window, "
+        help="write each open-loop request's due time and latency here, per round and window "
+        "(and each push of the closed loop's pushes-only windows), "
         "and the collector's events (with bench/gc_trace.py as the variant's command); "
         "bench/gc_trace_report.py reads them",
     )

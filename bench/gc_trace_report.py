@@ -8,7 +8,10 @@ slow requests meet much more often than chance (lift well above 1) is a cause; o
 as often as any request is not. Also the collector's own figures: writer-lock waits and holds,
 checkpoints, queue reads, unlinks, and its CPU outside those, per second of the window.
 
-    python bench/gc_trace_report.py DIR [DIR ...]
+    python bench/gc_trace_report.py DIR [DIR ...] [--loop closed]
+
+``--loop closed``: the same for the closed loop's pushes-only windows (one client pushing as
+fast as it is answered), each push counted from when it was sent.
 
 Several directories (runs of the same variants) are reported as one: their rounds per variant
 together. Each peri-event row ends with the *bump*: the share of slow requests due in the 5 ms
@@ -99,6 +102,10 @@ def _covered(intervals: list[Interval], start: float, end: float) -> float:
     return sum(max(0.0, min(e, end) - max(s, start)) for s, e in intervals)
 
 
+# The streams of each loop's logs (gc_load.py --trace): the open loop's GETs and pushes, and
+# the closed loop's pushes-only windows (each push due when the last was answered).
+STREAMS = {"open": ("GETs", "pushes"), "closed": ("pushes",)}
+
 # Offsets (ms) of a request's due time from an anchor, in bins: before the anchor is the
 # baseline the bins after it are compared with.
 BINS = [(-20, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 20), (20, 40)]
@@ -161,9 +168,9 @@ def peri_event(
     return [(n, slow) for n, slow in counts]
 
 
-def one_round(directory: Path, name: str) -> dict[str, dict[str, float]] | None:
+def one_round(directory: Path, name: str, loop: str = "open") -> dict[str, dict[str, float]] | None:
     gc_path = directory / f"{name}.gc.jsonl"
-    windows = {w: directory / f"{name}.open-{w}.jsonl" for w in ("before", "gc", "after")}
+    windows = {w: directory / f"{name}.{loop}-{w}.jsonl" for w in ("before", "gc", "after")}
     if not gc_path.exists() or not all(p.exists() for p in windows.values()):
         return None
     events = _load(gc_path)
@@ -198,7 +205,7 @@ def one_round(directory: Path, name: str) -> dict[str, dict[str, float]] | None:
             f" ms; {sum(w > 1 for w in waits)} of {len(waits)} holds (whole run) over 1 ms"
         )
     result: dict[str, dict[str, float]] = {}
-    for stream in ("GETs", "pushes"):
+    for stream in STREAMS[loop]:
         alone = [
             _p([float(r["lat"]) for r in requests[w] if r["s"] == stream], 0.99)
             for w in ("before", "after")
@@ -250,6 +257,12 @@ def _bump(shares: dict[tuple[int, int], tuple[float, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, nargs="+")
+    parser.add_argument(
+        "--loop",
+        choices=sorted(STREAMS),
+        default="open",
+        help="the open loop's windows, or the closed loop's pushes-only windows",
+    )
     args = parser.parse_args()
     by_variant: dict[str, list[dict[str, dict[str, float]]]] = {}
     for directory in args.directory:
@@ -260,14 +273,14 @@ def main() -> None:
         if len(args.directory) > 1:
             print(f"== {directory}")
         for name in names:
-            result = one_round(directory, name)
+            result = one_round(directory, name, args.loop)
             label_file = directory / f"{name}.variant"
             label = label_file.read_text() if label_file.exists() else "?"
             if result:
                 by_variant.setdefault(label, []).append(result)
     for label, rounds in by_variant.items():
         print(f"\n{label} ({len(rounds)} rounds): medians, slow / all requests overlapping each")
-        for stream in ("GETs", "pushes"):
+        for stream in STREAMS[args.loop]:
             for kind in rounds[0][stream]:
                 if kind in ("slow", "all") or kind.endswith("(all)") or kind.startswith("@"):
                     continue
@@ -275,7 +288,7 @@ def main() -> None:
                 every = statistics.median(r[stream][kind + " (all)"] for r in rounds)
                 print(f"  {stream:<7} {kind:<38} slow {slow:6.1%}  all {every:6.1%}")
         print(f"{label}: share of requests above the alone p99, by due time from an anchor (ms)")
-        for stream in ("GETs", "pushes"):
+        for stream in STREAMS[args.loop]:
             for anchor in anchors([]):
                 cells = []
                 shares: dict[tuple[int, int], tuple[float, float]] = {}
