@@ -493,6 +493,12 @@ class SqlMetadataStore:
         with self._read() as conn, read_snapshot(conn):
             yield conn
 
+    def writers_waiting(self) -> bool:
+        """On SQLite, whether another writer waits for the one in progress (meant for the
+        holder: the collector ends its transaction early then). Elsewhere False: PostgreSQL
+        writers wait only for the rows they share."""
+        return self._single_writer and self._write_lock.others_waiting()
+
     def transaction(self) -> AbstractContextManager[Connection]:
         """A durable write transaction under the writer lock, for SQL kept in other modules
         (:mod:`moorage.metadata.usage_sql`)."""

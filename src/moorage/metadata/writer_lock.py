@@ -4,15 +4,37 @@ SQLite serialises writers itself, but a writer that finds the database locked sl
 handler (up to 100 ms a nap) and tries again: under a burst of small pushes that gave tail
 latencies near a second. Here threads queue on a mutex and processes on an ``flock`` of a file
 beside the database, and the kernel wakes the next writer the moment the last one is done.
+
+A holder can also ask whether anyone waits for it (:meth:`WriterLock.others_waiting`): the
+garbage collector ends its transaction early then, so a push waits for one candidate's review
+and a commit rather than a whole batch. A waiting process says so with a shared open-file-
+description lock (``F_OFD_SETLK``) on the same file, which the holder tests with
+``F_OFD_GETLK``: both are single system calls that never block, and the kernel drops the lock
+of a process that dies. (Linux's ``flock`` and OFD locks do not interact, so one file serves.)
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import struct
 import threading
 from pathlib import Path
 from types import TracebackType
+
+# struct flock (Linux, 64-bit): l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks).
+_FLOCK = "hhqqi4x"
+# The byte the waiters lock shared; nobody takes the lock on it exclusive, it is only tested.
+_WAITING = (0, 1)
+
+
+def _ofd(fd: int, command: int, kind: int) -> int:
+    """One OFD lock request on the waiting byte; the answer's l_type (for ``F_OFD_GETLK``:
+    ``F_UNLCK`` when no other open file description holds a lock that conflicts)."""
+    start, length = _WAITING
+    request = struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0)
+    answer = fcntl.fcntl(fd, command, request)
+    return int(struct.unpack(_FLOCK, answer)[0])
 
 
 class WriterLock:
@@ -20,18 +42,48 @@ class WriterLock:
         self._thread_lock = threading.Lock()
         self._path = None if database is None else database.with_name(database.name + ".writer")
         self._fd: int | None = None
+        # This process's threads between asking for the lock and getting it; while there are
+        # any, its waiting byte is locked shared (see the module's docstring).
+        self._waiting = 0
+        self._waiting_guard = threading.Lock()
+
+    def _file(self) -> int | None:
+        if self._path is not None and self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def _count_waiting(self, change: int) -> None:
+        with self._waiting_guard:
+            self._waiting += change
+            fd = self._fd
+            if fd is None:
+                return
+            if change > 0 and self._waiting == 1:
+                _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK)
+            elif change < 0 and self._waiting == 0:
+                _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
+
+    def others_waiting(self) -> bool:
+        """Whether another writer (a thread of this process, or another process) is waiting
+        for the lock. Meant for its holder; a snapshot, never blocks."""
+        if self._waiting > 0:
+            return True
+        fd = self._fd
+        return fd is not None and _ofd(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK) != fcntl.F_UNLCK
 
     def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        if self._path is None:
-            return
+        self._file()
+        self._count_waiting(+1)
         try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
+            self._thread_lock.acquire()
+            try:
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        finally:
+            self._count_waiting(-1)
 
     def __exit__(
         self,

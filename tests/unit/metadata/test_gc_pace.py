@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -14,11 +15,11 @@ from sqlalchemy import insert, text
 
 from moorage.metadata import schema as s
 from moorage.metadata.gc_port import ManifestPolicy
-from moorage.metadata.gc_sql import SqlGcStore
+from moorage.metadata.gc_sql import Pace, SqlGcStore
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.oci.digest import Digest
-from moorage.services.gc import Collector
+from moorage.services.gc import Collector, GcReport
 from moorage.storage.port import BlobStore
 
 # SQLite's default wal_autocheckpoint: the commit that takes the log to this many pages copies
@@ -50,12 +51,17 @@ def database(tmp_path: Path) -> Iterator[tuple[SqlMetadataStore, Path]]:
     engine.dispose()
 
 
-def _abandoned_uploads(store: SqlMetadataStore, count: int) -> None:
+def _abandoned_uploads(store: SqlMetadataStore, count: int, first: int = 0) -> None:
     """``count`` blobs each linked to a repository by an upload whose manifest never came,
     their grace long over: a collection deletes every link, then every blob."""
-    digests = ["sha256:" + hashlib.sha256(b"%d" % n).hexdigest() for n in range(count)]
+    digests = [
+        "sha256:" + hashlib.sha256(b"%d" % n).hexdigest() for n in range(first, first + count)
+    ]
     with store._write() as conn:
-        conn.execute(insert(s.repositories), [{"id": 1, "name": "team/app", "created_at": 0.0}])
+        if first == 0:
+            conn.execute(
+                insert(s.repositories), [{"id": 1, "name": "team/app", "created_at": 0.0}]
+            )
         conn.execute(
             insert(s.blobs), [{"digest": d, "size": 1000, "created_at": 0.0} for d in digests]
         )
@@ -94,3 +100,65 @@ def test_the_collector_checkpoints_sqlites_log_between_its_transactions_not_in_t
     # The log's file keeps the size of its longest run between checkpoints.
     longest = (os.path.getsize(f"{path}-wal") - WAL_HEADER) // (page_size + WAL_FRAME_HEADER)
     assert 0 < longest < AUTOCHECKPOINT_PAGES / 2
+
+
+def _collect_counting_transactions(store: SqlMetadataStore, pace: Pace) -> tuple[int, GcReport]:
+    transactions = 0
+
+    def counted(work: Callable[[], None]) -> None:
+        nonlocal transactions
+        transactions += 1
+        work()
+
+    gc_store = SqlGcStore(store, pace, writes_in=counted)
+    collector = Collector(gc_store, cast(BlobStore, _NoBytes()), ManifestPolicy(), lambda: 0)
+    report = collector.run(grace=0.0)
+    return transactions, report
+
+
+def test_the_collector_ends_its_transaction_as_soon_as_a_push_waits_for_the_writer(
+    database: tuple[SqlMetadataStore, Path],
+) -> None:
+    """A push that finds the collector holding SQLite's writer waits for the candidate in
+    hand and a commit, not for the rest of its batch: the collector commits early whenever
+    another writer waits. Batches here are long enough (a minute) to take every candidate of a
+    page of the queue in one transaction unless it yields."""
+    store, _ = database
+    long_batches = Pace(batch_seconds=60.0, max_duty=1.0)
+    # Without a waiting writer: one transaction per page of the queue (100 candidates).
+    pages = 2 * 1000 // 100
+    _abandoned_uploads(store, 1000)
+    alone, _ = _collect_counting_transactions(store, long_batches)
+    assert alone <= pages + 2
+
+    _abandoned_uploads(store, 1000, first=1000)
+    stop = threading.Event()
+    pushes = 0
+
+    def pusher() -> None:
+        nonlocal pushes
+        while not stop.is_set():
+            with store._write() as conn:
+                conn.execute(text("UPDATE repositories SET created_at = created_at + 1"))
+            pushes += 1
+            stop.wait(0.001)  # a client's next request
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    try:
+        with_pushes, report = _collect_counting_transactions(store, long_batches)
+    finally:
+        stop.set()
+        thread.join(10)
+
+    assert (report.totals["link"].count, report.totals["blob"].count) == (1000, 1000)
+    assert pushes > 0
+    assert with_pushes > 5 * pages, (with_pushes, pushes)
+
+
+def test_a_transaction_cut_short_still_pauses_as_long_as_a_whole_batch() -> None:
+    """So a collector among steady pushes does less per wake, not wake more often (each wake
+    delays the requests due just after it)."""
+    pace = Pace(batch_seconds=0.001, max_duty=0.025)
+    assert pace.pause(0.0001) == pytest.approx(0.039)
+    assert pace.pause(0.002) == pytest.approx(0.078)

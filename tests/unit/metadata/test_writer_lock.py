@@ -1,0 +1,107 @@
+"""SQLite's writer lock: whether anyone waits for its holder (the garbage collector asks, to
+end its transaction early for a waiting push)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from moorage.metadata.writer_lock import WriterLock
+
+# A writer in another process: it takes the lock, says so on stdout, and waits for stdin.
+_OTHER_WRITER = """
+import sys
+from pathlib import Path
+from moorage.metadata.writer_lock import WriterLock
+print("waiting", flush=True)
+with WriterLock(Path(sys.argv[1])):
+    print("holding", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _eventually(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _other_process(database: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_WRITER, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "waiting"
+    return process
+
+
+def test_nobody_waits_for_a_lone_holder(tmp_path: Path) -> None:
+    lock = WriterLock(tmp_path / "moorage.db")
+    with lock:
+        assert not lock.others_waiting()
+    with lock:  # and again: the waiting mark of the first entry is gone
+        assert not lock.others_waiting()
+
+
+def test_a_thread_waiting_in_the_same_process_is_seen(tmp_path: Path) -> None:
+    lock = WriterLock(tmp_path / "moorage.db")
+    got = threading.Event()
+
+    def other() -> None:
+        with lock:
+            got.set()
+
+    with lock:
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert _eventually(lock.others_waiting)
+        assert not got.is_set()
+    thread.join(10)
+    assert got.is_set()
+    with lock:
+        assert not lock.others_waiting()
+
+
+def test_a_writer_waiting_in_another_process_is_seen_and_forgotten_when_it_has_the_lock(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "moorage.db"
+    lock = WriterLock(database)
+    with lock:
+        other = _other_process(database)
+        assert _eventually(lock.others_waiting)
+    assert other.stdout is not None
+    assert other.stdout.readline().strip() == "holding"
+    # It holds the lock now and waits for nobody: its waiting mark is gone.
+    assert not lock.others_waiting()
+    other.communicate("\n", timeout=10)
+    with lock:
+        assert not lock.others_waiting()
+
+
+def test_a_waiting_process_that_dies_leaves_no_mark(tmp_path: Path) -> None:
+    database = tmp_path / "moorage.db"
+    lock = WriterLock(database)
+    with lock:
+        other = _other_process(database)
+        assert _eventually(lock.others_waiting)
+        os.kill(other.pid, signal.SIGKILL)
+        other.wait(10)
+        assert _eventually(lambda: not lock.others_waiting())
+
+
+def test_an_in_memory_databases_lock_has_no_file_and_counts_threads_only() -> None:
+    lock = WriterLock(None)
+    with lock:
+        assert not lock.others_waiting()
