@@ -59,9 +59,7 @@ def _abandoned_uploads(store: SqlMetadataStore, count: int, first: int = 0) -> N
     ]
     with store._write() as conn:
         if first == 0:
-            conn.execute(
-                insert(s.repositories), [{"id": 1, "name": "team/app", "created_at": 0.0}]
-            )
+            conn.execute(insert(s.repositories), [{"id": 1, "name": "team/app", "created_at": 0.0}])
         conn.execute(
             insert(s.blobs), [{"digest": d, "size": 1000, "created_at": 0.0} for d in digests]
         )
