@@ -209,6 +209,7 @@ def one_round(
     n: int,
     label: str,
     collector: list[str],
+    server_bin: str,
 ) -> Round:
     """A server on a fresh copy of the database: the loads alone, then during one collection
     (``collector``: the command that runs ``moorage``), then alone again. The open loop goes
@@ -220,7 +221,7 @@ def one_round(
         env["MOORAGE_GC__BATCH_TIME"] = args.batch_time
     if args.max_duty:
         env["MOORAGE_GC__MAX_DUTY"] = args.max_duty
-    server = moorage_server(args.moorage, workdir, 2, env=env)
+    server = moorage_server(server_bin, workdir, 2, env=env)
     data = workdir / "moorage-data"
     argv = [*collector, "gc", "--data-dir", str(data), "--grace", "0s", "--quick"]
     seed = 10 * n
@@ -404,6 +405,13 @@ def main() -> None:
         "'nice -n 10 .venv/bin/moorage'); default: --moorage",
     )
     parser.add_argument(
+        "--server-variants",
+        nargs="+",
+        metavar="LABEL=EXECUTABLE",
+        help="builds to alternate round by round, server and collector both (EXECUTABLE: a "
+        "moorage, e.g. another checkout's .venv/bin/moorage)",
+    )
+    parser.add_argument(
         "--trace",
         type=Path,
         help="write each open-loop request's due time and latency here, per round and window "
@@ -414,17 +422,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.trace is not None:
         args.trace.mkdir(parents=True, exist_ok=True)
-    variants = [tuple(v.split("=", 1)) for v in args.variants or [f"default={args.moorage}"]]
-    results: dict[str, list[Round]] = {label: [] for label, _ in variants}
+    if args.variants and args.server_variants:
+        parser.error("--variants and --server-variants: one or the other")
+    # (label, collector's command, server's executable) per variant.
+    variants = [
+        (label, command, args.moorage)
+        for label, command in (
+            v.split("=", 1) for v in args.variants or [f"default={args.moorage}"]
+        )
+    ]
+    if args.server_variants:
+        variants = [
+            (label, executable, executable)
+            for label, executable in (v.split("=", 1) for v in args.server_variants)
+        ]
+    results: dict[str, list[Round]] = {label: [] for label, _, _ in variants}
     with tempfile.TemporaryDirectory(prefix="moorage-gc-load-") as tmp:
         template = Path(tmp) / "template"
         started = time.monotonic()
         prepare(template)
         print(f"prepared in {time.monotonic() - started:.0f} s")
         for n in range(args.rounds):
-            label, command = variants[n % len(variants)]
+            label, command, server_bin = variants[n % len(variants)]
+            workdir = Path(tmp) / f"round-{n}"
             results[label].append(
-                one_round(args, template, Path(tmp) / f"round-{n}", n, label, shlex.split(command))
+                one_round(args, template, workdir, n, label, shlex.split(command), server_bin)
             )
     for label, rounds in results.items():
         if rounds:

@@ -54,6 +54,7 @@ from moorage.metadata.presence_sql import SqlPresence
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.usage import Quota
 from moorage.metadata.usage_sql import SqlUsageStore
+from moorage.metadata.wal_checkpointer import WalCheckpointer
 from moorage.priority import WriterThread
 from moorage.services import hashing, liveness
 from moorage.services.blobs import BlobService
@@ -284,6 +285,18 @@ def start_heartbeat(registry: Registry) -> liveness.Heartbeat | None:
     heartbeat = liveness.Heartbeat(SqlPresence(metadata))
     heartbeat.start()
     return heartbeat
+
+
+def start_checkpointer(registry: Registry) -> WalCheckpointer | None:
+    """On a SQLite file, this process's thread that copies the write-ahead log into the
+    database (metadata/wal_checkpointer.py), so that no request's commit has to."""
+    metadata = registry.metadata
+    assert isinstance(metadata, SqlMetadataStore)  # the only metadata backend
+    if not metadata.file_backed_sqlite:
+        return None
+    checkpointer = WalCheckpointer(metadata)
+    checkpointer.start()
+    return checkpointer
 
 
 def start_collection(
@@ -600,6 +613,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # In each worker process (after the fork): its own row, beaten from its own thread
         # (on a database other processes may share from other hosts).
         heartbeat = await asyncio.to_thread(start_heartbeat, registry)
+        checkpointer = start_checkpointer(registry)
         tasks = [asyncio.create_task(_sweep_expired_uploads(registry))]
         if publish_gathered is not None:
             tasks.append(asyncio.create_task(_publish_metrics(publish_gathered)))
@@ -619,6 +633,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     recorder.flush()
             if trail is not None:
                 _flush_audit(trail, audit_log)
+            if checkpointer is not None:
+                await asyncio.to_thread(checkpointer.stop)
             # Last: the leases this process held are taken over at once from here on.
             if heartbeat is not None:
                 await asyncio.to_thread(heartbeat.stop)

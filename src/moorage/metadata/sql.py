@@ -53,6 +53,7 @@ from moorage.metadata.usage_sql import (
     manifest_stored,
     read_snapshot,
 )
+from moorage.metadata.wal_checkpointer import AUTOCHECKPOINT_PAGES
 from moorage.metadata.writer_lock import WriterLock
 
 # Query parameters per IN (...) list, below SQLite's and PostgreSQL's limits.
@@ -73,6 +74,9 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # A commit copies the log into the database itself only past this backstop; the servers'
+    # WalCheckpointer threads copy it long before, outside the writer lock.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -403,6 +407,7 @@ class SqlMetadataStore:
         self._single_writer = engine.dialect.name == "sqlite"
         database = engine.url.database
         file_backed = self._single_writer and database not in (None, "", ":memory:")
+        self.file_backed_sqlite = file_backed
         self._write_lock = WriterLock(Path(database) if file_backed and database else None)
         self._writer: Connection | None = None
         self._writer_durable = True
