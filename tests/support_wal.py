@@ -4,6 +4,7 @@ documented at https://www.sqlite.org/walformat.html), without touching the datab
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 
@@ -14,3 +15,11 @@ def uncopied_pages(database: Path) -> tuple[int, int]:
     (frames,) = struct.unpack_from("=I", header, 16)
     (copied,) = struct.unpack_from("=I", header, 96)
     return frames, frames - copied
+
+
+def wait_until_copied(database: Path, timeout: float = 10.0) -> tuple[int, int]:
+    """:func:`uncopied_pages` once nothing is left to copy, or at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while uncopied_pages(database)[1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return uncopied_pages(database)

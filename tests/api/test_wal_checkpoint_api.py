@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.api.support import ClientFactory
-from tests.support_wal import uncopied_pages
+from tests.support_wal import wait_until_copied
 
 
 def _checkpointer_threads() -> int:
@@ -28,9 +27,6 @@ async def test_a_push_is_copied_from_the_log_without_another_commit(
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         response = await client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", content=body)
         assert response.status_code == 201
-        deadline = time.monotonic() + 10
-        while uncopied_pages(database)[1] and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        frames, uncopied = uncopied_pages(database)
+        frames, uncopied = await asyncio.to_thread(wait_until_copied, database)
         assert frames > 0 and uncopied == 0
     assert _checkpointer_threads() == 0

@@ -150,8 +150,10 @@ def test_the_collector_ends_its_transaction_as_soon_as_a_push_waits_for_the_writ
         thread.join(10)
 
     assert (report.totals["link"].count, report.totals["blob"].count) == (1000, 1000)
-    assert pushes > 0
-    assert with_pushes > 5 * pages, (with_pushes, pushes)
+    # At a duty of 1 the collector holds the writer almost all the time, so nearly every push
+    # waits for it, and each one that does ends a transaction early.
+    assert pushes >= 10, pushes
+    assert with_pushes >= pages + pushes // 2, (with_pushes, pushes)
 
 
 def test_a_transaction_cut_short_still_pauses_as_long_as_a_whole_batch() -> None:

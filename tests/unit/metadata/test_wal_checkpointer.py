@@ -15,7 +15,7 @@ from moorage.metadata import schema as s
 from moorage.metadata.migrate import upgrade
 from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.metadata.wal_checkpointer import AUTOCHECKPOINT_PAGES, WalCheckpointer
-from tests.support_wal import uncopied_pages
+from tests.support_wal import uncopied_pages, wait_until_copied
 
 # SQLite's own default: a commit that takes the log to this many pages copies it all, holding
 # the writer meanwhile.
@@ -52,9 +52,7 @@ def _steady_writes(
             while not stop.is_set():
                 digest = f"sha256:{first + committed:064x}"
                 with store._write() as conn:
-                    conn.execute(
-                        insert(s.blobs), [{"digest": digest, "size": 1, "created_at": 0}]
-                    )
+                    conn.execute(insert(s.blobs), [{"digest": digest, "size": 1, "created_at": 0}])
                 committed += 1
                 stop.wait(0.001)
         except BaseException as error:
@@ -118,10 +116,8 @@ def test_the_checkpointer_copies_the_last_writes_once_they_stop(
     checkpointer = WalCheckpointer(store, every=0.01)
     checkpointer.start()
     try:
-        deadline = time.monotonic() + 10
-        while uncopied_pages(path)[1] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        copied = wait_until_copied(path)
     finally:
         checkpointer.stop()
-    assert uncopied_pages(path) == (frames, 0)
+    assert copied == (frames, 0)
     assert not any(t.name == "moorage-wal-checkpoint" for t in threading.enumerate())
