@@ -47,13 +47,12 @@ class WriterLock:
         self._waiting = 0
         self._waiting_guard = threading.Lock()
 
-    def _file(self) -> int | None:
-        if self._path is not None and self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        return self._fd
-
     def _count_waiting(self, change: int) -> None:
         with self._waiting_guard:
+            if self._path is not None and self._fd is None:
+                # Opened once, under the guard: two threads that each opened it would flock
+                # different descriptions, and one would unlock the other's.
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             self._waiting += change
             fd = self._fd
             if fd is None:
@@ -72,7 +71,6 @@ class WriterLock:
         return fd is not None and _ofd(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK) != fcntl.F_UNLCK
 
     def __enter__(self) -> None:
-        self._file()
         self._count_waiting(+1)
         try:
             self._thread_lock.acquire()

@@ -105,3 +105,43 @@ def test_an_in_memory_databases_lock_has_no_file_and_counts_threads_only() -> No
     lock = WriterLock(None)
     with lock:
         assert not lock.others_waiting()
+
+
+def test_threads_that_first_enter_together_share_one_lock_and_leave_it_free(
+    tmp_path: Path,
+) -> None:
+    """The file is opened once, by the first to arrive: two threads that each opened it would
+    each flock their own description, and one would release the other's, leaving it locked
+    for good (every later writer would hang)."""
+    lock = WriterLock(tmp_path / "moorage.db")
+    start = threading.Barrier(8)
+    inside = 0
+    most_inside = 0
+    count = threading.Lock()
+
+    def writer() -> None:
+        nonlocal inside, most_inside
+        start.wait()
+        for _ in range(50):
+            with lock:
+                with count:
+                    inside += 1
+                    most_inside = max(most_inside, inside)
+                with count:
+                    inside -= 1
+
+    threads = [threading.Thread(target=writer, daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads), "a writer hung"
+    assert most_inside == 1
+    done = threading.Event()
+
+    def last() -> None:
+        with lock:
+            done.set()
+
+    threading.Thread(target=last, daemon=True).start()
+    assert done.wait(5), "the lock was left held"
