@@ -63,11 +63,12 @@ class Pace:
     batch_seconds: float
     max_duty: float
 
-    def pause(self, held: float) -> float:
+    def pause(self, held: float, cut_short: bool = False) -> float:
         # A transaction cut short for a waiting writer still counts as a whole batch, so the
         # collector wakes no more often under contention (each wake delays the requests due
-        # just after it); it does less per wake instead.
-        return max(held, self.batch_seconds) * (1.0 / self.max_duty - 1.0)
+        # just after it); it does less per wake instead. Other short ones (the last of a
+        # page, an orphan's) pause for what they held.
+        return (max(held, self.batch_seconds) if cut_short else held) * (1.0 / self.max_duty - 1.0)
 
 
 # SQLite has one writer: a push that arrives during a collector's transaction waits for the rest
@@ -97,7 +98,8 @@ POSTGRES_PACE = Pace(batch_seconds=0.05, max_duty=0.5)
 
 # The collector checkpoints SQLite's log after every this many of its transactions: each writes
 # ~50 pages to the log (issue 10's scale: 52,000 pages in ~1,100 transactions of 2 ms), so ~200
-# pages a checkpoint, a fifth of SQLite's own threshold, room for the pushes' pages meanwhile.
+# pages a checkpoint, well under the commits' own threshold (1,000 pages, SQLite's default, until
+# 2026-12-06; now 4,000, metadata/wal_checkpointer.py, where a server's thread checkpoints too).
 # About three fsyncs each: 856 for issue 10's scale where SQLite's own checkpoints made 200, but
 # none of them with the writer lock held. See SqlGcStore._checkpoint.
 CHECKPOINT_EVERY = 4
@@ -176,6 +178,8 @@ class SqlGcStore(OrphanSql):
         self._writes_in = writes_in
         self._resume_at = 0.0
         self._since_checkpoint = 0
+        # Set by a batch that ended early for a waiting writer (Pace.pause).
+        self._cut_short = False
 
     def _wait_turn(self) -> None:
         # Between two of its transactions the collector steps aside (Pace): neither the writer
@@ -190,6 +194,7 @@ class SqlGcStore(OrphanSql):
         # The registry's own write transaction: on SQLite its writer lock and connection, so
         # the collector and requests take turns like any two writers.
         started = time.monotonic()
+        self._cut_short = False
         try:
             # Not durable (no fsync at commit on SQLite, no wait for the WAL flush on
             # PostgreSQL): a commit lost with power is a batch rolled back, which docs/gc.md
@@ -204,7 +209,7 @@ class SqlGcStore(OrphanSql):
             pass
         finally:
             ended = time.monotonic()
-            self._resume_at = ended + self.pace.pause(ended - started)
+            self._resume_at = ended + self.pace.pause(ended - started, self._cut_short)
 
     @contextmanager
     def _transaction(self, dry_run: bool) -> Iterator[Connection]:
@@ -218,22 +223,22 @@ class SqlGcStore(OrphanSql):
     def _checkpoint(self) -> None:
         """On SQLite, copy the write-ahead log into the database now, outside the writer lock.
 
-        SQLite checkpoints inside the commit that takes the log past 1,000 pages, fsyncs
-        included: a collector's commit did so about once in 20 (its deletes touch several
-        indexes) and then held the writer for ~10 ms instead of ``batch_time``, which pushes
-        waited out. A passive checkpoint here, between its transactions (every
-        ``CHECKPOINT_EVERY`` transactions), keeps the log short so that its commits (and the
-        pushes') rarely meet the threshold; it takes no writer lock, so pushes commit
-        meanwhile. It runs in the calling thread, at the collector's own (idle) priority,
-        not in ``writes_in``: its I/O and fsyncs then wait for the requests' (idle I/O
-        class)."""
+        SQLite checkpoints inside the commit that takes the log past ``wal_autocheckpoint``
+        pages, fsyncs included: at its default of 1,000 a collector's commit did so about once
+        in 20 (its deletes touch several indexes) and then held the writer for ~10 ms instead
+        of ``batch_time``, which pushes waited out. (A server now checkpoints every 50 ms too,
+        metadata/wal_checkpointer.py; this one is for a collector that runs without one.)
+        A passive checkpoint here, between its transactions (every ``CHECKPOINT_EVERY``
+        transactions), keeps the log short so that its commits (and the pushes') rarely meet
+        the threshold; it takes no writer lock, so pushes commit meanwhile. It runs in the
+        calling thread, at the collector's own (idle) priority, not in ``writes_in``: its I/O
+        and fsyncs then wait for the requests' (idle I/O class)."""
         if not self._store._single_writer:
             return
         self._since_checkpoint += 1
         if self._since_checkpoint < CHECKPOINT_EVERY:
             return
-        with self._store._read() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        self._store.checkpoint_log()
         self._since_checkpoint = 0
 
     def _each_in_transactions(
@@ -259,7 +264,10 @@ class SqlGcStore(OrphanSql):
                 deadline = time.monotonic() + self.pace.batch_seconds
                 while remaining:
                     review(conn, remaining.pop())
-                    if time.monotonic() > deadline or store.writers_waiting():
+                    if time.monotonic() > deadline:
+                        break
+                    if store.writers_waiting():
+                        self._cut_short = True
                         break
 
         while remaining:

@@ -498,6 +498,15 @@ class SqlMetadataStore:
         with self._read() as conn, read_snapshot(conn):
             yield conn
 
+    def checkpoint_log(self) -> None:
+        """On SQLite, a passive checkpoint: copy into the database what of the write-ahead log
+        no reader still needs, waiting for nobody (writers go on committing; a checkpoint that
+        another connection runs at that moment makes this one a no-op)."""
+        if not self._single_writer:
+            return
+        with self._read() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def writers_waiting(self) -> bool:
         """On SQLite, whether another writer waits for the one in progress (meant for the
         holder: the collector ends its transaction early then). Elsewhere False: PostgreSQL

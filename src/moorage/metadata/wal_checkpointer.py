@@ -55,15 +55,12 @@ class WalCheckpointer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def checkpoint(self) -> None:
-        """One passive checkpoint: copies what no reader still needs, waits for nobody (a
-        checkpoint another process runs at that moment makes this one a no-op)."""
-        with self._store._read() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
     def _run(self) -> None:
+        warned = False
         while not self._stopping.wait(self._every):
             try:
-                self.checkpoint()
+                self._store.checkpoint_log()
             except Exception as error:  # the next pass tries again; commits still have theirs
-                log.debug("WAL checkpoint failed: %s", error)
+                if not warned:
+                    log.warning("copying SQLite's log failed (the next passes retry): %s", error)
+                    warned = True

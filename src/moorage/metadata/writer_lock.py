@@ -8,24 +8,29 @@ beside the database, and the kernel wakes the next writer the moment the last on
 A holder can also ask whether anyone waits for it (:meth:`WriterLock.others_waiting`): the
 garbage collector ends its transaction early then, so a push waits for one candidate's review
 and a commit rather than a whole batch. A waiting process says so with a shared open-file-
-description lock (``F_OFD_SETLK``) on the same file, which the holder tests with
+description lock (``F_OFD_SETLK``, Linux 3.15+) on the same file, which the holder tests with
 ``F_OFD_GETLK``: both are single system calls that never block, and the kernel drops the lock
-of a process that dies. (Linux's ``flock`` and OFD locks do not interact, so one file serves.)
+of a process that dies. (Linux's ``flock`` and OFD locks on a local file do not interact, so
+one file serves.) Where OFD locks are missing, only this process's waiting threads are seen.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import struct
 import threading
 from pathlib import Path
 from types import TracebackType
 
+log = logging.getLogger(__name__)
+
 # struct flock (Linux, 64-bit): l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks).
 _FLOCK = "hhqqi4x"
 # The byte the waiters lock shared; nobody takes the lock on it exclusive, it is only tested.
 _WAITING = (0, 1)
+_OFD_LOCKS = hasattr(fcntl, "F_OFD_SETLK")
 
 
 def _ofd(fd: int, command: int, kind: int) -> int:
@@ -46,21 +51,27 @@ class WriterLock:
         # any, its waiting byte is locked shared (see the module's docstring).
         self._waiting = 0
         self._waiting_guard = threading.Lock()
+        self._shared_waiting = _OFD_LOCKS
 
     def _count_waiting(self, change: int) -> None:
+        """Count a waiter in (+1) or out (-1): the count changes only once the shared mark
+        agrees with it, so a failure leaves neither half-done."""
         with self._waiting_guard:
             if self._path is not None and self._fd is None:
                 # Opened once, under the guard: two threads that each opened it would flock
                 # different descriptions, and one would unlock the other's.
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._waiting += change
             fd = self._fd
-            if fd is None:
-                return
-            if change > 0 and self._waiting == 1:
-                _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK)
-            elif change < 0 and self._waiting == 0:
-                _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
+            if fd is not None and self._shared_waiting:
+                if change > 0 and self._waiting == 0:
+                    try:
+                        _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK)
+                    except OSError as error:  # no OFD locks here (EINVAL): this process only
+                        self._shared_waiting = False
+                        log.warning("writer lock: waiters of other processes unseen: %s", error)
+                elif change < 0 and self._waiting == 1:
+                    _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
+            self._waiting += change
 
     def others_waiting(self) -> bool:
         """Whether another writer (a thread of this process, or another process) is waiting
@@ -68,10 +79,13 @@ class WriterLock:
         if self._waiting > 0:
             return True
         fd = self._fd
-        return fd is not None and _ofd(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK) != fcntl.F_UNLCK
+        if fd is None or not self._shared_waiting:
+            return False
+        return _ofd(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK) != fcntl.F_UNLCK
 
     def __enter__(self) -> None:
-        self._count_waiting(+1)
+        self._count_waiting(+1)  # if this fails, nothing is held
+        held = False
         try:
             self._thread_lock.acquire()
             try:
@@ -80,8 +94,16 @@ class WriterLock:
             except BaseException:
                 self._thread_lock.release()
                 raise
+            held = True
         finally:
-            self._count_waiting(-1)
+            try:
+                self._count_waiting(-1)
+            except BaseException:
+                # Raising from __enter__ means no __exit__: let go first, or every writer of
+                # every process would wait for good.
+                if held:
+                    self.__exit__(None, None, None)
+                raise
 
     def __exit__(
         self,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -158,7 +160,58 @@ def test_the_collector_ends_its_transaction_as_soon_as_a_push_waits_for_the_writ
 
 def test_a_transaction_cut_short_still_pauses_as_long_as_a_whole_batch() -> None:
     """So a collector among steady pushes does less per wake, not wake more often (each wake
-    delays the requests due just after it)."""
+    delays the requests due just after it). Other short transactions (an orphan's, the last of
+    a page) pause for what they held."""
     pace = Pace(batch_seconds=0.001, max_duty=0.025)
-    assert pace.pause(0.0001) == pytest.approx(0.039)
+    assert pace.pause(0.0001, cut_short=True) == pytest.approx(0.039)
+    assert pace.pause(0.0001) == pytest.approx(0.0039)
     assert pace.pause(0.002) == pytest.approx(0.078)
+
+
+# A writer in another process (a server's worker): small commits, a millisecond apart, until
+# its stdin closes; it prints "writing" after its first commit and its count at the end.
+_OTHER_PROCESS_WRITER = """
+import sys, threading
+from sqlalchemy import text
+from moorage.metadata.sql import SqlMetadataStore, make_engine
+store = SqlMetadataStore(make_engine(sys.argv[1]))
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+n = 0
+while not done.is_set():
+    with store._write() as conn:
+        conn.execute(text("UPDATE repositories SET created_at = created_at + 1"))
+    n += 1
+    if n == 1:
+        print("writing", flush=True)
+    done.wait(0.001)
+print(n, flush=True)
+"""
+
+
+def test_the_collector_also_steps_aside_for_a_writer_of_another_process(
+    database: tuple[SqlMetadataStore, Path],
+) -> None:
+    """As the server's collector runs: in a process of its own, beside the workers' pushes."""
+    store, path = database
+    _abandoned_uploads(store, 1000)
+    pages = 2 * 1000 // 100
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS_WRITER, f"sqlite:///{path}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "writing"
+        transactions, report = _collect_counting_transactions(
+            store, Pace(batch_seconds=60.0, max_duty=1.0)
+        )
+        out, _ = other.communicate("", timeout=30)
+    finally:
+        other.kill()
+        other.wait(10)
+    assert (report.totals["link"].count, report.totals["blob"].count) == (1000, 1000)
+    assert int(out.strip()) >= 10
+    assert transactions >= pages + 10, transactions
