@@ -23,8 +23,6 @@ from moorage.metadata.writer_lock import WriterLock
 _OTHER_WRITER = """
 import sys
 from pathlib import Path
-import pytest
-
 from moorage.metadata.writer_lock import WriterLock
 print("waiting", flush=True)
 with WriterLock(Path(sys.argv[1])):
@@ -59,6 +57,11 @@ def _other_process(database: Path) -> Iterator[subprocess.Popen[str]]:
         process.wait(10)
 
 
+def _enter_and_leave(lock: WriterLock) -> None:
+    with lock:
+        pass
+
+
 def test_nobody_waits_for_a_lone_holder(tmp_path: Path) -> None:
     lock = WriterLock(tmp_path / "moorage.db")
     with lock:
@@ -91,14 +94,21 @@ def test_a_writer_waiting_in_another_process_is_seen_and_forgotten_when_it_has_t
 ) -> None:
     database = tmp_path / "moorage.db"
     lock = WriterLock(database)
-    with _other_process(database) as other:
-        with lock:
+    lock.__enter__()
+    held = True
+    try:
+        with _other_process(database) as other:
             assert _eventually(lock.others_waiting)
-        assert other.stdout is not None
-        assert other.stdout.readline().strip() == "holding"
-        # It holds the lock now and waits for nobody: its waiting mark is gone.
-        assert not lock.others_waiting()
-        other.communicate("\n", timeout=10)
+            lock.__exit__(None, None, None)
+            held = False
+            assert other.stdout is not None
+            assert other.stdout.readline().strip() == "holding"
+            # It holds the lock now and waits for nobody: its waiting mark is gone.
+            assert not lock.others_waiting()
+            other.communicate("\n", timeout=10)
+    finally:
+        if held:
+            lock.__exit__(None, None, None)
     with lock:
         assert not lock.others_waiting()
 
@@ -117,9 +127,7 @@ def test_an_in_memory_databases_lock_has_no_file_and_counts_threads_only() -> No
     lock = WriterLock(None)
     with lock:
         assert not lock.others_waiting()
-        thread = threading.Thread(
-            target=lambda: lock.__enter__() or lock.__exit__(None, None, None)
-        )
+        thread = threading.Thread(target=_enter_and_leave, args=(lock,))
         thread.start()
         assert _eventually(lock.others_waiting)
     thread.join(10)
