@@ -24,9 +24,12 @@ Two kinds of load, reported apart:
 ``--variants LABEL=COMMAND ...`` alternates how the collector runs, round by round (e.g.
 ``nice10="nice -n 10 .venv/bin/moorage"``, or another checkout's ``moorage``), and prints the
 medians per variant, so two collectors are compared under the same load of the machine.
+``--server-variants LABEL=EXECUTABLE ...`` alternates whole builds instead (the server and the
+collector both), for a change on the server's side.
 
     python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 1ms] [--max-duty 0.025]
                             [--open-loop 0.5] [--variants LABEL=COMMAND ...]
+                            [--server-variants LABEL=EXECUTABLE ...] [--trace DIR]
 
 About 4-5 minutes with the defaults on a 2-core machine.
 """
