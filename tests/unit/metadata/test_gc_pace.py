@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from moorage.metadata.sql import SqlMetadataStore, make_engine
 from moorage.oci.digest import Digest
 from moorage.services.gc import Collector, GcReport
 from moorage.storage.port import BlobStore
+from tests.support_process import python_process
 
 # SQLite's default wal_autocheckpoint: the commit that takes the log to this many pages copies
 # the log into the database (with fsyncs) before it returns, holding the writer all along.
@@ -196,22 +195,11 @@ def test_the_collector_also_steps_aside_for_a_writer_of_another_process(
     store, path = database
     _abandoned_uploads(store, 1000)
     pages = 2 * 1000 // 100
-    other = subprocess.Popen(
-        [sys.executable, "-c", _OTHER_PROCESS_WRITER, f"sqlite:///{path}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert other.stdout is not None
-        assert other.stdout.readline().strip() == "writing"
+    with python_process(_OTHER_PROCESS_WRITER, f"sqlite:///{path}", ready="writing") as other:
         transactions, report = _collect_counting_transactions(
             store, Pace(batch_seconds=60.0, max_duty=1.0)
         )
         out, _ = other.communicate("", timeout=30)
-    finally:
-        other.kill()
-        other.wait(10)
     assert (report.totals["link"].count, report.totals["blob"].count) == (1000, 1000)
     assert int(out.strip()) >= 10
     assert transactions >= pages + 10, transactions

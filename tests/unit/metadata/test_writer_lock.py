@@ -8,16 +8,16 @@ import fcntl
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from moorage.metadata.writer_lock import WriterLock
+from tests.support_process import python_process
 
 # A writer in another process: it takes the lock, says so on stdout, and waits for stdin.
 _OTHER_WRITER = """
@@ -40,21 +40,8 @@ def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     return False
 
 
-@contextmanager
-def _other_process(database: Path) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _OTHER_WRITER, str(database)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "waiting"
-        yield process
-    finally:
-        process.kill()
-        process.wait(10)
+def _other_process(database: Path) -> AbstractContextManager[subprocess.Popen[str]]:
+    return python_process(_OTHER_WRITER, str(database), ready="waiting")
 
 
 def _enter_and_leave(lock: WriterLock) -> None:
