@@ -27,7 +27,7 @@ medians per variant, so two collectors are compared under the same load of the m
 ``--server-variants LABEL=EXECUTABLE ...`` alternates whole builds instead (the server and the
 collector both), for a change on the server's side.
 
-    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 1ms] [--max-duty 0.025]
+    python bench/gc_load.py [--rounds 2] [--seconds 5] [--batch-time 1ms] [--max-duty 0.0125]
                             [--open-loop 0.5] [--variants LABEL=COMMAND ...]
                             [--server-variants LABEL=EXECUTABLE ...] [--trace DIR]
 
@@ -384,7 +384,7 @@ def main() -> None:
         "--batch-time", help="gc.batch_time for the collection (default 1ms on SQLite)"
     )
     parser.add_argument(
-        "--max-duty", help="gc.max_duty for the collection (default 0.025 on SQLite)"
+        "--max-duty", help="gc.max_duty for the collection (default 0.0125 on SQLite)"
     )
     parser.add_argument(
         "--open-loop",

@@ -406,7 +406,7 @@ class GcSettings(_Section):
     retention: list[RetentionRuleSettings] = []
     # How gently it runs beside requests: a write transaction ends after batch_time, and
     # the collector's transactions take at most max_duty of the time (it sleeps the rest).
-    # Unset: by database (SQLite 1ms and 0.025, PostgreSQL 50ms and 0.5; docs/gc.md).
+    # Unset: by database (SQLite 1ms and 0.0125, PostgreSQL 50ms and 0.5; docs/gc.md).
     batch_time: Duration | None = Field(None, gt=0, le=10)
     max_duty: float | None = Field(None, gt=0, le=1)
     # The collector's CPU and I/O priority: idle (it runs when clients leave a core free, and

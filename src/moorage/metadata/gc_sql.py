@@ -89,7 +89,11 @@ class Pace:
 # (90% bootstrap over rounds 1.34-1.54) -> 1.19x (1.14-1.23), push p99 1.33x -> 1.11x, for a
 # collection about twice as long (59 -> 127 s for issue 10's 20,000 candidates). Set-based
 # batches, tried for fewer transactions, did no less work (bench/README.md, session 13).
-SQLITE_PACE = Pace(batch_seconds=0.001, max_duty=0.025)
+# A duty of 0.0125 (0.025 until 2026-12-06, session 15), for the same reason: idle gc_load.py,
+# 4 rounds each alternated, pooled open-loop GET p99 1.16x (1.11-1.22) -> 1.09x (1.06-1.15),
+# push p99 1.11x -> 1.00x, at capacity one client's push p99 1.22x -> 1.09x; the collection
+# 207 -> 504 s. Moving SQLite's checkpoints instead did nothing for the GETs (bench/README.md).
+SQLITE_PACE = Pace(batch_seconds=0.001, max_duty=0.0125)
 # PostgreSQL locks rows: requests wait only for rows the collector holds, which are garbage
 # (SKIP LOCKED leaves the rest), so batches may be longer (fewer commits); the duty still
 # leaves the database server's CPU and I/O half to the requests.
