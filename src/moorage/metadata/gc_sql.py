@@ -229,14 +229,15 @@ class SqlGcStore(OrphanSql):
 
         SQLite checkpoints inside the commit that takes the log past ``wal_autocheckpoint``
         pages, fsyncs included: at its default of 1,000 a collector's commit did so about once
-        in 20 (its deletes touch several indexes) and then held the writer for ~10 ms instead
-        of ``batch_time``, which pushes waited out. (A server now checkpoints every 50 ms too,
-        metadata/wal_checkpointer.py; this one is for a collector that runs without one.)
-        A passive checkpoint here, between its transactions (every ``CHECKPOINT_EVERY``
-        transactions), keeps the log short so that its commits (and the pushes') rarely meet
-        the threshold; it takes no writer lock, so pushes commit meanwhile. It runs in the
-        calling thread, at the collector's own (idle) priority, not in ``writes_in``: its I/O
-        and fsyncs then wait for the requests' (idle I/O class)."""
+        in 20 (its deletes touch several indexes) and then held the writer for ~10 ms instead of
+        ``batch_time``, which pushes waited out. (A server now checkpoints every 50 ms too,
+        metadata/wal_checkpointer.py; this one still earns its place beside it: leaving the
+        collector's pages to the server's thread, at the requests' priority, made the pushes no
+        faster, bench/README.md, session 15.) A passive checkpoint here, between its
+        transactions (every ``CHECKPOINT_EVERY`` transactions), keeps the log short so that its
+        commits (and the pushes') rarely meet the threshold; it takes no writer lock, so pushes
+        commit meanwhile. It runs in the calling thread, at the collector's own (idle) priority,
+        not in ``writes_in``: its I/O and fsyncs then wait for the requests' (idle I/O class)."""
         if not self._store._single_writer:
             return
         self._since_checkpoint += 1
